@@ -1,0 +1,552 @@
+// Package config owns pgwarden's YAML configuration: the schema (one struct
+// per section, every field documented in docs/SPEC.md), ${ENV} expansion,
+// strict decoding (unknown keys are errors), defaults in one place, and
+// validation whose errors name the offending key path. It never opens a
+// connection or a file other than the config file itself.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole pgwarden configuration.
+type Config struct {
+	Listen      string      `yaml:"listen"`
+	TLS         TLS         `yaml:"tls"`
+	Admin       Admin       `yaml:"admin"`
+	Upstream    Upstream    `yaml:"upstream"`
+	Auth        Auth        `yaml:"auth"`
+	Credentials Credentials `yaml:"credentials"`
+	Policy      Policy      `yaml:"policy"`
+	Masking     Masking     `yaml:"masking"`
+	Recording   Recording   `yaml:"recording"`
+	Store       Store       `yaml:"store"`
+	Limits      Limits      `yaml:"limits"`
+	Log         Log         `yaml:"log"`
+}
+
+type TLS struct {
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	SelfSigned bool   `yaml:"self_signed"`
+	Require    bool   `yaml:"require"`
+}
+
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+type Upstream struct {
+	Host           string        `yaml:"host"`
+	Port           int           `yaml:"port"`
+	Databases      []string      `yaml:"databases"`
+	SSLMode        string        `yaml:"sslmode"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+type Auth struct {
+	OIDC OIDC `yaml:"oidc"`
+}
+
+type OIDC struct {
+	Issuer        string        `yaml:"issuer"`
+	Audience      string        `yaml:"audience"`
+	UsernameClaim string        `yaml:"username_claim"`
+	GroupsClaim   string        `yaml:"groups_claim"`
+	ClockSkew     time.Duration `yaml:"clock_skew"`
+	CAFile        string        `yaml:"ca_file"`
+}
+
+type Credentials struct {
+	Provider string        `yaml:"provider"`
+	TTL      time.Duration `yaml:"ttl"`
+	Native   Native        `yaml:"native"`
+	Vault    Vault         `yaml:"vault"`
+	Static   Static        `yaml:"static"`
+}
+
+type Native struct {
+	AdminDSN   string `yaml:"admin_dsn"`
+	RolePrefix string `yaml:"role_prefix"`
+}
+
+type Vault struct {
+	Address  string `yaml:"address"`
+	Auth     string `yaml:"auth"`
+	JWTRole  string `yaml:"jwt_role"`
+	JWTMount string `yaml:"jwt_mount"` // auth mount path for auth: jwt (default "jwt")
+	Mount    string `yaml:"mount"`
+	// AppRole login (auth: approle); secret id may come from ${ENV}.
+	RoleID   string `yaml:"role_id"`
+	SecretID string `yaml:"secret_id"`
+	CAFile   string `yaml:"ca_file"`
+}
+
+type Static struct {
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+}
+
+type Policy struct {
+	Roles    map[string]Role `yaml:"roles"`
+	Approval Approval        `yaml:"approval"`
+}
+
+type Role struct {
+	Actions []string `yaml:"actions"`
+	DBRole  string   `yaml:"db_role"`
+	Unmask  bool     `yaml:"unmask"`
+}
+
+type Approval struct {
+	Actions       []string      `yaml:"actions"`
+	Approvers     []string      `yaml:"approvers"`
+	Timeout       time.Duration `yaml:"timeout"`
+	Mode          string        `yaml:"mode"`
+	BulkRows      int64         `yaml:"bulk_rows"`
+	RequireReason bool          `yaml:"require_reason"`
+	Webhook       string        `yaml:"webhook"` // Slack-compatible notification URL; "" = off
+}
+
+type Masking struct {
+	HMACKey   string     `yaml:"hmac_key"`
+	Rules     []MaskRule `yaml:"rules"`
+	Detectors []string   `yaml:"detectors"`
+	Derived   string     `yaml:"derived"`
+	// DenyPredicates refuses, for groups without unmask, statements whose
+	// WHERE/JOIN/HAVING reads a masked column (an inference channel).
+	DenyPredicates bool `yaml:"deny_predicates"`
+}
+
+type MaskRule struct {
+	Table    string   `yaml:"table"`
+	Column   string   `yaml:"column"`
+	Method   string   `yaml:"method"`
+	KeepLast int      `yaml:"keep_last"`
+	JSONKeys []string `yaml:"json_keys"`
+}
+
+type Recording struct {
+	Results  bool   `yaml:"results"`
+	MaxRows  int    `yaml:"max_rows"`
+	Sinks    []Sink `yaml:"sinks"`
+	FailOpen bool   `yaml:"fail_open"` // true: run statements even when the store cannot be written (loud metric)
+	// Rotation and retention of the file store.
+	RotateBytes int64         `yaml:"rotate_bytes"`
+	RotateAge   time.Duration `yaml:"rotate_age"`
+	Retention   time.Duration `yaml:"retention"`
+	SyncEvery   time.Duration `yaml:"sync_interval"`
+}
+
+type Sink struct {
+	Type   string `yaml:"type"`
+	URL    string `yaml:"url"`
+	Format string `yaml:"format"`
+}
+
+type Store struct {
+	Dir string `yaml:"dir"`
+	DSN string `yaml:"dsn"`
+}
+
+type Limits struct {
+	MaxConnections  int           `yaml:"max_connections"`
+	MaxMessageBytes int           `yaml:"max_message_bytes"`
+	StartupTimeout  time.Duration `yaml:"startup_timeout"`
+}
+
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Error is a configuration error naming the key path that is wrong.
+// Callers exit with status 2 on it.
+type Error struct {
+	Path string // e.g. "policy.roles.analyst.actions[1]"
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return "config: " + e.Msg
+	}
+	return "config: " + e.Path + ": " + e.Msg
+}
+
+// IsConfigError reports whether err is a configuration error (exit 2).
+func IsConfigError(err error) bool {
+	var ce *Error
+	return errors.As(err, &ce)
+}
+
+// Default returns a configuration with every default filled in.
+func Default() *Config {
+	return &Config{
+		Listen: "127.0.0.1:6432",
+		TLS:    TLS{Require: true},
+		Admin:  Admin{Listen: "127.0.0.1:6480"},
+		Upstream: Upstream{
+			Host: "127.0.0.1", Port: 5432, SSLMode: "prefer", ConnectTimeout: 5 * time.Second,
+		},
+		Auth: Auth{OIDC: OIDC{
+			Audience: "pgwarden", UsernameClaim: "email", GroupsClaim: "groups", ClockSkew: 30 * time.Second,
+		}},
+		Credentials: Credentials{
+			Provider: "native", TTL: 15 * time.Minute,
+			Native: Native{RolePrefix: "pgw_"},
+			Vault:  Vault{Address: "http://127.0.0.1:8200", Auth: "token", JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database"},
+		},
+		Policy: Policy{Approval: Approval{
+			Actions: []string{"bulk_delete", "truncate", "drop", "index", "admin"},
+			Timeout: 10 * time.Minute, Mode: "wait", BulkRows: 1000,
+		}},
+		Masking:   Masking{Derived: "mask"},
+		Recording: Recording{Results: true, MaxRows: 100, RotateBytes: 64 << 20, SyncEvery: time.Second},
+		Store:     Store{Dir: "./data"},
+		Limits:    Limits{MaxConnections: 1000, MaxMessageBytes: 64 << 20, StartupTimeout: 10 * time.Second},
+		Log:       Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads, expands, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Msg: err.Error()}
+	}
+	return Parse(data)
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// ExpandEnv replaces ${NAME} (and ${NAME:-default}) with the environment's value.
+func ExpandEnv(s string) string {
+	return envRef.ReplaceAllStringFunc(s, func(m string) string {
+		sub := envRef.FindStringSubmatch(m)
+		if v, ok := os.LookupEnv(sub[1]); ok && v != "" {
+			return v
+		}
+		return sub[3]
+	})
+}
+
+// Parse decodes YAML bytes on top of the defaults and validates the result.
+func Parse(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &Error{Msg: "invalid YAML: " + err.Error()}
+	}
+	cfg := Default()
+	if len(root.Content) == 0 { // empty document
+		return cfg, cfg.Validate()
+	}
+	doc := root.Content[0]
+	expandNode(doc)
+	if err := checkKeys(doc, reflect.TypeOf(*cfg), ""); err != nil {
+		return nil, err
+	}
+	if err := doc.Decode(cfg); err != nil {
+		return nil, &Error{Msg: err.Error()}
+	}
+	return cfg, cfg.Validate()
+}
+
+func expandNode(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		n.Value = ExpandEnv(n.Value)
+		if n.Tag == "!!str" || n.Style != 0 {
+			return
+		}
+		n.Tag = "" // let the decoder resolve the expanded value's type
+	}
+	for _, c := range n.Content {
+		expandNode(c)
+	}
+}
+
+// checkKeys walks the node tree against the struct type and reports the
+// first unknown key (or wrong shape) with its full path.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if t == reflect.TypeOf(time.Duration(0)) {
+			return nil
+		}
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return &Error{Path: orRoot(path), Msg: "expected a mapping"}
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if name != "" && name != "-" {
+				fields[name] = f.Type
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			ft, ok := fields[key]
+			p := join(path, key)
+			if !ok {
+				return &Error{Path: p, Msg: "unknown key"}
+			}
+			if err := checkKeys(n.Content[i+1], ft, p); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return &Error{Path: orRoot(path), Msg: "expected a mapping"}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkKeys(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return &Error{Path: orRoot(path), Msg: "expected a list"}
+		}
+		for i, c := range n.Content {
+			if err := checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	default:
+		if n.Kind != yaml.ScalarNode {
+			return &Error{Path: orRoot(path), Msg: "expected a single value"}
+		}
+		if t == reflect.TypeOf(time.Duration(0)) {
+			if _, err := time.ParseDuration(n.Value); err != nil {
+				return &Error{Path: path, Msg: fmt.Sprintf("invalid duration %q (use e.g. 30s, 15m)", n.Value)}
+			}
+			return nil
+		}
+		var probe = reflect.New(t).Interface()
+		if err := n.Decode(probe); err != nil {
+			return &Error{Path: path, Msg: fmt.Sprintf("invalid value %q for a %s", n.Value, t.Kind())}
+		}
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return "(root)"
+	}
+	return p
+}
+
+// Actions are the statement classes of docs/SPEC.md; "all" allows every one.
+var Actions = []string{"search", "read", "insert", "update", "delete", "bulk_delete", "truncate", "ddl", "drop", "index", "export", "admin", "session"}
+
+func isAction(a string) bool {
+	for _, x := range Actions {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func oneOf(path, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return &Error{Path: path, Msg: fmt.Sprintf("%q is not one of %s", v, strings.Join(allowed, ", "))}
+}
+
+func hostPort(path, v string) error {
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return &Error{Path: path, Msg: fmt.Sprintf("%q is not host:port", v)}
+	}
+	return nil
+}
+
+// Validate checks values and cross-field rules, naming the bad key path.
+func (c *Config) Validate() error {
+	if err := hostPort("listen", c.Listen); err != nil {
+		return err
+	}
+	if c.Admin.Listen != "" {
+		if err := hostPort("admin.listen", c.Admin.Listen); err != nil {
+			return err
+		}
+	}
+	if !c.TLS.SelfSigned && (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return &Error{Path: "tls.key_file", Msg: "cert_file and key_file must be set together"}
+	}
+	if c.TLS.Require && !c.TLS.SelfSigned && c.TLS.CertFile == "" {
+		return &Error{Path: "tls.require", Msg: "TLS is required but neither cert_file/key_file nor self_signed is set"}
+	}
+	if c.Upstream.Port <= 0 || c.Upstream.Port > 65535 {
+		return &Error{Path: "upstream.port", Msg: fmt.Sprintf("%d is not a port", c.Upstream.Port)}
+	}
+	if err := oneOf("upstream.sslmode", c.Upstream.SSLMode, "disable", "prefer", "require", "verify-full"); err != nil {
+		return err
+	}
+	if c.Upstream.ConnectTimeout <= 0 {
+		return &Error{Path: "upstream.connect_timeout", Msg: "must be positive"}
+	}
+	if c.Auth.OIDC.Issuer == "" {
+		return &Error{Path: "auth.oidc.issuer", Msg: "required"}
+	}
+	if !strings.HasPrefix(c.Auth.OIDC.Issuer, "https://") && !strings.HasPrefix(c.Auth.OIDC.Issuer, "http://") {
+		return &Error{Path: "auth.oidc.issuer", Msg: "must be an http(s) URL"}
+	}
+	if c.Auth.OIDC.Audience == "" {
+		return &Error{Path: "auth.oidc.audience", Msg: "required"}
+	}
+	if c.Auth.OIDC.UsernameClaim == "" {
+		return &Error{Path: "auth.oidc.username_claim", Msg: "required"}
+	}
+	if c.Auth.OIDC.ClockSkew < 0 {
+		return &Error{Path: "auth.oidc.clock_skew", Msg: "must not be negative"}
+	}
+	if err := oneOf("credentials.provider", c.Credentials.Provider, "native", "vault", "static"); err != nil {
+		return err
+	}
+	if c.Credentials.TTL < time.Minute {
+		return &Error{Path: "credentials.ttl", Msg: "must be at least 1m"}
+	}
+	switch c.Credentials.Provider {
+	case "native":
+		if c.Credentials.Native.AdminDSN == "" {
+			return &Error{Path: "credentials.native.admin_dsn", Msg: "required for provider native"}
+		}
+		if !regexp.MustCompile(`^[a-z_][a-z0-9_]{0,15}$`).MatchString(c.Credentials.Native.RolePrefix) {
+			return &Error{Path: "credentials.native.role_prefix", Msg: "must be 1-16 lowercase letters, digits or _"}
+		}
+	case "vault":
+		if err := oneOf("credentials.vault.auth", c.Credentials.Vault.Auth, "token", "jwt", "approle"); err != nil {
+			return err
+		}
+		if c.Credentials.Vault.Address == "" {
+			return &Error{Path: "credentials.vault.address", Msg: "required for provider vault"}
+		}
+		if c.Credentials.Vault.Mount == "" {
+			return &Error{Path: "credentials.vault.mount", Msg: "required for provider vault"}
+		}
+	case "static":
+		if c.Credentials.Static.User == "" {
+			return &Error{Path: "credentials.static.user", Msg: "required for provider static"}
+		}
+	}
+	for name, r := range c.Policy.Roles {
+		for i, a := range r.Actions {
+			if a != "all" && !isAction(a) {
+				return &Error{Path: fmt.Sprintf("policy.roles.%s.actions[%d]", name, i), Msg: fmt.Sprintf("unknown action %q (one of all, %s)", a, strings.Join(Actions, ", "))}
+			}
+		}
+	}
+	ap := c.Policy.Approval
+	for i, a := range ap.Actions {
+		if !isAction(a) {
+			return &Error{Path: fmt.Sprintf("policy.approval.actions[%d]", i), Msg: fmt.Sprintf("unknown action %q", a)}
+		}
+	}
+	if err := oneOf("policy.approval.mode", ap.Mode, "wait", "retry"); err != nil {
+		return err
+	}
+	if ap.Timeout <= 0 {
+		return &Error{Path: "policy.approval.timeout", Msg: "must be positive"}
+	}
+	if ap.BulkRows < 0 {
+		return &Error{Path: "policy.approval.bulk_rows", Msg: "must not be negative"}
+	}
+	for i, g := range ap.Approvers {
+		if _, ok := c.Policy.Roles[g]; !ok && len(c.Policy.Roles) > 0 {
+			return &Error{Path: fmt.Sprintf("policy.approval.approvers[%d]", i), Msg: fmt.Sprintf("group %q has no entry under policy.roles", g)}
+		}
+	}
+	if err := oneOf("masking.derived", c.Masking.Derived, "mask", "deny"); err != nil {
+		return err
+	}
+	for i, r := range c.Masking.Rules {
+		p := fmt.Sprintf("masking.rules[%d]", i)
+		if r.Column == "" {
+			return &Error{Path: p + ".column", Msg: "required"}
+		}
+		if err := oneOf(p+".method", r.Method, "redact", "null", "partial", "email", "hash"); err != nil {
+			return err
+		}
+		if r.Method == "partial" && r.KeepLast <= 0 {
+			return &Error{Path: p + ".keep_last", Msg: "method partial needs keep_last > 0"}
+		}
+		if r.Method == "hash" && c.Masking.HMACKey == "" {
+			return &Error{Path: "masking.hmac_key", Msg: fmt.Sprintf("required by %s (method hash)", p)}
+		}
+	}
+	for i, d := range c.Masking.Detectors {
+		if err := oneOf(fmt.Sprintf("masking.detectors[%d]", i), d, "email", "phone", "credit_card", "ssn"); err != nil {
+			return err
+		}
+	}
+	if c.Recording.MaxRows < 0 {
+		return &Error{Path: "recording.max_rows", Msg: "must not be negative"}
+	}
+	for i, s := range c.Recording.Sinks {
+		p := fmt.Sprintf("recording.sinks[%d]", i)
+		if err := oneOf(p+".type", s.Type, "file", "webhook", "stdout"); err != nil {
+			return err
+		}
+		if s.Type == "webhook" && s.URL == "" {
+			return &Error{Path: p + ".url", Msg: "required for a webhook sink"}
+		}
+		if s.Format != "" {
+			if err := oneOf(p+".format", s.Format, "jsonl", "ocsf"); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Store.Dir == "" && c.Store.DSN == "" {
+		return &Error{Path: "store.dir", Msg: "store.dir or store.dsn is required"}
+	}
+	if c.Limits.MaxConnections <= 0 {
+		return &Error{Path: "limits.max_connections", Msg: "must be positive"}
+	}
+	if c.Limits.MaxMessageBytes < 1024 {
+		return &Error{Path: "limits.max_message_bytes", Msg: "must be at least 1024"}
+	}
+	if c.Limits.StartupTimeout <= 0 {
+		return &Error{Path: "limits.startup_timeout", Msg: "must be positive"}
+	}
+	if err := oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	if err := oneOf("log.format", c.Log.Format, "json", "console"); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+// Package identity turns an OIDC token into a Principal or a typed refusal.
+// Nothing else in pgwarden parses JWTs. It verifies signature (JWKS from the
+// issuer's discovery document, cached and refreshed on key rotation), issuer,
+// audience, expiry/not-before with clock skew, and maps claims to the user
+// name and groups. It also hosts the development issuer used by
+// `pgwarden dev` and `pgwarden token`.
+package identity
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Principal is a verified identity.
+type Principal struct {
+	User    string    // value of username_claim; equals the startup user
+	Subject string    // sub
+	Groups  []string  // from groups_claim (normalized to a flat list)
+	Expiry  time.Time // token exp
+	Issuer  string
+}
+
+// HasGroup reports whether the principal is in group g.
+func (p Principal) HasGroup(g string) bool {
+	for _, x := range p.Groups {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+// Reason classifies a refusal for metrics and logs (never the full detail to clients).
+type Reason string
+
+const (
+	ReasonMissing      Reason = "missing"
+	ReasonMalformed    Reason = "malformed"
+	ReasonExpired      Reason = "expired"
+	ReasonNotYetValid  Reason = "not_yet_valid"
+	ReasonIssuer       Reason = "issuer"
+	ReasonAudience     Reason = "audience"
+	ReasonSignature    Reason = "signature"
+	ReasonUserMismatch Reason = "user_mismatch"
+	ReasonClaims       Reason = "claims"
+	ReasonUnavailable  Reason = "issuer_unavailable"
+)
+
+// RefusalError is returned by Verify when a token is not accepted.
+// Short() is what an unauthenticated client may see; Error() is for logs.
+type RefusalError struct {
+	Reason Reason
+	Detail string // log-only detail; never contains the token
+}
+
+func (e *RefusalError) Error() string { return "token refused (" + string(e.Reason) + "): " + e.Detail }
+
+// Short is the client-safe reason phrase.
+func (e *RefusalError) Short() string {
+	switch e.Reason {
+	case ReasonMissing:
+		return "no token given as password"
+	case ReasonExpired:
+		return "token expired"
+	case ReasonUserMismatch:
+		return "user does not match token"
+	case ReasonUnavailable:
+		return "identity provider unavailable"
+	default:
+		return "invalid token"
+	}
+}
+
+// AsRefusal reports whether err is a *RefusalError.
+func AsRefusal(err error) (*RefusalError, bool) {
+	var r *RefusalError
+	ok := errors.As(err, &r)
+	return r, ok
+}
+
+// Verifier checks a token. user is the startup user name ("" skips the
+// user-match check, e.g. for the admin API's bearer tokens).
+type Verifier interface {
+	Verify(ctx context.Context, token, user string) (Principal, error)
+	// Check reports whether the issuer (discovery + JWKS) is reachable (for /readyz).
+	Check(ctx context.Context) error
+}

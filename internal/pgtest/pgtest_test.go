@@ -1,0 +1,31 @@
+package pgtest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestStartWithVector(t *testing.T) {
+	c := StartT(t, Options{})
+	ctx := context.Background()
+	if err := c.CreateDB(ctx, "vectors"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, "vectors", "CREATE ROLE r LOGIN PASSWORD 'secret-pw'"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, c.DSN("r", "secret-pw", "vectors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var d float64
+	if err := conn.QueryRow(ctx, "SELECT '[1,2]'::vector <-> '[1,3]'::vector").Scan(&d); err != nil || d != 1 {
+		t.Fatalf("distance = %v, %v", d, err)
+	}
+	if _, err := pgx.Connect(ctx, c.DSN("r", "wrong", "vectors")); err == nil {
+		t.Fatal("wrong password accepted: scram not enforced")
+	}
+}

@@ -1,0 +1,5 @@
+package pgtest
+
+import "syscall"
+
+var syscallZero = syscall.Signal(0)
