@@ -86,3 +86,16 @@ type Verifier interface {
 	// Check reports whether the issuer (discovery + JWKS) is reachable (for /readyz).
 	Check(ctx context.Context) error
 }
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p (set by the admin API's bearer middleware).
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the principal the bearer middleware verified, if any.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,7 +227,7 @@ func (c *Cluster) Stop() {
 		_ = c.cmd.Process.Signal(os.Interrupt) // SIGINT = fast shutdown
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
-			if c.cmd.ProcessState != nil || c.cmd.Process.Signal(syscallZero) != nil {
+			if c.cmd.ProcessState != nil || c.cmd.Process.Signal(syscall.Signal(0)) != nil {
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -279,10 +280,15 @@ func (c *Cluster) waitReady(ctx context.Context, max time.Duration) error {
 }
 
 func (c *Cluster) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	if c.uid == nil {
-		return exec.CommandContext(ctx, name, args...)
+	cmd := exec.CommandContext(ctx, name, args...)
+	if c.uid != nil {
+		uid, _ := strconv.Atoi(c.uid.Uid)
+		gid, _ := strconv.Atoi(c.uid.Gid)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		cmd.Env = append(os.Environ(), "HOME="+c.uid.HomeDir, "USER=postgres")
+		cmd.Dir = os.TempDir()
 	}
-	return exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+	return cmd
 }
 
 func (c *Cluster) run(ctx context.Context, name string, args ...string) ([]byte, error) {

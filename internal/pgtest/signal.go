@@ -1,5 +1,0 @@
-package pgtest
-
-import "syscall"
-
-var syscallZero = syscall.Signal(0)
