@@ -1,0 +1,251 @@
+package approvals
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/internal/pgerr"
+)
+
+// State is the lifecycle state of an approval request.
+type State string
+
+// The states of docs/SPEC.md. Pending and Approved are open; the others are
+// final (no transition leaves them).
+const (
+	Pending   State = "pending"
+	Approved  State = "approved"
+	Denied    State = "denied"
+	Expired   State = "expired"
+	Withdrawn State = "withdrawn"
+	Executed  State = "executed"
+)
+
+// Valid reports whether s is one of the six states.
+func (s State) Valid() bool {
+	switch s {
+	case Pending, Approved, Denied, Expired, Withdrawn, Executed:
+		return true
+	}
+	return false
+}
+
+// Final reports whether no further transition is possible.
+func (s State) Final() bool { return s != Pending && s != Approved }
+
+// Modes of policy.approval.mode.
+const (
+	ModeWait  = "wait"
+	ModeRetry = "retry"
+)
+
+// Approval is one held statement, as stored and as returned by the API.
+// Comment holds the approver's comment on approve and the reason given on
+// deny; Reason is the requester's own justification (SET pgwarden.reason).
+type Approval struct {
+	ID           string     `json:"id"`
+	State        State      `json:"state"`
+	Mode         string     `json:"mode"`
+	Requester    string     `json:"requester"`
+	Groups       []string   `json:"groups"`
+	Session      string     `json:"session"`
+	Database     string     `json:"database"`
+	SQL          string     `json:"sql"`
+	Params       []string   `json:"params"`
+	Action       string     `json:"action"`
+	EstimateRows int64      `json:"estimate_rows"`
+	Reason       string     `json:"reason"`
+	CreatedAt    time.Time  `json:"created_at"`
+	ExpiresAt    time.Time  `json:"expires_at"`
+	DecidedBy    string     `json:"decided_by"`
+	DecidedAt    *time.Time `json:"decided_at"`
+	Comment      string     `json:"comment"`
+	ExecutedAt   *time.Time `json:"executed_at,omitempty"`
+	// Note explains a state pgwarden set by itself (expired, withdrawn).
+	Note string `json:"note,omitempty"`
+	// Fingerprint identifies (requester, database, normalized SQL, params)
+	// for retry-mode matching; a SHA-256, never the SQL itself.
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+func (a *Approval) clone() *Approval {
+	c := *a
+	c.Groups = append([]string(nil), a.Groups...)
+	c.Params = append([]string(nil), a.Params...)
+	if a.DecidedAt != nil {
+		t := *a.DecidedAt
+		c.DecidedAt = &t
+	}
+	if a.ExecutedAt != nil {
+		t := *a.ExecutedAt
+		c.ExecutedAt = &t
+	}
+	return &c
+}
+
+// Request is what the relay glue knows about a statement it must hold.
+type Request struct {
+	Requester string   // Principal.User
+	Groups    []string // Principal.Groups
+	Session   string   // pgwire SessionInfo.ID
+	Database  string
+	SQL       string // exact text as the client sent it
+	// NormSQL is the normalized statement used to match a retry-mode re-run
+	// (e.g. pg_query's normalized form); "" means SQL itself.
+	NormSQL string
+	// Params are the bound parameter values in text form. Encode NULL
+	// distinctly from '' (e.g. as "\\N") so the two never match each other.
+	Params       []string
+	Action       string // the action that needs approval (several joined by ",")
+	EstimateRows int64  // planner estimate; -1 if unknown
+	Reason       string // SET pgwarden.reason, "" if none
+}
+
+// Outcome is how a wait ended.
+type Outcome struct {
+	State    State
+	Reason   string    // human-readable: who denied and why, timeout, withdrawal
+	Approval *Approval // the request as it was when the wait ended
+}
+
+// Err returns the client error for an outcome that must not run (57014),
+// or nil when the statement was approved.
+func (o Outcome) Err() *pgerr.Error {
+	if o.State == Approved {
+		return nil
+	}
+	id := ""
+	if o.Approval != nil {
+		id = o.Approval.ID
+	}
+	return pgerr.New(pgerr.QueryCanceled, "pgwarden: approval %s %s: %s", id, o.State, o.Reason)
+}
+
+// Event is a state change, reported to the observer (WithObserver) so the
+// glue can write it into the session record.
+type Event struct {
+	// Type is "hold" for a new request, else the new state
+	// ("approved", "denied", "expired", "withdrawn", "executed").
+	Type     string
+	Time     time.Time
+	Approval *Approval // a copy, safe to keep
+}
+
+// Decision maps the event to the session record's decision field
+// ("hold", "approved", "denied"; "" for the others).
+func (e Event) Decision() string {
+	switch e.Type {
+	case "hold", "approved", "denied":
+		return e.Type
+	}
+	return ""
+}
+
+// Sentinel kinds; every error returned by the Manager for a refusal wraps
+// one of these (errors.Is) and carries a message fit for an API client.
+var (
+	ErrNotFound       = errors.New("approval not found")
+	ErrForbidden      = errors.New("forbidden")
+	ErrConflict       = errors.New("approval already decided")
+	ErrInvalid        = errors.New("invalid request")
+	ErrReasonRequired = errors.New("a reason is required")
+)
+
+// Error is a refusal with a message for the caller (HTTP body, CLI output).
+type Error struct {
+	Kind error // one of the sentinels above
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+func refuse(kind error, format string, args ...any) *Error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ReasonRequiredMessage is sent (42501) when policy.approval.require_reason
+// is on and the session set no reason before a statement that needs approval.
+const ReasonRequiredMessage = "pgwarden: this statement needs approval and policy.approval.require_reason is on: " +
+	"give a reason first, e.g. SET pgwarden.reason = 'ticket OPS-123: purge test docs'; then run the statement again"
+
+// HeldNotice is the NoticeResponse a wait-mode client receives before it blocks.
+func HeldNotice(a *Approval) *pgproto3.NoticeResponse {
+	return pgerr.Notice("pgwarden: statement held for approval %s; an approver runs: pgwarden approvals approve %s", a.ID, a.ID)
+}
+
+// RetryError is the 55000 error a retry-mode client receives at once.
+func RetryError(a *Approval, validity time.Duration) *pgerr.Error {
+	return pgerr.New(pgerr.ObjectNotInPrerequisiteState,
+		"pgwarden: statement held for approval %s; an approver runs: pgwarden approvals approve %s; then run the identical statement again (valid %s after approval)",
+		a.ID, a.ID, validity).
+		WithHint("pgwarden approvals show %s shows its state", a.ID)
+}
+
+// ValidateConfig checks the approval section beyond config.Validate
+// (the webhook URL), naming the key path like config errors do.
+func ValidateConfig(c config.Approval) error {
+	if c.Webhook != "" {
+		if err := checkWebhookURL(c.Webhook); err != nil {
+			return &config.Error{Path: "policy.approval.webhook", Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns 16 characters of lowercase base32 (80 random bits): URL-safe
+// and unguessable.
+func newID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go >= 1.24)
+	return idEncoding.EncodeToString(b[:])
+}
+
+// validID reports whether s could be an ID we issued (bounds lookups of
+// untrusted input before they reach the store).
+func validID(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// Fingerprint hashes what a retry-mode re-run must repeat exactly: the
+// requester, the database, the normalized SQL and every parameter.
+// Length prefixes keep ("ab","c") and ("a","bc") apart.
+func Fingerprint(requester, database, normSQL string, params []string) string {
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	put(requester)
+	put(database)
+	put(normSQL)
+	binary.BigEndian.PutUint64(n[:], uint64(len(params)))
+	h.Write(n[:])
+	for _, p := range params {
+		put(p)
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}

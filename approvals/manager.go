@@ -1,0 +1,555 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/internal/pgerr"
+)
+
+// Limits on free text taken from clients and approvers.
+const (
+	MaxReasonBytes  = 2000 // SET pgwarden.reason, clipped
+	MaxCommentBytes = 2000 // approve comment / deny reason, refused above
+)
+
+// Manager holds statements, waits for decisions and enforces four eyes.
+// One Manager serves the whole gateway; it is safe for concurrent use.
+type Manager struct {
+	cfg      config.Approval
+	store    *Store
+	log      zerolog.Logger
+	now      func() time.Time
+	observer func(Event)
+	notify   *notifier
+	httpc    *http.Client
+
+	mu   sync.Mutex
+	live map[string]*waiter // wait-mode requests of live sessions, pending or approved-unexecuted
+}
+
+type waiter struct {
+	session string
+	changed chan struct{} // closed when the request leaves pending
+	closed  bool
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithObserver reports every state change (hold, decisions, expiry,
+// withdrawal, execution) to fn, synchronously after it is stored. fn must
+// not block for long; it may call back into the Manager.
+func WithObserver(fn func(Event)) Option { return func(m *Manager) { m.observer = fn } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(m *Manager) { m.now = now } }
+
+// WithHTTPClient sets the client used for the webhook (default: 5s timeout).
+func WithHTTPClient(c *http.Client) Option { return func(m *Manager) { m.httpc = c } }
+
+// New returns a Manager over an open store. Requests that Open expired
+// are logged. Call Close when the gateway stops (it waits for webhook
+// deliveries in flight, at most their timeout).
+func New(cfg config.Approval, store *Store, log zerolog.Logger, opts ...Option) *Manager {
+	m := &Manager{
+		cfg:   cfg,
+		store: store,
+		log:   log.With().Str("component", "approvals").Logger(),
+		now:   time.Now,
+		live:  map[string]*waiter{},
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	if m.cfg.Mode == "" {
+		m.cfg.Mode = ModeWait
+	}
+	if m.cfg.Timeout <= 0 {
+		m.cfg.Timeout = 10 * time.Minute
+	}
+	if cfg.Webhook != "" {
+		if err := checkWebhookURL(cfg.Webhook); err != nil {
+			m.log.Error().Err(err).Msg("policy.approval.webhook unusable; webhook notifications are off")
+		} else {
+			m.notify = newNotifier(cfg.Webhook, m.httpc, m.log)
+		}
+	}
+	for _, a := range store.ExpiredAtOpen() {
+		m.log.Warn().Str("approval", a.ID).Str("requester", a.Requester).Str("session", a.Session).
+			Str("note", a.Note).Msg("approval request expired at start-up")
+	}
+	return m
+}
+
+// Close waits for webhook deliveries in flight. It does not close the store.
+func (m *Manager) Close() {
+	if m.notify != nil {
+		m.notify.close()
+	}
+}
+
+// Mode is policy.approval.mode: "wait" or "retry".
+func (m *Manager) Mode() string { return m.cfg.Mode }
+
+// Timeout is policy.approval.timeout (the decision deadline and, in retry
+// mode, how long an approval stays usable).
+func (m *Manager) Timeout() time.Duration { return m.cfg.Timeout }
+
+// Hold creates and stores a request for r, notifies, and returns it. In
+// wait mode the caller then sends HeldNotice and calls Wait; in retry mode
+// it returns RetryError at once. With require_reason and no r.Reason it
+// returns a *pgerr.Error (42501, ReasonRequiredMessage) wrapping
+// ErrReasonRequired and stores nothing.
+func (m *Manager) Hold(ctx context.Context, r Request) (*Approval, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if r.Requester == "" || r.SQL == "" {
+		return nil, refuse(ErrInvalid, "approvals: hold needs a requester and SQL")
+	}
+	reason := strings.TrimSpace(r.Reason)
+	if m.cfg.RequireReason && reason == "" {
+		return nil, pgerr.New(pgerr.InsufficientPrivilege, ReasonRequiredMessage).WithCause(ErrReasonRequired)
+	}
+	if len(reason) > MaxReasonBytes {
+		reason = clip(reason, MaxReasonBytes)
+	}
+	now := m.now().UTC()
+	norm := r.NormSQL
+	if norm == "" {
+		norm = r.SQL
+	}
+	a := &Approval{
+		ID:           newID(),
+		State:        Pending,
+		Mode:         m.cfg.Mode,
+		Requester:    r.Requester,
+		Groups:       append([]string{}, r.Groups...),
+		Session:      r.Session,
+		Database:     r.Database,
+		SQL:          r.SQL,
+		Params:       append([]string{}, r.Params...),
+		Action:       r.Action,
+		EstimateRows: r.EstimateRows,
+		Reason:       reason,
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(m.cfg.Timeout),
+		Fingerprint:  Fingerprint(r.Requester, r.Database, norm, r.Params),
+	}
+	var w *waiter
+	if a.Mode == ModeWait {
+		w = &waiter{session: r.Session, changed: make(chan struct{})}
+		m.mu.Lock()
+		m.live[a.ID] = w
+		m.mu.Unlock()
+	}
+	if err := m.store.create(a); err != nil {
+		if w != nil {
+			m.mu.Lock()
+			delete(m.live, a.ID)
+			m.mu.Unlock()
+		}
+		return nil, fmt.Errorf("approvals: store request: %w", err)
+	}
+	m.log.Info().Str("approval", a.ID).Str("requester", a.Requester).Strs("groups", a.Groups).
+		Str("session", a.Session).Str("database", a.Database).Str("action", a.Action).
+		Int64("estimate_rows", a.EstimateRows).Str("reason", a.Reason).Str("mode", a.Mode).
+		Time("expires_at", a.ExpiresAt).
+		Str("approve_with", "pgwarden approvals approve "+a.ID).
+		Msg("statement held for approval")
+	m.emit("hold", a)
+	if m.notify != nil {
+		m.notify.send(holdText(a))
+	}
+	return a.clone(), nil
+}
+
+// Wait blocks until the request held in wait mode is decided, its
+// timeout passes (expired), its session ends, or ctx is cancelled (a
+// client CancelRequest): then it is withdrawn, also when an approval
+// arrived at the same instant — a cancelled statement never runs. Other
+// requests are never blocked by it. On Approved the caller must call
+// MarkExecuted before forwarding the statement, and forward only if that
+// returns nil.
+func (m *Manager) Wait(ctx context.Context, id string) (Outcome, error) {
+	m.mu.Lock()
+	w := m.live[id]
+	m.mu.Unlock()
+	a, err := m.store.get(id)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if a.State != Pending {
+		return outcomeOf(a), nil
+	}
+	if w == nil {
+		return Outcome{}, refuse(ErrInvalid, "approval %s is not held by a session of this gateway", id)
+	}
+	timer := time.NewTimer(a.ExpiresAt.Sub(m.now()))
+	defer timer.Stop()
+	select {
+	case <-w.changed:
+	case <-timer.C:
+		m.transition(id, "expired", func(a *Approval) bool {
+			if a.State != Pending {
+				return false
+			}
+			a.State, a.Note = Expired, fmt.Sprintf("not decided within %s", m.cfg.Timeout)
+			return true
+		})
+	case <-ctx.Done():
+		m.transition(id, "withdrawn", func(a *Approval) bool {
+			if a.State != Pending && a.State != Approved {
+				return false
+			}
+			a.State, a.Note = Withdrawn, "withdrawn: the client cancelled the statement"
+			return true
+		})
+	}
+	a, err = m.store.get(id)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return outcomeOf(a), nil
+}
+
+func outcomeOf(a *Approval) Outcome {
+	o := Outcome{State: a.State, Approval: a}
+	switch a.State {
+	case Approved:
+		o.Reason = "approved by " + a.DecidedBy
+	case Denied:
+		o.Reason = "denied by " + a.DecidedBy
+		if a.Comment != "" {
+			o.Reason += ": " + a.Comment
+		}
+	case Executed:
+		o.Reason = "already executed"
+	case Pending:
+		o.Reason = "still pending"
+	default:
+		o.Reason = a.Note
+	}
+	return o
+}
+
+// MarkExecuted moves an approved request to executed: exactly once, even
+// with concurrent callers (the store serializes it). Any other state
+// (already executed, withdrawn, expired by session end) is ErrConflict and
+// the statement must not run.
+func (m *Manager) MarkExecuted(id string) error {
+	var conflict error
+	a, err := m.store.update(id, func(a *Approval) (bool, error) {
+		if a.State != Approved {
+			conflict = refuse(ErrConflict, "approval %s is %s, not approved", id, a.State)
+			return false, conflict
+		}
+		t := m.now().UTC()
+		a.State, a.ExecutedAt = Executed, &t
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	m.changed(a, "executed")
+	return nil
+}
+
+// Claim is retry mode's re-run check: it finds an approved, unexpired,
+// unexecuted request of this requester for the identical statement (same
+// database, normalized SQL and parameters) and marks it executed in the
+// same transaction. Only one caller ever gets true for a request; a third
+// run finds nothing and is held again. Store failures return false (fail
+// closed: the statement is held, not run).
+func (m *Manager) Claim(requester, database, normSQL string, params []string) (*Approval, bool) {
+	fp := Fingerprint(requester, database, normSQL, params)
+	now := m.now()
+	won, expired, err := m.store.claim(fp, func(a *Approval) bool {
+		if a.State != Approved || a.Mode != ModeRetry || a.Requester != requester {
+			return false
+		}
+		if !now.Before(a.ExpiresAt) {
+			a.State, a.Note = Expired, "approval not used before it expired"
+			return false
+		}
+		t := now.UTC()
+		a.State, a.ExecutedAt = Executed, &t
+		return true
+	})
+	if err != nil {
+		m.log.Error().Err(err).Str("requester", requester).Msg("approval claim failed; holding the statement")
+		return nil, false
+	}
+	for _, a := range expired {
+		m.changed(a, "expired")
+	}
+	if won == nil {
+		return nil, false
+	}
+	m.changed(won, "executed")
+	return won.clone(), true
+}
+
+// SessionEnded expires the wait-mode requests of a session that are still
+// pending or approved but not executed: nobody else may run them later.
+// Retry-mode requests are tied to the requester and stay valid.
+func (m *Manager) SessionEnded(sessionID string) {
+	m.mu.Lock()
+	if len(m.live) == 0 {
+		m.mu.Unlock()
+		return
+	}
+	var ids []string
+	for id, w := range m.live {
+		if w.session == sessionID {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		m.transition(id, "expired", func(a *Approval) bool {
+			if a.State != Pending && a.State != Approved {
+				return false
+			}
+			a.State, a.Note = Expired, "the session that held it ended"
+			return true
+		})
+	}
+}
+
+// Approve decides for the statement. by must be in an approver group and
+// must not be the requester.
+func (m *Manager) Approve(ctx context.Context, id string, by identity.Principal, comment string) (*Approval, error) {
+	return m.decide(ctx, id, by, comment, true)
+}
+
+// Deny refuses the statement with a reason (required).
+func (m *Manager) Deny(ctx context.Context, id string, by identity.Principal, reason string) (*Approval, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, refuse(ErrInvalid, "a deny needs a reason")
+	}
+	return m.decide(ctx, id, by, reason, false)
+}
+
+// IsApprover reports whether p is in one of policy.approval.approvers.
+// With no approver groups configured nobody is (fail closed).
+func (m *Manager) IsApprover(p identity.Principal) bool {
+	for _, g := range m.cfg.Approvers {
+		if p.HasGroup(g) {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, text string, approve bool) (*Approval, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if by.User == "" {
+		return nil, refuse(ErrForbidden, "the caller has no user name")
+	}
+	if !m.IsApprover(by) {
+		return nil, refuse(ErrForbidden, "%s is not in an approver group (%s)", by.User, strings.Join(m.cfg.Approvers, ", "))
+	}
+	if len(text) > MaxCommentBytes {
+		return nil, refuse(ErrInvalid, "comment/reason longer than %d bytes", MaxCommentBytes)
+	}
+	if !validID(id) {
+		return nil, refuse(ErrNotFound, "approval %q not found", clip(id, 64))
+	}
+	now := m.now().UTC()
+	evType := "denied"
+	if approve {
+		evType = "approved"
+	}
+	expiredNow := false
+	a, err := m.store.update(id, func(a *Approval) (bool, error) {
+		if a.Requester == by.User {
+			return false, refuse(ErrForbidden, "four eyes: %s cannot decide their own request %s; another approver must", by.User, id)
+		}
+		if a.State == Pending && !now.Before(a.ExpiresAt) {
+			a.State, a.Note = Expired, fmt.Sprintf("not decided within %s", m.cfg.Timeout)
+			expiredNow = true
+			return true, refuse(ErrConflict, "approval %s is already expired", id)
+		}
+		if a.State != Pending {
+			msg := fmt.Sprintf("approval %s is already %s", id, a.State)
+			if a.DecidedBy != "" {
+				msg += " (decided by " + a.DecidedBy + ")"
+			}
+			return false, &Error{Kind: ErrConflict, Msg: msg}
+		}
+		a.DecidedBy, a.DecidedAt, a.Comment = by.User, &now, strings.TrimSpace(text)
+		if approve {
+			a.State = Approved
+			if a.Mode == ModeRetry {
+				a.ExpiresAt = now.Add(m.cfg.Timeout) // the approval's validity for the re-run
+			}
+		} else {
+			a.State = Denied
+		}
+		return true, nil
+	})
+	if a == nil {
+		return nil, err
+	}
+	if expiredNow {
+		m.changed(a, "expired")
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.log.Info().Str("approval", a.ID).Str("decision", evType).Str("by", by.User).Str("requester", a.Requester).
+		Str("comment", a.Comment).Msg("approval decided")
+	m.changed(a, evType)
+	return a.clone(), nil
+}
+
+// Get returns one request (ErrNotFound if unknown).
+func (m *Manager) Get(ctx context.Context, id string) (*Approval, error) {
+	if !validID(id) {
+		return nil, refuse(ErrNotFound, "approval %q not found", clip(id, 64))
+	}
+	m.Sweep()
+	return m.store.get(id)
+}
+
+// List returns requests newest first; state "" lists all. At most limit
+// (<= 0: 1000).
+func (m *Manager) List(ctx context.Context, state State, limit int) ([]*Approval, error) {
+	if state != "" && !state.Valid() {
+		return nil, refuse(ErrInvalid, "unknown state %q (pending, approved, denied, expired, withdrawn, executed)", clip(string(state), 32))
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	m.Sweep()
+	return m.store.list(state, limit)
+}
+
+// Sweep expires requests whose expires_at has passed: pending ones in
+// either mode (undecided in time) and approved retry-mode ones (not used
+// in time). It runs before every read, so state seen through the API is
+// current; it writes only when something is due.
+func (m *Manager) Sweep() {
+	now := m.now()
+	due := func(a *Approval) bool {
+		return !now.Before(a.ExpiresAt) && (a.State == Pending || (a.State == Approved && a.Mode == ModeRetry))
+	}
+	open, err := m.store.list(Pending, 0)
+	if err == nil {
+		more, err2 := m.store.list(Approved, 0)
+		open, err = append(open, more...), err2
+	}
+	if err != nil {
+		m.log.Error().Err(err).Msg("approval sweep failed")
+		return
+	}
+	anyDue := false
+	for _, a := range open {
+		if due(a) {
+			anyDue = true
+			break
+		}
+	}
+	if !anyDue {
+		return
+	}
+	changed, err := m.store.updateOpen(func(a *Approval) bool {
+		if !due(a) {
+			return false
+		}
+		if a.State == Pending {
+			a.Note = fmt.Sprintf("not decided within %s", m.cfg.Timeout)
+		} else {
+			a.Note = "approval not used before it expired"
+		}
+		a.State = Expired
+		return true
+	})
+	if err != nil {
+		m.log.Error().Err(err).Msg("approval sweep failed")
+		return
+	}
+	for _, a := range changed {
+		m.changed(a, "expired")
+	}
+}
+
+// transition applies fn in one store transaction and reports the change
+// when fn made one.
+func (m *Manager) transition(id, evType string, fn func(a *Approval) bool) {
+	did := false
+	a, err := m.store.update(id, func(a *Approval) (bool, error) {
+		did = fn(a)
+		return did, nil
+	})
+	if err != nil {
+		m.log.Error().Err(err).Str("approval", id).Msg("approval state change failed")
+		return
+	}
+	if did {
+		m.changed(a, evType)
+	}
+}
+
+// changed wakes a waiter, forgets final requests, logs and reports.
+func (m *Manager) changed(a *Approval, evType string) {
+	m.mu.Lock()
+	if w := m.live[a.ID]; w != nil {
+		if a.State != Pending && !w.closed {
+			close(w.changed)
+			w.closed = true
+		}
+		if a.State.Final() {
+			delete(m.live, a.ID)
+		}
+	}
+	m.mu.Unlock()
+	if evType == "expired" || evType == "withdrawn" {
+		m.log.Info().Str("approval", a.ID).Str("state", string(a.State)).Str("note", a.Note).Msg("approval request closed")
+	} else if evType == "executed" {
+		m.log.Info().Str("approval", a.ID).Str("requester", a.Requester).Msg("approved statement released for execution")
+	}
+	m.emit(evType, a)
+}
+
+func (m *Manager) emit(evType string, a *Approval) {
+	if m.observer == nil {
+		return
+	}
+	m.observer(Event{Type: evType, Time: m.now().UTC(), Approval: a.clone()})
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// do not cut a UTF-8 sequence in half
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// kindOf returns the sentinel an error wraps ("" kind -> nil).
+func kindOf(err error) error {
+	for _, k := range []error{ErrNotFound, ErrForbidden, ErrConflict, ErrInvalid, ErrReasonRequired} {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return nil
+}
