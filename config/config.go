@@ -89,6 +89,10 @@ type Vault struct {
 	RoleID   string `yaml:"role_id"`
 	SecretID string `yaml:"secret_id"`
 	CAFile   string `yaml:"ca_file"`
+	// RoleOrder ranks db_role names, strongest first: a principal whose
+	// groups map to several db_roles gets the first listed one it has
+	// (none listed: the first in sorted order). Vault reads one role per session.
+	RoleOrder []string `yaml:"role_order"`
 }
 
 type Static struct {
@@ -457,6 +461,20 @@ func (c *Config) Validate() error {
 		}
 		if c.Credentials.Vault.Mount == "" {
 			return &Error{Path: "credentials.vault.mount", Msg: "required for provider vault"}
+		}
+		if c.Credentials.Vault.Auth == "approle" && (c.Credentials.Vault.RoleID == "" || c.Credentials.Vault.SecretID == "") {
+			return &Error{Path: "credentials.vault.role_id", Msg: "role_id and secret_id are required for auth approle"}
+		}
+		seen := map[string]bool{}
+		for i, r := range c.Credentials.Vault.RoleOrder {
+			p := fmt.Sprintf("credentials.vault.role_order[%d]", i)
+			if r == "" {
+				return &Error{Path: p, Msg: "must not be empty"}
+			}
+			if seen[r] {
+				return &Error{Path: p, Msg: fmt.Sprintf("%q is listed twice", r)}
+			}
+			seen[r] = true
 		}
 	case "static":
 		if c.Credentials.Static.User == "" {
