@@ -1,9 +1,3 @@
-// Package identity turns an OIDC token into a Principal or a typed refusal.
-// Nothing else in pgwarden parses JWTs. It verifies signature (JWKS from the
-// issuer's discovery document, cached and refreshed on key rotation), issuer,
-// audience, expiry/not-before with clock skew, and maps claims to the user
-// name and groups. It also hosts the development issuer used by
-// `pgwarden dev` and `pgwarden token`.
 package identity
 
 import (
