@@ -1,0 +1,173 @@
+package sessions
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Event types (field "type").
+const (
+	TypeSessionStart = "session_start"
+	TypeStatement    = "statement"
+	TypeApproval     = "approval"
+	TypeError        = "error"
+	TypeSessionEnd   = "session_end"
+	// TypeRetention is written by the recorder itself (session "") after
+	// retention deleted old segments: it attests, inside the chain, the last
+	// deleted event so that verify accepts the missing prefix.
+	TypeRetention = "retention"
+)
+
+// Decisions (field "decision").
+const (
+	DecisionAllow    = "allow"
+	DecisionDeny     = "deny"
+	DecisionHold     = "hold"
+	DecisionApproved = "approved"
+	DecisionDenied   = "denied"
+)
+
+// Reasons of session_end written by the recorder itself.
+const (
+	ReasonGatewayRestart  = "gateway_restart"  // recovered at Open after a crash
+	ReasonGatewayShutdown = "gateway_shutdown" // Recorder.Close with the session still open
+)
+
+// TimeFormat is the layout of Event.Time: RFC 3339, UTC, nanoseconds.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// Event is one line of the session record. The JSON field order is the
+// struct order and is part of the canonical form (see docs/recording.md):
+// never reorder or rename fields, only append new optional ones before
+// PrevHash.
+type Event struct {
+	Seq             int64       `json:"seq"` // store-wide sequence, +1 per event
+	Time            string      `json:"time"`
+	Session         string      `json:"session,omitempty"`
+	Type            string      `json:"type"`
+	User            string      `json:"user,omitempty"`
+	Groups          []string    `json:"groups,omitempty"`
+	ClientAddr      string      `json:"client_addr,omitempty"`
+	ApplicationName string      `json:"application_name,omitempty"`
+	Database        string      `json:"database,omitempty"`
+	BackendUser     string      `json:"backend_user,omitempty"`
+	SQL             string      `json:"sql,omitempty"`
+	Params          []*string   `json:"params,omitempty"` // nil element = NULL
+	Actions         []string    `json:"actions,omitempty"`
+	Decision        string      `json:"decision,omitempty"`
+	Columns         []string    `json:"columns,omitempty"`
+	Rows            [][]*string `json:"rows,omitempty"` // masked; nil cell = NULL
+	RowsTotal       int64       `json:"rows_total,omitempty"`
+	DurationUS      int64       `json:"duration_us,omitempty"`
+	Error           string      `json:"error,omitempty"`
+	Reason          string      `json:"reason,omitempty"`
+	ApprovalID      string      `json:"approval_id,omitempty"`
+	ApprovalState   string      `json:"approval_state,omitempty"`
+	DecidedBy       string      `json:"decided_by,omitempty"`
+	// Retention markers only: the last event deleted by retention.
+	PurgedThroughSeq  int64  `json:"purged_through_seq,omitempty"`
+	PurgedThroughHash string `json:"purged_through_hash,omitempty"`
+	PrevHash          string `json:"prev_hash"`
+	Hash              string `json:"hash,omitempty"`
+}
+
+// TimeValue parses Time (zero on error).
+func (e *Event) TimeValue() time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, e.Time)
+	return t
+}
+
+// encoder appends canonical event lines to a reused buffer.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+	sum [sha256.Size]byte
+	hex [sha256.Size * 2]byte
+}
+
+func newEncoder() *encoder {
+	e := &encoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false) // keep <-> readable; the canonical form is this encoding
+	return e
+}
+
+// canonical returns the canonical form of ev: its JSON encoding (struct
+// field order, no HTML escaping, no whitespace) with the hash field absent.
+// The returned slice is valid until the next call.
+func (e *encoder) canonical(ev *Event) ([]byte, error) {
+	h := ev.Hash
+	ev.Hash = ""
+	e.buf.Reset()
+	err := e.enc.Encode(ev)
+	ev.Hash = h
+	if err != nil {
+		return nil, err
+	}
+	b := e.buf.Bytes()
+	return b[:len(b)-1], nil // drop the encoder's '\n'
+}
+
+// line computes ev.Hash over the canonical form and returns the full line
+// (with hash, ending in '\n'). Valid until the next call.
+func (e *encoder) line(ev *Event) ([]byte, error) {
+	c, err := e.canonical(ev)
+	if err != nil {
+		return nil, err
+	}
+	e.sum = sha256.Sum256(c)
+	hex.Encode(e.hex[:], e.sum[:])
+	ev.Hash = string(e.hex[:])
+	// c is "{...}" without hash: splice `,"hash":"..."}` at the end.
+	e.buf.Truncate(len(c) - 1)
+	e.buf.WriteString(`,"hash":"`)
+	e.buf.Write(e.hex[:])
+	e.buf.WriteString("\"}\n")
+	return e.buf.Bytes(), nil
+}
+
+// checkLine verifies one stored line (without its '\n'): strict decoding,
+// the hash over the canonical form, and that the line is byte-for-byte the
+// canonical encoding (so no edit that decodes the same goes unnoticed).
+func (e *encoder) checkLine(raw []byte, ev *Event) error {
+	*ev = Event{}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(ev); err != nil {
+		return fmt.Errorf("not a valid event: %v", err)
+	}
+	if dec.More() {
+		return errors.New("trailing data after the event")
+	}
+	stored := ev.Hash
+	want, err := e.line(ev)
+	if err != nil {
+		return err
+	}
+	if ev.Hash != stored {
+		ev.Hash = stored
+		return fmt.Errorf("hash mismatch: content does not match its hash %s", short(stored))
+	}
+	if !bytes.Equal(want[:len(want)-1], raw) {
+		return errors.New("line is not in canonical form (edited)")
+	}
+	return nil
+}
+
+// decodeLoose decodes a line without checking it (readers other than verify).
+func decodeLoose(raw []byte, ev *Event) error {
+	*ev = Event{}
+	return json.Unmarshal(raw, ev)
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}

@@ -1,0 +1,146 @@
+package sessions
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Store layout under <store.dir>/sessions:
+//
+//	<first seq, 20 digits>.jsonl   segments, in seq order
+//	head.json                      {"seq":N,"hash":"..."} of the last fsynced event
+//	torn-<unix ns>.bin             a partial last line cut off at recovery (kept for forensics)
+const (
+	segExt   = ".jsonl"
+	headFile = "head.json"
+)
+
+func segName(firstSeq int64) string { return fmt.Sprintf("%020d%s", firstSeq, segExt) }
+
+// listSegments returns segment file names in seq order.
+func listSegments(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		if e.Type().IsRegular() && strings.HasSuffix(n, segExt) && len(n) == 20+len(segExt) {
+			if _, err := strconv.ParseInt(strings.TrimSuffix(n, segExt), 10, 64); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	sort.Strings(out) // zero-padded: lexical order is numeric order
+	return out, nil
+}
+
+func segFirstSeq(name string) int64 {
+	n, _ := strconv.ParseInt(strings.TrimSuffix(name, segExt), 10, 64)
+	return n
+}
+
+type head struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+func readHead(dir string) (head, bool, error) {
+	var h head
+	b, err := os.ReadFile(filepath.Join(dir, headFile))
+	if os.IsNotExist(err) {
+		return h, false, nil
+	}
+	if err != nil {
+		return h, false, err
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return h, true, fmt.Errorf("%s: %v", headFile, err)
+	}
+	return h, true, nil
+}
+
+// writeFileAtomic writes data to path via a synced temp file and rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// lineReader yields complete lines ('\n'-terminated) of one segment and
+// remembers the offset after the last complete line, so a tail can resume.
+type lineReader struct {
+	r      io.Reader
+	buf    []byte
+	start  int   // start of unconsumed data in buf
+	off    int64 // file offset of buf[start]
+	lineNo int
+	eof    bool
+}
+
+const maxLine = 64 << 20 // a line longer than this is corrupt
+
+func newLineReader(r io.Reader, off int64) *lineReader {
+	return &lineReader{r: r, buf: make([]byte, 0, 64<<10), off: off}
+}
+
+// next returns the next complete line without its '\n' (valid until the
+// next call), or io.EOF; rest reports an incomplete trailing fragment.
+func (lr *lineReader) next() ([]byte, error) {
+	for {
+		if i := bytes.IndexByte(lr.buf[lr.start:], '\n'); i >= 0 {
+			line := lr.buf[lr.start : lr.start+i]
+			lr.start += i + 1
+			lr.off += int64(i + 1)
+			lr.lineNo++
+			return line, nil
+		}
+		if lr.eof {
+			return nil, io.EOF
+		}
+		if len(lr.buf)-lr.start > maxLine {
+			return nil, fmt.Errorf("line %d longer than %d bytes", lr.lineNo+1, maxLine)
+		}
+		// compact and read more
+		n := copy(lr.buf, lr.buf[lr.start:])
+		lr.buf = lr.buf[:n]
+		lr.start = 0
+		if cap(lr.buf)-len(lr.buf) < 32<<10 {
+			nb := make([]byte, len(lr.buf), 2*cap(lr.buf)+64<<10)
+			copy(nb, lr.buf)
+			lr.buf = nb
+		}
+		m, err := lr.r.Read(lr.buf[len(lr.buf):cap(lr.buf)])
+		lr.buf = lr.buf[:len(lr.buf)+m]
+		if err == io.EOF {
+			lr.eof = true
+		} else if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// rest returns the unterminated fragment after the last complete line.
+func (lr *lineReader) rest() []byte { return lr.buf[lr.start:] }
