@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -443,5 +445,107 @@ func BenchmarkVaultMintRevoke(b *testing.B) {
 		if err := l.Revoke(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestNewVaultConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("VAULT_TOKEN", "")
+	for _, c := range []struct {
+		cfg  config.Vault
+		want string
+	}{
+		{config.Vault{Address: "http://127.0.0.1:1", Auth: "token"}, "VAULT_TOKEN is not set"},
+		{config.Vault{Address: "http://127.0.0.1:1", Auth: "approle", RoleID: "r"}, "role_id and secret_id"},
+		{config.Vault{Address: "http://127.0.0.1:1", Auth: "jwt"}, "jwt_role"},
+		{config.Vault{Address: "http://127.0.0.1:1", Auth: "kerberos"}, "not one of"},
+	} {
+		_, err := NewVault(ctx, c.cfg, zerolog.Nop())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewVault(%+v) = %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	// An unreachable Vault at start is not fatal; Check reports it.
+	t.Setenv("VAULT_TOKEN", "s.not-a-real-token")
+	v, err := NewVault(ctx, config.Vault{Address: "http://127.0.0.1:1", Auth: "token", Mount: "database"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.Check(ctx); err == nil || !strings.Contains(err.Error(), "vault unreachable") || strings.Contains(err.Error(), "not-a-real-token") {
+		t.Fatalf("Check = %v", err)
+	}
+}
+
+func TestVaultConfigRoleOrder(t *testing.T) {
+	base := "auth: {oidc: {issuer: https://idp.example}}\ntls: {require: false}\ncredentials:\n  provider: vault\n  vault:\n"
+	if _, err := config.Parse([]byte(base + "    role_order: [a, b]\n")); err != nil {
+		t.Fatalf("valid role_order refused: %v", err)
+	}
+	_, err := config.Parse([]byte(base + "    role_order: [a, a]\n"))
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Path != "credentials.vault.role_order[1]" {
+		t.Fatalf("duplicate role_order: %v", err)
+	}
+	_, err = config.Parse([]byte(base + "    auth: approle\n    role_id: x\n"))
+	if !errors.As(err, &ce) || ce.Path != "credentials.vault.role_id" {
+		t.Fatalf("approle without secret_id: %v", err)
+	}
+}
+
+// fakeVault answers sys/leases/renew with a scripted response (unit tests of
+// the renewal decision; the real-Vault tests above cover the protocol).
+func fakeVaultLease(t *testing.T, status int, body string) *vaultLease {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/sys/leases/renew" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("VAULT_TOKEN", "t")
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address, cfg.MaxRetries = srv.URL, 0
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &Vault{log: zerolog.Nop(), client: c, now: time.Now}
+	return &vaultLease{v: v, client: c, role: "r", leaseID: "database/creds/r/x", username: "v-x", password: "p",
+		increment: 60, expiry: time.Now().Add(30 * time.Second), renewable: true}
+}
+
+func TestVaultRenewDecision(t *testing.T) {
+	ctx := context.Background()
+	l := fakeVaultLease(t, 200, `{"lease_id":"database/creds/r/x","lease_duration":60,"renewable":true}`)
+	exp, err := l.Renew(ctx)
+	if err != nil || exp.Before(time.Now().Add(55*time.Second)) {
+		t.Fatalf("full renewal: %v %v", exp, err)
+	}
+	l = fakeVaultLease(t, 200, `{"lease_id":"database/creds/r/x","lease_duration":20,"renewable":true,"warnings":["TTL capped"]}`)
+	exp, err = l.Renew(ctx)
+	if !errors.Is(err, ErrNotRenewable) || !exp.Equal(l.Expiry()) || exp.After(time.Now().Add(21*time.Second)) {
+		t.Fatalf("capped renewal: %v %v", exp, err)
+	}
+	if _, err := l.Renew(ctx); !errors.Is(err, ErrNotRenewable) {
+		t.Fatalf("renew after final: %v", err)
+	}
+	l = fakeVaultLease(t, 400, `{"errors":["lease not found"]}`)
+	if _, err := l.Renew(ctx); !errors.Is(err, ErrNotRenewable) {
+		t.Fatalf("refused renewal: %v", err)
+	}
+	l = fakeVaultLease(t, 503, `{"errors":["Vault is sealed"]}`)
+	before := l.Expiry()
+	exp, err = l.Renew(ctx)
+	if err == nil || errors.Is(err, ErrNotRenewable) || !strings.Contains(err.Error(), "sealed") || !exp.Equal(before) {
+		t.Fatalf("sealed renewal: %v %v", exp, err)
+	}
+	l.renewable = false
+	if _, err := l.Renew(ctx); !errors.Is(err, ErrNotRenewable) {
+		t.Fatalf("non-renewable lease: %v", err)
 	}
 }
