@@ -1,0 +1,5 @@
+package pgwire
+
+import "syscall"
+
+var errTooManyOpenFiles error = syscall.EMFILE

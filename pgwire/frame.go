@@ -1,0 +1,143 @@
+package pgwire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+
+	"github.com/pgwarden/pgwarden/internal/pgerr"
+)
+
+// errTooLarge and errBadLength are the framer's protocol violations. They
+// are *pgerr.Error values so the relay can send them to the client as is.
+var (
+	errTooLarge  = pgerr.Fatal(pgerr.ProtocolViolation, "message too large")
+	errBadLength = pgerr.Fatal(pgerr.ProtocolViolation, "invalid message length")
+)
+
+// keepBodyCap is the largest body buffer a framer keeps between messages;
+// a bigger one (for one large wanted message) is dropped after use so an
+// idle session holds only small buffers.
+const keepBodyCap = 64 << 10
+
+// framer reads typed protocol messages (type byte, int32 length, body)
+// from a bufio.Reader. It validates the length before anything is
+// allocated and either streams the body to a writer without copying it
+// into a buffer of its own (forward) or reads it into a reused buffer
+// (body). One framer belongs to one goroutine.
+type framer struct {
+	r   *bufio.Reader
+	max int // largest accepted body length for body(); <=0: no limit
+
+	typ     byte
+	bodyLen int  // body length of the current message
+	pending bool // header read, body not yet consumed
+	hdr     [5]byte
+	buf     []byte
+}
+
+func newFramer(r *bufio.Reader, max int) *framer { return &framer{r: r, max: max} }
+
+// next reads the next message header. The caller must then call body,
+// forward or skip before calling next again.
+func (f *framer) next() (typ byte, bodyLen int, err error) {
+	if f.pending {
+		if err := f.skip(); err != nil {
+			return 0, 0, err
+		}
+	}
+	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
+		return 0, 0, err
+	}
+	n := int32(binary.BigEndian.Uint32(f.hdr[1:]))
+	if n < 4 {
+		return 0, 0, errBadLength
+	}
+	f.typ, f.bodyLen, f.pending = f.hdr[0], int(n)-4, true
+	return f.typ, f.bodyLen, nil
+}
+
+// checkMax reports errTooLarge when the current message exceeds the limit.
+func (f *framer) checkMax() error {
+	if f.max > 0 && f.bodyLen > f.max {
+		return errTooLarge
+	}
+	return nil
+}
+
+// body reads the current message's body into the framer's buffer, which
+// is valid until the next call to next/body. It enforces max first.
+func (f *framer) body() ([]byte, error) {
+	if err := f.checkMax(); err != nil {
+		return nil, err
+	}
+	if cap(f.buf) < f.bodyLen {
+		f.buf = make([]byte, f.bodyLen)
+	} else if cap(f.buf) > keepBodyCap && f.bodyLen <= keepBodyCap {
+		f.buf = make([]byte, keepBodyCap)
+	}
+	b := f.buf[:f.bodyLen]
+	f.pending = false
+	if _, err := io.ReadFull(f.r, b); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	return b, nil
+}
+
+// release drops an oversized body buffer (call when going idle).
+func (f *framer) release() {
+	if cap(f.buf) > keepBodyCap {
+		f.buf = nil
+	}
+}
+
+// forward writes the current message (header and body) to w, streaming
+// the body through the reader's buffer: nothing is allocated and a body of
+// any size passes with bounded memory.
+func (f *framer) forward(w *bufio.Writer) error {
+	if _, err := w.Write(f.hdr[:]); err != nil {
+		return writeErr{err}
+	}
+	f.pending = false
+	n := f.bodyLen
+	for n > 0 {
+		if f.r.Buffered() == 0 {
+			if _, err := f.r.Peek(1); err != nil {
+				return unexpectedEOF(err)
+			}
+		}
+		k := min(n, f.r.Buffered())
+		b, _ := f.r.Peek(k)
+		if _, err := w.Write(b); err != nil {
+			return writeErr{err}
+		}
+		_, _ = f.r.Discard(k)
+		n -= k
+	}
+	return nil
+}
+
+// skip discards the current message's body.
+func (f *framer) skip() error {
+	f.pending = false
+	if _, err := f.r.Discard(f.bodyLen); err != nil {
+		return unexpectedEOF(err)
+	}
+	return nil
+}
+
+// raw returns the header of the current message (valid until next).
+func (f *framer) header() []byte { return f.hdr[:] }
+
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// appendHeader appends a message header for a body of n bytes.
+func appendHeader(dst []byte, typ byte, n int) []byte {
+	return append(dst, typ, byte((n+4)>>24), byte((n+4)>>16), byte((n+4)>>8), byte(n+4))
+}

@@ -1,0 +1,529 @@
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
+
+	"github.com/pgwarden/pgwarden/credentials"
+	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/internal/pgerr"
+)
+
+// Session end reasons (Hooks.Close and the sessions_ended metric).
+const (
+	reasonClientClosed     = "client_closed"
+	reasonClientTerminated = "client_terminated"
+	reasonUpstreamLost     = "upstream_lost"
+	reasonTerminated       = "terminated"
+	reasonShutdown         = "shutdown"
+	reasonError            = "error"
+)
+
+// Buffer sizes: small on the client->server path (queries), larger on the
+// server->client path (results). An idle session holds about 48 KiB.
+const (
+	clientReadBuf  = 8 << 10
+	clientWriteBuf = 16 << 10
+	upReadBuf      = 16 << 10
+	upWriteBuf     = 8 << 10
+	maxTokenBytes  = 1 << 20
+	revokeTimeout  = 10 * time.Second
+	finalWriteWait = time.Second
+)
+
+// session is one authenticated client connection relayed to its own
+// upstream connection.
+type session struct {
+	srv   *Server
+	info  SessionInfo
+	log   zerolog.Logger
+	hooks Hooks
+	lease credentials.Lease
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	client net.Conn
+	cr     *bufio.Reader
+	cf     *framer
+	cwMu   sync.Mutex // guards cw: whole messages only
+	cw     *bufio.Writer
+
+	up net.Conn
+	ur *bufio.Reader
+	uf *framer
+	uw *bufio.Writer // client goroutine (and side queries from OnClient) only
+
+	keyPID    uint32
+	keySecret [4]byte
+	upPID     uint32
+	upSecret  []byte
+
+	hookMu     sync.Mutex
+	inHook     bool
+	hookCtx    context.Context
+	hookCancel context.CancelFunc
+
+	endOnce  sync.Once
+	endMu    sync.Mutex
+	endWhy   string
+	endErr   *pgerr.Error // sent to the client as the last message
+	endCause error
+
+	wg sync.WaitGroup
+
+	// relay state, see relay.go
+	relaying     atomic.Bool
+	inOnClient   bool   // client goroutine only
+	pending      []byte // client messages of the current batch (hooks only)
+	pendingOwed  int    // ReadyForQuery-producing messages in pending
+	batchOpen    bool   // extended-protocol messages since the last Sync (incl. pending)
+	marker       string // "pgwarden_refused_<hex>_"
+	seq          uint64
+	rfqSent      uint64 // ReadyForQuery-producing messages queued or sent (client goroutine)
+	nRefusals    atomic.Int32
+	side         atomic.Pointer[sideQuery]
+	upstreamDead atomic.Bool // the upstream sent FATAL: no extra 08006
+
+	st struct { // shared between the relay goroutines
+		sync.Mutex
+		owed            int  // ReadyForQuery owed by the upstream for forwarded messages
+		unsyncedFlushed bool // extended messages reached the upstream without their Sync
+		copyIn          bool
+		rfqSeen         uint64
+		refusals        []refusal
+	}
+	idle chan struct{} // cap 1: state changed (owed, copyIn)
+
+	fmsgs frontendMsgs
+	bmsgs backendMsgs
+	wbuf  []byte // encode buffer for rewritten server messages
+
+	// byte/message counters, pushed to Prometheus at flush time
+	c2sBytes, c2sMsgs int
+	s2cBytes, s2cMsgs int
+}
+
+// handleConn runs one client connection: startup, authentication,
+// credential, upstream, then the relay; and cleans up on every path.
+func (s *Server) handleConn(raw net.Conn) {
+	defer s.untrack(raw)
+	defer raw.Close()
+	log := s.log.With().Str("client_addr", raw.RemoteAddr().String()).Logger()
+	outcome := s.runConn(raw, log)
+	if outcome != "" {
+		s.m.ended.WithLabelValues(outcome).Inc()
+	}
+}
+
+// hsFail sends a FATAL error during the handshake and reports outcome.
+func hsFail(w io.Writer, e *pgerr.Error) {
+	buf, err := e.Response().Encode(nil)
+	if err == nil {
+		_, _ = w.Write(buf)
+	}
+}
+
+func (s *Server) runConn(raw net.Conn, log zerolog.Logger) (outcome string) {
+	start := time.Now()
+	deadline := start.Add(s.cfg.StartupTimeout)
+	_ = raw.SetDeadline(deadline)
+	ctx, cancel := context.WithDeadline(s.baseCtx, deadline)
+	defer cancel()
+
+	var conn net.Conn = raw
+	isTLS, gssAnswered := false, false
+	var pkt startupPacket
+	for i := 0; ; i++ {
+		if i >= 3 {
+			hsFail(conn, pgerr.Fatal(pgerr.ProtocolViolation, "too many startup packets"))
+			return "bad_startup"
+		}
+		var err error
+		pkt, err = readStartupPacket(conn)
+		if err != nil {
+			if pe, ok := pgerr.As(err); ok {
+				log.Info().Err(err).Msg("malformed startup packet")
+				hsFail(conn, pe)
+				return "bad_startup"
+			}
+			return "" // client went away or timed out before saying anything useful
+		}
+		switch pkt.kind {
+		case kindSSL:
+			if isTLS {
+				hsFail(conn, pgerr.Fatal(pgerr.ProtocolViolation, "SSL negotiation already done"))
+				return "bad_startup"
+			}
+			if s.cfg.TLS == nil {
+				if _, err := conn.Write([]byte{'N'}); err != nil {
+					return ""
+				}
+				continue
+			}
+			if _, err := conn.Write([]byte{'S'}); err != nil {
+				return ""
+			}
+			tc := tls.Server(raw, s.cfg.TLS)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				log.Info().Err(err).Msg("TLS handshake failed")
+				return "tls_failed"
+			}
+			conn, isTLS = tc, true
+			defer tc.Close()
+		case kindGSS:
+			if gssAnswered || isTLS {
+				hsFail(conn, pgerr.Fatal(pgerr.ProtocolViolation, "unexpected GSSENCRequest"))
+				return "bad_startup"
+			}
+			gssAnswered = true
+			if _, err := conn.Write([]byte{'N'}); err != nil {
+				return ""
+			}
+		case kindCancel:
+			s.handleCancel(&pkt.cancel)
+			return ""
+		case kindStartup:
+			return s.startSession(ctx, raw, conn, isTLS, &pkt, log, start)
+		}
+	}
+}
+
+// clientParams are the startup parameters passed upstream.
+func clientParams(p *startupPacket) map[string]string {
+	out := map[string]string{}
+	for _, kv := range p.params {
+		switch kv.key {
+		case "user", "database", "password", "replication", "options", "role", "session_authorization":
+			// options could carry "-c role=..." past the policy; never forwarded
+			continue
+		}
+		if strings.HasPrefix(kv.key, "_pq_.") {
+			continue
+		}
+		out[kv.key] = kv.value
+	}
+	return out
+}
+
+func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS bool, pkt *startupPacket, log zerolog.Logger, start time.Time) string {
+	cw := bufio.NewWriterSize(conn, clientWriteBuf)
+	fail := func(e *pgerr.Error) {
+		_, _ = cw.Write(mustEncode(e.Response()))
+		_ = cw.Flush()
+	}
+	var unrecognized []string
+	for _, kv := range pkt.params {
+		if strings.HasPrefix(kv.key, "_pq_.") {
+			unrecognized = append(unrecognized, kv.key)
+		}
+	}
+	if pkt.minor > 0 || len(unrecognized) > 0 {
+		_, _ = cw.Write(mustEncode(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized}))
+	}
+	if v, ok := pkt.get("replication"); ok {
+		switch strings.ToLower(v) {
+		case "false", "off", "no", "0":
+		default:
+			fail(pgerr.Fatal(pgerr.FeatureNotSupported, "replication connections are not supported"))
+			return "refused"
+		}
+	}
+	user, _ := pkt.get("user")
+	if user == "" {
+		fail(pgerr.Fatal(pgerr.ProtocolViolation, "no user name specified in startup packet"))
+		return "bad_startup"
+	}
+	database, _ := pkt.get("database")
+	if database == "" {
+		database = user
+	}
+	appName, _ := pkt.get("application_name")
+	log = log.With().Str("user", user).Str("database", database).Logger()
+	if len(s.cfg.Databases) > 0 && !slices.Contains(s.cfg.Databases, database) {
+		fail(pgerr.Fatal(pgerr.InvalidAuthorization, "database %q is not allowed", database))
+		return "refused"
+	}
+	if s.cfg.RequireTLS && !isTLS {
+		fail(pgerr.Fatal(pgerr.InvalidAuthorization, "TLS is required; connect with sslmode=require").
+			WithHint("pgwarden refuses unencrypted connections before asking for the token"))
+		return "refused"
+	}
+	if !s.admit() {
+		fail(pgerr.Fatal(pgerr.TooManyConnections, "too many connections"))
+		return "too_many_connections"
+	}
+	admitted := true
+	defer func() {
+		if admitted {
+			s.release()
+		}
+	}()
+
+	// Token as password.
+	_, _ = cw.Write(mustEncode(&pgproto3.AuthenticationCleartextPassword{}))
+	if err := cw.Flush(); err != nil {
+		return ""
+	}
+	cr := bufio.NewReaderSize(conn, clientReadBuf)
+	pf := newFramer(cr, min(s.cfg.MaxMessageBytes, maxTokenBytes))
+	typ, _, err := pf.next()
+	if err != nil {
+		if pe, ok := pgerr.As(err); ok {
+			fail(pe)
+			return "bad_startup"
+		}
+		return "" // e.g. psql closing to prompt for a password
+	}
+	if typ != 'p' {
+		fail(pgerr.Fatal(pgerr.ProtocolViolation, "expected a password message"))
+		return "bad_startup"
+	}
+	body, err := pf.body()
+	if err != nil {
+		if pe, ok := pgerr.As(err); ok {
+			fail(pe)
+			return "bad_startup"
+		}
+		return ""
+	}
+	var pw pgproto3.PasswordMessage
+	if err := pw.Decode(body); err != nil {
+		fail(pgerr.Fatal(pgerr.ProtocolViolation, "malformed password message"))
+		return "bad_startup"
+	}
+	clear(body)
+	pf.release()
+	token := pw.Password
+	pw.Password = ""
+
+	principal, err := s.cfg.Verifier.Verify(ctx, token, user)
+	if err != nil {
+		reason := "error"
+		msg := "token verification failed"
+		if r, ok := identity.AsRefusal(err); ok {
+			reason, msg = string(r.Reason), r.Short()
+		}
+		s.m.authFail.WithLabelValues(reason).Inc()
+		log.Warn().Str("reason", reason).Err(err).Msg("authentication refused")
+		fail(pgerr.Fatal(pgerr.InvalidPassword, "%s", msg))
+		return "auth_failed"
+	}
+	log = log.With().Strs("groups", principal.Groups).Logger()
+
+	sessionID, err := newSessionID()
+	if err != nil {
+		fail(pgerr.Fatal(pgerr.InternalError, "internal error"))
+		return reasonError
+	}
+	log = log.With().Str("session", sessionID).Logger()
+	mintStart := time.Now()
+	lease, err := s.cfg.Provider.Mint(ctx, credentials.Request{
+		Principal: principal, Token: token, DBRoles: s.cfg.DBRoles(principal.Groups),
+		Database: database, SessionID: sessionID,
+	})
+	s.m.mintSeconds.Observe(time.Since(mintStart).Seconds())
+	token = ""
+	if err != nil {
+		var me *credentials.MintError
+		msg := "credential minting failed"
+		if errors.As(err, &me) && me.Public != "" {
+			msg += ": " + me.Public
+		}
+		log.Error().Err(err).Msg("credential minting failed")
+		fail(pgerr.Fatal(pgerr.UnableToConnect, "%s", msg))
+		return "mint_failed"
+	}
+	revokeLease := true
+	defer func() {
+		if revokeLease {
+			s.revoke(lease, log)
+		}
+	}()
+
+	// Upstream connection as the lease.
+	pc, err := s.connectUpstream(ctx, lease, database, clientParams(pkt))
+	if err != nil {
+		log.Error().Err(err).Msg("upstream connection failed")
+		fail(pgerr.Fatal(pgerr.UnableToConnect, "upstream connection failed: %s", safeConnectReason(err)).WithCause(err))
+		return "upstream_failed"
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(context.Background())
+		log.Error().Err(err).Msg("upstream hijack failed")
+		fail(pgerr.Fatal(pgerr.UnableToConnect, "upstream connection failed"))
+		return "upstream_failed"
+	}
+	up := hc.Conn
+	_ = up.SetDeadline(time.Time{})
+
+	ss := &session{
+		srv: s, lease: lease, client: conn, cr: cr, cw: cw, up: up,
+		ur: bufio.NewReaderSize(up, upReadBuf), uw: bufio.NewWriterSize(up, upWriteBuf),
+		upPID: hc.PID, upSecret: hc.SecretKey, idle: make(chan struct{}, 1),
+		info: SessionInfo{
+			ID: sessionID, Principal: principal, ClientAddr: raw.RemoteAddr().String(),
+			ApplicationName: appName, Database: database, BackendUser: lease.Username(),
+			BackendPID: hc.PID, StartedAt: start,
+		},
+	}
+	ss.log = log.With().Str("backend_user", lease.Username()).Uint32("backend_pid", hc.PID).Logger()
+	ss.cf = newFramer(cr, s.cfg.MaxMessageBytes)
+	ss.uf = newFramer(ss.ur, s.cfg.MaxMessageBytes)
+	ss.ctx, ss.cancel = context.WithCancel(s.baseCtx)
+	defer ss.cancel()
+	ss.hookCtx, ss.hookCancel = context.WithCancel(ss.ctx)
+	var mk [8]byte
+	if _, err := rand.Read(mk[:]); err != nil {
+		up.Close()
+		fail(pgerr.Fatal(pgerr.InternalError, "internal error"))
+		return reasonError
+	}
+	ss.marker = "pgwarden_refused_" + hex.EncodeToString(mk[:]) + "_"
+	if err := s.cancels.register(ss); err != nil {
+		up.Close()
+		fail(pgerr.Fatal(pgerr.InternalError, "internal error"))
+		return reasonError
+	}
+	defer s.cancels.unregister(ss)
+
+	if s.cfg.Hooks != nil {
+		h, err := s.cfg.Hooks(ctx, ss)
+		if err != nil {
+			pe, ok := pgerr.As(err)
+			if !ok {
+				pe = pgerr.Fatal(pgerr.UnableToConnect, "session setup failed").WithCause(err)
+			} else if pe.Severity != pgerr.SeverityFatal {
+				c := *pe
+				c.Severity = pgerr.SeverityFatal
+				pe = &c
+			}
+			log.Error().Err(err).Msg("session hooks refused the session")
+			ss.closeUpstream()
+			fail(pe)
+			return "hooks_failed"
+		}
+		ss.hooks = h
+	}
+
+	// Welcome: AuthenticationOk, the upstream's parameters, our own key, ready.
+	_, _ = cw.Write(mustEncode(&pgproto3.AuthenticationOk{}))
+	keys := make([]string, 0, len(hc.ParameterStatuses))
+	for k := range hc.ParameterStatuses {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		_, _ = cw.Write(mustEncode(&pgproto3.ParameterStatus{Name: k, Value: hc.ParameterStatuses[k]}))
+	}
+	_, _ = cw.Write(mustEncode(&pgproto3.BackendKeyData{ProcessID: ss.keyPID, SecretKey: ss.keySecret[:]}))
+	tx := hc.TxStatus
+	if tx == 0 {
+		tx = 'I'
+	}
+	_, _ = cw.Write(mustEncode(&pgproto3.ReadyForQuery{TxStatus: tx}))
+	if err := cw.Flush(); err != nil {
+		ss.closeUpstream()
+		if ss.hooks != nil {
+			ss.hooks.Close(reasonClientClosed, err)
+		}
+		return reasonClientClosed
+	}
+	_ = raw.SetDeadline(time.Time{})
+	if !s.addSession(ss) {
+		ss.closeUpstream()
+		fail(errShutdown)
+		if ss.hooks != nil {
+			ss.hooks.Close(reasonShutdown, errShutdown)
+		}
+		return reasonShutdown
+	}
+	s.startupDone(raw)
+	s.m.sessions.Inc()
+	ss.log.Info().Str("application_name", appName).Dur("connect", time.Since(start)).Msg("session started")
+
+	ss.run()
+
+	s.m.sessions.Dec()
+	s.removeSession(ss)
+	revokeLease = false
+	admitted = false
+	s.release()
+	s.revoke(lease, ss.log)
+	return ss.endWhy
+}
+
+func (s *Server) revoke(l credentials.Lease, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	if err := l.Revoke(ctx); err != nil {
+		log.Error().Err(err).Msg("credential revoke failed")
+	}
+}
+
+func newSessionID() (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+func mustEncode(m pgproto3.Message) []byte {
+	b, err := m.Encode(nil)
+	if err != nil {
+		panic(fmt.Sprintf("pgwire: encoding %T: %v", m, err))
+	}
+	return b
+}
+
+// quoteDSN quotes a keyword/value connection-string value.
+func quoteDSN(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+func (s *Server) connectUpstream(ctx context.Context, lease credentials.Lease, database string, params map[string]string) (*pgconn.PgConn, error) {
+	u := s.cfg.Upstream
+	secs := max(int(u.ConnectTimeout/time.Second), 1)
+	dsn := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=%s connect_timeout=%d",
+		quoteDSN(u.Host), u.Port, quoteDSN(lease.Username()), quoteDSN(lease.Password()), quoteDSN(database), u.SSLMode, secs)
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("invalid upstream configuration") // never echo the DSN: it has the password
+	}
+	pc.RuntimeParams = params
+	cctx, cancel := context.WithTimeout(ctx, u.ConnectTimeout)
+	defer cancel()
+	return pgconn.ConnectConfig(cctx, pc)
+}
+
+// safeConnectReason is the client-safe part of an upstream connect error.
+func safeConnectReason(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Message + " (SQLSTATE " + pe.Code + ")"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return "server unreachable"
+}
