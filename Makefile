@@ -1,0 +1,55 @@
+# pgwarden — the two commands a newcomer needs are `make run` and `make test`.
+#
+#   make setup   install PostgreSQL 15 + pgvector 0.8 (scripts/setup.sh), the Go
+#                modules, and the Vault server the vault provider's tests use
+#                (scripts/vault-tool.sh); idempotent: installs nothing twice
+#   make build   bin/pgwarden
+#   make test    go vet, then every test (real PostgreSQL/Vault servers started by the tests)
+#   make run     build and start `pgwarden dev` (the local stack); ARGS='--data DIR' to pass flags
+#   make fuzz    run every Fuzz target for FUZZTIME (default 20s) each
+#   make bench   run the benchmarks
+#
+# PKGS narrows test/fuzz/bench to some packages, e.g. make fuzz PKGS=./credentials/... FUZZTIME=5s
+
+GO       ?= go
+BIN      := bin/pgwarden
+FUZZTIME ?= 20s
+ARGS     ?=
+PKGS     ?= ./...
+
+.PHONY: setup setup-pg build test run fuzz bench clean
+
+# PostgreSQL + pgvector and the Go modules: all `make run` needs.
+setup-pg:
+	@scripts/setup.sh
+	@$(GO) mod download
+
+setup: setup-pg
+	@scripts/vault-tool.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pgwarden
+
+test: setup
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+run: setup-pg build
+	$(BIN) dev $(ARGS)
+
+# Every FuzzXxx in every package that has tests, one at a time (go test -fuzz
+# takes one target in one package).
+fuzz:
+	@set -e; \
+	for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' $(PKGS)); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== fuzz $$pkg $$target ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin
