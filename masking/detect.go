@@ -1,0 +1,187 @@
+package masking
+
+// Detectors find PII in free text without regular expressions: one pass over
+// the bytes, same-length rewrites (so JSON strings and COPY fields keep their
+// framing), no allocation. They are heuristics: see docs/masking.md for what
+// they miss.
+
+type detectors uint8
+
+const (
+	detEmail detectors = 1 << iota
+	detPhone
+	detCard
+	detSSN
+
+	detAll = detEmail | detPhone | detCard | detSSN
+)
+
+func parseDetectors(names []string) detectors {
+	var d detectors
+	for _, n := range names {
+		switch n {
+		case "email":
+			d |= detEmail
+		case "phone":
+			d |= detPhone
+		case "credit_card":
+			d |= detCard
+		case "ssn":
+			d |= detSSN
+		}
+	}
+	return d
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isAlnum(c byte) bool {
+	return isDigit(c) || (c|0x20) >= 'a' && (c|0x20) <= 'z'
+}
+func isLocalChar(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
+}
+func isDomainChar(c byte) bool { return isAlnum(c) || c == '.' || c == '-' }
+
+// run scans v for PII. When w is non-nil (a copy of v, same length) the
+// matches are starred in w. It reports whether anything matched.
+func (d detectors) run(v, w []byte) bool {
+	if d == 0 {
+		return false
+	}
+	found := false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '@' && d&detEmail != 0 {
+			j := i
+			for j > 0 && isLocalChar(v[j-1]) {
+				j--
+			}
+			k := i + 1
+			dot := false
+			for k < len(v) && isDomainChar(v[k]) {
+				if v[k] == '.' && k > i+1 {
+					dot = true
+				}
+				k++
+			}
+			for k > i+1 && (v[k-1] == '.' || v[k-1] == '-') {
+				k--
+			}
+			if j < i && dot && k > i+1 && v[k-1] != '.' {
+				found = true
+				if w != nil {
+					for x := j; x < i; x++ {
+						w[x] = '*'
+					}
+				}
+				i = k - 1
+				continue
+			}
+		}
+		if d&(detPhone|detCard|detSSN) == 0 {
+			continue
+		}
+		if !(isDigit(c) || ((c == '+' || c == '(') && i+1 < len(v) && isDigit(v[i+1]))) {
+			continue
+		}
+		if i > 0 && isAlnum(v[i-1]) {
+			// inside a word or number already passed: skip the rest of it
+			for i+1 < len(v) && isAlnum(v[i+1]) {
+				i++
+			}
+			continue
+		}
+		start, last, digits := i, -1, 0
+		for k := i; k < len(v); k++ {
+			b := v[k]
+			if isDigit(b) {
+				digits++
+				last = k
+				continue
+			}
+			if b == ' ' || b == '-' || b == '.' || b == '(' || b == ')' || (b == '+' && k == start) {
+				if k > start && !isDigit(v[k-1]) && !(v[k-1] == ')' && b == ' ') && !(v[k-1] == ' ' && b == '(') && v[k-1] != '+' {
+					break
+				}
+				continue
+			}
+			break
+		}
+		if last < 0 {
+			continue
+		}
+		if last+1 < len(v) && isAlnum(v[last+1]) {
+			i = last
+			continue
+		}
+		span := v[start : last+1]
+		keep := -1 // digits to keep at the end; -1 = no match
+		switch {
+		case d&detSSN != 0 && isSSN(span):
+			keep = 0
+		case d&detCard != 0 && digits >= 13 && digits <= 19 && luhn(span):
+			keep = 4
+		case d&detPhone != 0 && digits >= 10 && digits <= 15:
+			keep = 0
+		}
+		if keep >= 0 {
+			found = true
+			if w != nil {
+				n := 0
+				for x := last; x >= start; x-- {
+					if isDigit(w[x]) {
+						if n >= keep {
+							w[x] = '*'
+						}
+						n++
+					}
+				}
+			}
+		}
+		i = last
+	}
+	return found
+}
+
+func isSSN(s []byte) bool {
+	if len(s) != 11 || s[3] != '-' || s[6] != '-' {
+		return false
+	}
+	for i, c := range s {
+		if i != 3 && i != 6 && !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func luhn(s []byte) bool {
+	sum, alt := 0, false
+	for i := len(s) - 1; i >= 0; i-- {
+		if !isDigit(s[i]) {
+			continue
+		}
+		n := int(s[i] - '0')
+		if alt {
+			n *= 2
+			if n > 9 {
+				n -= 9
+			}
+		}
+		sum += n
+		alt = !alt
+	}
+	return sum%10 == 0
+}
+
+// appendDetected appends v with detected PII starred to dst; changed is
+// false (and dst untouched) when nothing matched.
+func (d detectors) appendDetected(dst, v []byte) ([]byte, bool) {
+	if !d.run(v, nil) {
+		return dst, false
+	}
+	start := len(dst)
+	dst = append(dst, v...)
+	d.run(v, dst[start:])
+	return dst, true
+}
