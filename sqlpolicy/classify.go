@@ -1,0 +1,848 @@
+package sqlpolicy
+
+import (
+	"fmt"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// TxKind says which transaction-control statement a statement is.
+type TxKind uint8
+
+const (
+	TxNone TxKind = iota
+	TxBegin
+	TxCommit
+	TxRollback
+	TxSavepoint
+	TxRelease
+	TxRollbackTo
+	TxTwoPhase // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED (admin)
+)
+
+// PrepareInfo describes PREPARE name AS statement.
+type PrepareInfo struct {
+	Name      string
+	Statement Statement // the prepared statement, classified as if executed
+}
+
+// Statement is one classified statement of a query string. Values handed
+// out by a Classifier are shared between callers: treat them as read-only.
+type Statement struct {
+	SQL    string // the statement's own text (trimmed, without the final ';')
+	Action Action // the strongest action the statement needs
+	// Requires lists every action the statement needs, weakest first; it
+	// always contains Action. A MERGE that updates and inserts needs both,
+	// an INSERT ... SELECT ... FOR UPDATE needs insert and update. Reads
+	// (read, search) are implied by any stronger action and not listed then.
+	Requires []Action
+	Reason   string   // why Action (for messages and `policy explain`)
+	Tables   []string // relations named, schema-qualified where written
+
+	HasWhere bool // the top-level DELETE/UPDATE has a WHERE (MERGE: a join condition)
+	// NeedsEstimate: a DELETE/UPDATE with WHERE; the policy asks the planner
+	// whether it is bulk (Policy.Refine / Policy.Evaluate).
+	NeedsEstimate bool
+
+	Prepare       *PrepareInfo // PREPARE name AS ...
+	Execute       string       // EXECUTE name (also EXPLAIN ANALYZE EXECUTE name): resolve with Session.Resolve
+	Deallocate    string       // DEALLOCATE name
+	DeallocateAll bool         // DEALLOCATE ALL, DISCARD ALL
+	Cursor        string       // DECLARE name CURSOR
+	ClosePortal   string       // CLOSE name ("" with ClosePortalAll for CLOSE ALL)
+	CloseAll      bool
+	IsCopyTo      bool // COPY ... TO STDOUT
+	IsCopyFrom    bool // COPY ... FROM STDIN
+	IsDDL         bool // changes the catalog: catalog caches must refresh
+	Tx            TxKind
+
+	dmlRoot bool // the root is SELECT/INSERT/UPDATE/DELETE/MERGE/VALUES
+	// paramSet/paramReason: actions needed by the expressions of an
+	// EXECUTE's parameters, added when the EXECUTE is resolved.
+	paramSet    actionSet
+	paramReason string
+}
+
+// Analysis is a classified query string. Empty strings (and strings of
+// only comments) have no statements: PostgreSQL answers EmptyQueryResponse.
+type Analysis struct {
+	Statements []Statement
+}
+
+// ParseError is returned when pg_query cannot parse the text. The
+// Analysis returned with it holds one admin statement (fail closed).
+type ParseError struct{ Msg string }
+
+func (e *ParseError) Error() string { return "sqlpolicy: cannot parse SQL: " + e.Msg }
+
+// maxNesting bounds classification of SQL inside SQL (query_to_xml('...')).
+const maxNesting = 4
+
+// Classify parses sql with the PostgreSQL parser and classifies each of
+// its statements. It never fails open: a string it cannot parse yields an
+// error AND an Analysis with a single admin statement.
+func Classify(sql string) (*Analysis, error) { return classify(sql, 0) }
+
+func classify(sql string, depth int) (*Analysis, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return failClosed(sql, err.Error()), &ParseError{Msg: err.Error()}
+	}
+	a := &Analysis{Statements: make([]Statement, 0, len(tree.Stmts))}
+	for _, raw := range tree.Stmts {
+		text := stmtText(sql, raw)
+		a.Statements = append(a.Statements, classifyRoot(raw.GetStmt(), text, depth))
+	}
+	return a, nil
+}
+
+func failClosed(sql, why string) *Analysis {
+	return &Analysis{Statements: []Statement{{
+		SQL: strings.TrimSpace(sql), Action: ActionAdmin, Requires: []Action{ActionAdmin},
+		Reason: "the parser cannot place this statement (" + why + "): fail closed",
+	}}}
+}
+
+// FunctionCall is the statement for a fast-path FunctionCall ('F')
+// message: it calls a function by OID, invisible to the parser, so admin.
+func FunctionCall(oid uint32) Statement {
+	return Statement{
+		SQL: fmt.Sprintf("<fast-path function call, oid %d>", oid), Action: ActionAdmin, Requires: []Action{ActionAdmin},
+		Reason: "fast-path FunctionCall calls a function by OID: admin",
+	}
+}
+
+func stmtText(sql string, raw *pg.RawStmt) string {
+	loc, n := int(raw.GetStmtLocation()), int(raw.GetStmtLen())
+	if loc < 0 || loc > len(sql) {
+		loc = 0
+	}
+	end := len(sql)
+	if n > 0 && loc+n <= len(sql) {
+		end = loc + n
+	}
+	t := strings.TrimSpace(sql[loc:end])
+	for strings.HasSuffix(t, ";") {
+		t = strings.TrimSpace(t[:len(t)-1])
+	}
+	return t
+}
+
+// walker accumulates what one statement needs.
+type walker struct {
+	set      actionSet
+	reasons  [len(actionOrder)]string
+	tables   []string
+	ctes     []string
+	estimate bool // a DELETE/UPDATE with WHERE that runs now
+	executes bool // false inside definitions (function bodies, rules, PREPARE, plain EXPLAIN)
+	depth    int
+	st       *Statement // root-level facts
+}
+
+func (w *walker) add(a Action, why string) {
+	w.set = w.set.with(a)
+	if r := a.rank(); r < len(w.reasons) && w.reasons[r] == "" {
+		w.reasons[r] = why
+	}
+}
+
+// merge adds what another walker found.
+func (w *walker) merge(o *walker, prefix string) {
+	for i, a := range actionOrder {
+		if o.set&(1<<i) != 0 {
+			w.add(a, prefix+o.reasons[i])
+		}
+	}
+	w.tables = append(w.tables, o.tables...)
+	w.ctes = append(w.ctes, o.ctes...)
+}
+
+func (w *walker) sub(executes bool) *walker {
+	return &walker{executes: executes, depth: w.depth, st: &Statement{SQL: w.st.SQL}}
+}
+
+func classifyRoot(n *pg.Node, text string, depth int) Statement {
+	w := &walker{executes: true, depth: depth, st: &Statement{SQL: text}}
+	w.root(n)
+	return w.finish()
+}
+
+// finish turns what the walker found into the Statement.
+func (w *walker) finish() Statement {
+	st := *w.st
+	set := w.set
+	if set == 0 {
+		set = setOf(ActionAdmin)
+		w.reasons[ActionAdmin.rank()] = "statement kind not recognised: fail closed"
+	}
+	if set&^setOf(ActionSession, ActionRead, ActionSearch) != 0 {
+		set &^= setOf(ActionSession, ActionRead, ActionSearch)
+	} else if set&^setOf(ActionSession) != 0 {
+		set &^= setOf(ActionSession)
+	}
+	st.Action = set.strongest()
+	st.Requires = set.list()
+	st.Reason = w.reasons[st.Action.rank()]
+	st.NeedsEstimate = w.estimate && !set.has(ActionBulkDelete)
+	st.IsDDL = set&setOf(ActionDDL, ActionDrop, ActionIndex) != 0 || (set.has(ActionAdmin) && !st.dmlRoot)
+	st.Tables = dedupTables(w.tables, w.ctes)
+	return st
+}
+
+func dedupTables(ts, ctes []string) []string {
+	if len(ts) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(ts))
+outer:
+	for _, t := range ts {
+		for _, c := range ctes {
+			if c == t {
+				continue outer
+			}
+		}
+		for _, o := range out {
+			if o == t {
+				continue outer
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// root classifies a top-level statement (or the query of DECLARE,
+// EXPLAIN, PREPARE): a SELECT there is read or search by its shape.
+func (w *walker) root(n *pg.Node) {
+	if n == nil {
+		return
+	}
+	switch n.Node.(type) {
+	case *pg.Node_SelectStmt, *pg.Node_InsertStmt, *pg.Node_UpdateStmt, *pg.Node_DeleteStmt, *pg.Node_MergeStmt:
+		w.st.dmlRoot = true
+	}
+	switch s := n.Node.(type) {
+	case *pg.Node_SelectStmt:
+		if isSearch(s.SelectStmt) {
+			w.add(ActionSearch, "SELECT ordered or filtered by a pgvector distance")
+		} else {
+			w.add(ActionRead, "SELECT")
+		}
+	case *pg.Node_DeleteStmt:
+		w.st.HasWhere = s.DeleteStmt.GetWhereClause() != nil
+	case *pg.Node_UpdateStmt:
+		w.st.HasWhere = s.UpdateStmt.GetWhereClause() != nil
+	case *pg.Node_MergeStmt:
+		w.st.HasWhere = s.MergeStmt.GetJoinCondition() != nil
+	}
+	w.walk(n.ProtoReflect())
+}
+
+// isSearch: the query (every branch of a set operation) orders or filters
+// by a pgvector distance. Subqueries do not change the outer shape.
+func isSearch(s *pg.SelectStmt) bool {
+	if s == nil {
+		return false
+	}
+	if containsDistance(s.GetSortClause()) {
+		return true
+	}
+	if s.GetOp() != pg.SetOperation_SETOP_NONE && s.GetOp() != pg.SetOperation_SET_OPERATION_UNDEFINED {
+		return isSearch(s.GetLarg()) && isSearch(s.GetRarg())
+	}
+	return s.GetWhereClause() != nil && containsDistance([]*pg.Node{s.GetWhereClause()})
+}
+
+func containsDistance(ns []*pg.Node) bool {
+	found := false
+	for _, n := range ns {
+		inspect(n.ProtoReflect(), func(m proto.Message) bool {
+			switch x := m.(type) {
+			case *pg.A_Expr:
+				if names := x.GetName(); len(names) > 0 && distanceOps[names[len(names)-1].GetString_().GetSval()] {
+					found = true
+				}
+			case *pg.FuncCall:
+				if _, name := funcName(x.GetFuncname()); distanceFuncs[name] {
+					found = true
+				}
+			}
+			return !found
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// inspect walks every message under m depth-first; f returns whether to
+// descend into the message's fields.
+func inspect(m protoreflect.Message, f func(proto.Message) bool) {
+	if !m.IsValid() {
+		return
+	}
+	if !f(m.Interface()) {
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				inspect(l.Get(i).Message(), f)
+			}
+		} else if !fd.IsMap() {
+			inspect(v.Message(), f)
+		}
+		return true
+	})
+}
+
+func (w *walker) walk(m protoreflect.Message) { inspect(m, w.visit) }
+
+func funcName(ns []*pg.Node) (schema, name string) {
+	if len(ns) == 0 {
+		return "", ""
+	}
+	name = ns[len(ns)-1].GetString_().GetSval()
+	if len(ns) >= 2 {
+		schema = ns[len(ns)-2].GetString_().GetSval()
+	}
+	return schema, name
+}
+
+// stringConst returns the value of a string constant ('x' or 'x'::type).
+func stringConst(n *pg.Node) (string, bool) {
+	for n != nil {
+		switch x := n.Node.(type) {
+		case *pg.Node_AConst:
+			if sv, ok := x.AConst.GetVal().(*pg.A_Const_Sval); ok {
+				return sv.Sval.GetSval(), true
+			}
+			return "", false
+		case *pg.Node_TypeCast:
+			n = x.TypeCast.GetArg()
+		default:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+func (w *walker) modify(a Action, where *pg.Node, what string) {
+	if where == nil {
+		w.add(ActionBulkDelete, what+" without WHERE affects every row: bulk")
+		return
+	}
+	w.add(a, what)
+	if w.executes {
+		w.estimate = true
+	}
+}
+
+func relName(r *pg.RangeVar) string {
+	if r == nil || r.GetRelname() == "" {
+		return ""
+	}
+	name := r.GetRelname()
+	if r.GetSchemaname() != "" {
+		name = r.GetSchemaname() + "." + name
+		if r.GetCatalogname() != "" {
+			name = r.GetCatalogname() + "." + name
+		}
+	}
+	return name
+}
+
+// visit classifies one node of the tree and says whether to descend.
+func (w *walker) visit(m proto.Message) bool {
+	switch n := m.(type) {
+	// ---- expressions and references
+	case *pg.RangeVar:
+		if name := relName(n); name != "" {
+			w.tables = append(w.tables, name)
+		}
+	case *pg.CommonTableExpr:
+		w.ctes = append(w.ctes, n.GetCtename())
+	case *pg.FuncCall:
+		w.funcCall(n)
+
+	// ---- data manipulation (anywhere: CTEs, subqueries, rules, COPY (...))
+	case *pg.SelectStmt:
+		if n.GetIntoClause() != nil {
+			w.add(ActionDDL, "SELECT ... INTO creates a table")
+		}
+		if len(n.GetLockingClause()) > 0 {
+			w.add(ActionUpdate, "SELECT ... FOR UPDATE/SHARE locks rows (PostgreSQL requires UPDATE privilege)")
+		}
+	case *pg.InsertStmt:
+		w.add(ActionInsert, "INSERT")
+		if oc := n.GetOnConflictClause(); oc != nil && oc.GetAction() == pg.OnConflictAction_ONCONFLICT_UPDATE {
+			w.add(ActionUpdate, "INSERT ... ON CONFLICT DO UPDATE")
+		}
+	case *pg.UpdateStmt:
+		w.modify(ActionUpdate, n.GetWhereClause(), "UPDATE")
+	case *pg.DeleteStmt:
+		w.modify(ActionDelete, n.GetWhereClause(), "DELETE")
+	case *pg.MergeStmt:
+		for _, c := range n.GetMergeWhenClauses() {
+			switch c.GetMergeWhenClause().GetCommandType() {
+			case pg.CmdType_CMD_INSERT:
+				w.add(ActionInsert, "MERGE ... THEN INSERT")
+			case pg.CmdType_CMD_UPDATE:
+				w.modify(ActionUpdate, n.GetJoinCondition(), "MERGE ... THEN UPDATE")
+			case pg.CmdType_CMD_DELETE:
+				w.modify(ActionDelete, n.GetJoinCondition(), "MERGE ... THEN DELETE")
+			case pg.CmdType_CMD_NOTHING:
+			default:
+				w.add(ActionAdmin, "MERGE action not recognised: fail closed")
+			}
+		}
+		if len(n.GetMergeWhenClauses()) == 0 {
+			w.add(ActionRead, "MERGE without actions")
+		}
+
+	// ---- things that run SQL we cannot see, or escape policy
+	case *pg.DoStmt:
+		w.add(ActionAdmin, "DO runs an anonymous code block")
+		return false
+	case *pg.CallStmt:
+		w.add(ActionAdmin, "CALL runs a procedure")
+	case *pg.PLAssignStmt:
+		w.add(ActionAdmin, "PL/pgSQL assignment outside a function")
+
+	// ---- prepared statements, cursors, EXPLAIN
+	case *pg.PrepareStmt:
+		sub := w.sub(true)
+		sub.root(n.GetQuery())
+		inner := sub.finish()
+		w.st.Prepare = &PrepareInfo{Name: n.GetName(), Statement: inner}
+		w.merge(sub, "PREPARE of: ")
+		return false
+	case *pg.ExecuteStmt:
+		sub := w.sub(true)
+		for _, p := range n.GetParams() {
+			sub.walk(p.ProtoReflect())
+		}
+		w.st.Execute = n.GetName()
+		w.st.paramSet = sub.set
+		w.st.paramReason = sub.reasons[sub.set.strongest().rank()]
+		w.add(ActionAdmin, "EXECUTE of prepared statement "+quoteIdent(n.GetName())+" that this session did not prepare: fail closed")
+		return false
+	case *pg.DeallocateStmt:
+		w.add(ActionSession, "DEALLOCATE")
+		if n.GetIsall() {
+			w.st.DeallocateAll = true
+		} else {
+			w.st.Deallocate = n.GetName()
+		}
+	case *pg.DeclareCursorStmt:
+		w.st.Cursor = n.GetPortalname()
+		w.root(n.GetQuery())
+		return false
+	case *pg.FetchStmt:
+		w.add(ActionSession, "FETCH/MOVE from a cursor whose query was checked at DECLARE")
+	case *pg.ClosePortalStmt:
+		w.add(ActionSession, "CLOSE cursor")
+		if n.GetPortalname() == "" {
+			w.st.CloseAll = true
+		} else {
+			w.st.ClosePortal = n.GetPortalname()
+		}
+	case *pg.ExplainStmt:
+		w.explain(n)
+		return false
+
+	// ---- session
+	case *pg.VariableSetStmt:
+		w.setStmt(n)
+		return false
+	case *pg.VariableShowStmt:
+		name := strings.ToLower(n.GetName())
+		switch {
+		case name == "all":
+			w.add(ActionRead, "SHOW ALL")
+		case settingIsOrdinary(name):
+			w.add(ActionSession, "SHOW of an ordinary setting")
+		default:
+			w.add(ActionRead, "SHOW")
+		}
+	case *pg.TransactionStmt:
+		w.transaction(n)
+	case *pg.DiscardStmt:
+		w.add(ActionSession, "DISCARD")
+		if n.GetTarget() == pg.DiscardMode_DISCARD_ALL {
+			w.st.DeallocateAll = true
+			w.st.CloseAll = true
+		}
+	case *pg.ListenStmt:
+		w.add(ActionSession, "LISTEN")
+	case *pg.UnlistenStmt:
+		w.add(ActionSession, "UNLISTEN")
+	case *pg.NotifyStmt:
+		w.add(ActionSession, "NOTIFY")
+	case *pg.ConstraintsSetStmt:
+		w.add(ActionSession, "SET CONSTRAINTS")
+	case *pg.LockStmt:
+		if n.GetMode() == 1 { // AccessShareLock
+			w.add(ActionRead, "LOCK ... IN ACCESS SHARE MODE")
+		} else {
+			w.add(ActionUpdate, "LOCK TABLE in a mode that blocks writers (PostgreSQL requires write privileges)")
+		}
+
+	// ---- COPY
+	case *pg.CopyStmt:
+		w.copyStmt(n)
+
+	// ---- TRUNCATE, DROP
+	case *pg.TruncateStmt:
+		w.add(ActionTruncate, "TRUNCATE")
+	case *pg.DropStmt:
+		w.dropStmt(n)
+	case *pg.DropdbStmt:
+		w.add(ActionDrop, "DROP DATABASE")
+
+	// ---- indexes
+	case *pg.IndexStmt:
+		w.add(ActionIndex, "CREATE INDEX")
+	case *pg.ReindexStmt:
+		w.add(ActionIndex, "REINDEX")
+
+	// ---- ActionDDL
+	case *pg.CreateStmt:
+		w.add(ActionDDL, "CREATE TABLE")
+	case *pg.CreateTableAsStmt:
+		if n.GetObjtype() == pg.ObjectType_OBJECT_MATVIEW {
+			w.add(ActionDDL, "CREATE MATERIALIZED VIEW")
+		} else {
+			w.add(ActionDDL, "CREATE TABLE AS")
+		}
+	case *pg.ViewStmt:
+		w.add(ActionDDL, "CREATE VIEW")
+		w.executes = false
+	case *pg.CreateSchemaStmt:
+		w.add(ActionDDL, "CREATE SCHEMA")
+	case *pg.AlterTableStmt:
+		if n.GetObjtype() == pg.ObjectType_OBJECT_INDEX {
+			w.add(ActionIndex, "ALTER INDEX")
+		} else {
+			w.add(ActionDDL, "ALTER "+objName(n.GetObjtype()))
+		}
+		for _, c := range n.GetCmds() {
+			if c.GetAlterTableCmd().GetSubtype() == pg.AlterTableType_AT_ChangeOwner {
+				w.add(ActionAdmin, "ALTER ... OWNER TO changes ownership")
+			}
+		}
+	case *pg.RenameStmt:
+		switch n.GetRenameType() {
+		case pg.ObjectType_OBJECT_ROLE, pg.ObjectType_OBJECT_DATABASE, pg.ObjectType_OBJECT_TABLESPACE,
+			pg.ObjectType_OBJECT_EVENT_TRIGGER, pg.ObjectType_OBJECT_FOREIGN_SERVER, pg.ObjectType_OBJECT_FDW,
+			pg.ObjectType_OBJECT_PUBLICATION, pg.ObjectType_OBJECT_SUBSCRIPTION, pg.ObjectType_OBJECT_LANGUAGE:
+			w.add(ActionAdmin, "ALTER "+objName(n.GetRenameType())+" ... RENAME")
+		case pg.ObjectType_OBJECT_INDEX:
+			w.add(ActionIndex, "ALTER INDEX ... RENAME")
+		default:
+			w.add(ActionDDL, "ALTER "+objName(n.GetRenameType())+" ... RENAME")
+		}
+	case *pg.CreateFunctionStmt:
+		w.createFunction(n)
+	case *pg.AlterFunctionStmt:
+		w.add(ActionDDL, "ALTER FUNCTION")
+		w.functionOptions(n.GetActions())
+	case *pg.RuleStmt:
+		w.add(ActionDDL, "CREATE RULE")
+		w.executes = false
+	case *pg.CreateTrigStmt:
+		w.add(ActionDDL, "CREATE TRIGGER")
+	case *pg.CreateSeqStmt, *pg.AlterSeqStmt, *pg.CompositeTypeStmt, *pg.CreateEnumStmt, *pg.AlterEnumStmt,
+		*pg.CreateRangeStmt, *pg.CreateDomainStmt, *pg.AlterDomainStmt, *pg.DefineStmt, *pg.AlterTypeStmt,
+		*pg.AlterOperatorStmt, *pg.CreateCastStmt, *pg.CreateConversionStmt, *pg.CreateOpClassStmt,
+		*pg.CreateOpFamilyStmt, *pg.AlterOpFamilyStmt, *pg.CreateStatsStmt, *pg.AlterStatsStmt,
+		*pg.AlterCollationStmt, *pg.AlterTSDictionaryStmt, *pg.AlterTSConfigurationStmt,
+		*pg.CreatePolicyStmt, *pg.AlterPolicyStmt, *pg.CommentStmt, *pg.RefreshMatViewStmt,
+		*pg.AlterObjectSchemaStmt, *pg.AlterObjectDependsStmt, *pg.ReplicaIdentityStmt:
+		w.add(ActionDDL, ddlName(m))
+
+	// ---- admin: roles, privileges, system, extensions, foreign data
+	case *pg.CreateRoleStmt, *pg.AlterRoleStmt, *pg.AlterRoleSetStmt, *pg.DropRoleStmt, *pg.GrantStmt,
+		*pg.GrantRoleStmt, *pg.AlterDefaultPrivilegesStmt, *pg.DropOwnedStmt, *pg.ReassignOwnedStmt,
+		*pg.AlterOwnerStmt, *pg.AlterSystemStmt, *pg.CreateExtensionStmt, *pg.AlterExtensionStmt,
+		*pg.AlterExtensionContentsStmt, *pg.LoadStmt, *pg.VacuumStmt, *pg.ClusterStmt, *pg.CheckPointStmt,
+		*pg.CreatedbStmt, *pg.AlterDatabaseStmt, *pg.AlterDatabaseSetStmt, *pg.AlterDatabaseRefreshCollStmt,
+		*pg.SecLabelStmt, *pg.CreateForeignServerStmt, *pg.AlterForeignServerStmt, *pg.CreateUserMappingStmt,
+		*pg.AlterUserMappingStmt, *pg.DropUserMappingStmt, *pg.CreateFdwStmt, *pg.AlterFdwStmt,
+		*pg.CreateForeignTableStmt, *pg.ImportForeignSchemaStmt, *pg.CreateTableSpaceStmt,
+		*pg.DropTableSpaceStmt, *pg.AlterTableSpaceOptionsStmt, *pg.AlterTableMoveAllStmt,
+		*pg.CreatePublicationStmt, *pg.AlterPublicationStmt, *pg.CreateSubscriptionStmt,
+		*pg.AlterSubscriptionStmt, *pg.DropSubscriptionStmt, *pg.CreateEventTrigStmt, *pg.AlterEventTrigStmt,
+		*pg.CreatePLangStmt, *pg.CreateAmStmt, *pg.CreateTransformStmt:
+		w.add(ActionAdmin, ddlName(m))
+		return false // options may hold passwords; nothing inside can lower the class
+
+	default:
+		if strings.HasSuffix(string(m.ProtoReflect().Descriptor().Name()), "Stmt") {
+			if _, ok := m.(*pg.ReturnStmt); !ok {
+				w.add(ActionAdmin, "statement type "+string(m.ProtoReflect().Descriptor().Name())+" not recognised: fail closed")
+			}
+		}
+	}
+	return true
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// ddlName turns a node type name (CreateSeqStmt) into words (CREATE SEQ).
+func ddlName(m proto.Message) string {
+	name := strings.TrimSuffix(string(m.ProtoReflect().Descriptor().Name()), "Stmt")
+	var b strings.Builder
+	for i, r := range name {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}
+
+func objName(t pg.ObjectType) string {
+	return strings.ReplaceAll(strings.TrimPrefix(t.String(), "OBJECT_"), "_", " ")
+}
+
+func (w *walker) funcCall(n *pg.FuncCall) {
+	schema, name := funcName(n.GetFuncname())
+	qual := name
+	if schema != "" {
+		qual = schema + "." + name
+	}
+	if a := funcClass(schema, name); a != "" {
+		w.add(a, "calls "+qual)
+		return
+	}
+	args := n.GetArgs()
+	switch {
+	case name == "set_config":
+		if len(args) == 0 {
+			w.add(ActionAdmin, "set_config without arguments")
+			return
+		}
+		setting, ok := stringConst(args[0])
+		if !ok {
+			w.add(ActionAdmin, "set_config with a computed setting name: fail closed")
+			return
+		}
+		if s := strings.ToLower(strings.TrimSpace(setting)); !settingIsOrdinary(s) {
+			w.add(ActionAdmin, "set_config('"+s+"', ...) changes a protected setting")
+		}
+	case sqlFuncs[name]:
+		if len(args) == 0 {
+			return
+		}
+		inner, ok := stringConst(args[0])
+		if !ok {
+			w.add(ActionAdmin, qual+" runs computed SQL: fail closed")
+			return
+		}
+		if w.depth+1 > maxNesting {
+			w.add(ActionAdmin, qual+" nested too deeply: fail closed")
+			return
+		}
+		a, err := classify(inner, w.depth+1)
+		if err != nil {
+			w.add(ActionAdmin, qual+" runs SQL that cannot be parsed: fail closed")
+			return
+		}
+		for _, st := range a.Statements {
+			for _, act := range st.Requires {
+				w.add(act, qual+" runs: "+st.Reason)
+			}
+			w.estimate = w.estimate || st.NeedsEstimate
+		}
+	}
+}
+
+func (w *walker) explain(n *pg.ExplainStmt) {
+	analyze := false
+	for _, o := range n.GetOptions() {
+		d := o.GetDefElem()
+		if d == nil || strings.ToLower(d.GetDefname()) != "analyze" {
+			continue
+		}
+		analyze = !defElemFalse(d)
+	}
+	sub := w.sub(analyze)
+	sub.root(n.GetQuery())
+	inner := sub.finish()
+	if analyze {
+		w.merge(sub, "EXPLAIN ANALYZE runs: ")
+		w.estimate = w.estimate || sub.estimate
+		w.st.Execute = inner.Execute
+		w.st.paramSet, w.st.paramReason = inner.paramSet, inner.paramReason
+		return
+	}
+	w.add(ActionRead, "EXPLAIN without ANALYZE does not run the statement")
+	w.tables = append(w.tables, sub.tables...)
+	w.ctes = append(w.ctes, sub.ctes...)
+	if sub.set.has(ActionAdmin) && inner.Execute == "" {
+		w.add(ActionAdmin, "EXPLAIN of: "+sub.reasons[ActionAdmin.rank()])
+	}
+}
+
+// defElemFalse reports whether an option's argument clearly says false;
+// anything unclear counts as true (fail closed).
+func defElemFalse(d *pg.DefElem) bool {
+	arg := d.GetArg()
+	if arg == nil {
+		return false
+	}
+	switch x := arg.Node.(type) {
+	case *pg.Node_Boolean:
+		return !x.Boolean.GetBoolval()
+	case *pg.Node_Integer:
+		return x.Integer.GetIval() == 0
+	case *pg.Node_String_:
+		switch strings.ToLower(x.String_.GetSval()) {
+		case "false", "off", "0", "no":
+			return true
+		}
+	case *pg.Node_AConst:
+		switch v := x.AConst.GetVal().(type) {
+		case *pg.A_Const_Boolval:
+			return !v.Boolval.GetBoolval()
+		case *pg.A_Const_Ival:
+			return v.Ival.GetIval() == 0
+		case *pg.A_Const_Sval:
+			switch strings.ToLower(v.Sval.GetSval()) {
+			case "false", "off", "0", "no":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (w *walker) setStmt(n *pg.VariableSetStmt) {
+	switch n.GetKind() {
+	case pg.VariableSetKind_VAR_RESET_ALL:
+		w.add(ActionSession, "RESET ALL")
+		return
+	case pg.VariableSetKind_VAR_SET_MULTI:
+		w.add(ActionSession, "SET TRANSACTION / SESSION CHARACTERISTICS")
+		return
+	}
+	name := strings.ToLower(n.GetName())
+	verb := "SET"
+	if n.GetKind() == pg.VariableSetKind_VAR_RESET {
+		verb = "RESET"
+	}
+	switch {
+	case name == "role":
+		w.add(ActionAdmin, verb+" ROLE changes the session's identity")
+	case name == "session_authorization":
+		w.add(ActionAdmin, verb+" SESSION AUTHORIZATION changes the session's identity")
+	case settingIsOrdinary(name):
+		w.add(ActionSession, verb+" of an ordinary setting")
+	default:
+		w.add(ActionAdmin, verb+" of "+name+", which is not an ordinary session setting")
+	}
+}
+
+func (w *walker) transaction(n *pg.TransactionStmt) {
+	switch n.GetKind() {
+	case pg.TransactionStmtKind_TRANS_STMT_BEGIN, pg.TransactionStmtKind_TRANS_STMT_START:
+		w.st.Tx = TxBegin
+	case pg.TransactionStmtKind_TRANS_STMT_COMMIT:
+		w.st.Tx = TxCommit
+	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:
+		w.st.Tx = TxRollback
+	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
+		w.st.Tx = TxSavepoint
+	case pg.TransactionStmtKind_TRANS_STMT_RELEASE:
+		w.st.Tx = TxRelease
+	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
+		w.st.Tx = TxRollbackTo
+	case pg.TransactionStmtKind_TRANS_STMT_PREPARE, pg.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED,
+		pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
+		w.st.Tx = TxTwoPhase
+		w.add(ActionAdmin, "two-phase commit keeps locks beyond the session")
+		return
+	default:
+		w.add(ActionAdmin, "transaction statement not recognised: fail closed")
+		return
+	}
+	w.add(ActionSession, "transaction control")
+}
+
+func (w *walker) copyStmt(n *pg.CopyStmt) {
+	server := n.GetIsProgram() || n.GetFilename() != ""
+	switch {
+	case n.GetIsFrom() && server:
+		w.add(ActionAdmin, "COPY FROM a server file or PROGRAM")
+	case n.GetIsFrom():
+		w.add(ActionInsert, "COPY FROM STDIN")
+		w.st.IsCopyFrom = true
+	case server:
+		w.add(ActionAdmin, "COPY TO a server file or PROGRAM")
+	default:
+		w.add(ActionExport, "COPY TO STDOUT")
+		w.st.IsCopyTo = true
+	}
+}
+
+func (w *walker) dropStmt(n *pg.DropStmt) {
+	switch t := n.GetRemoveType(); t {
+	case pg.ObjectType_OBJECT_EXTENSION, pg.ObjectType_OBJECT_FOREIGN_SERVER, pg.ObjectType_OBJECT_FDW,
+		pg.ObjectType_OBJECT_EVENT_TRIGGER, pg.ObjectType_OBJECT_LANGUAGE, pg.ObjectType_OBJECT_PUBLICATION,
+		pg.ObjectType_OBJECT_ACCESS_METHOD, pg.ObjectType_OBJECT_TRANSFORM:
+		w.add(ActionAdmin, "DROP "+objName(t))
+	default:
+		w.add(ActionDrop, "DROP "+objName(t))
+	}
+}
+
+// trustedLanguages cannot reach the operating system.
+var trustedLanguages = map[string]bool{
+	"sql": true, "plpgsql": true, "plperl": true, "pltcl": true, "plv8": true, "pllua": true, "plrust": true,
+}
+
+func (w *walker) createFunction(n *pg.CreateFunctionStmt) {
+	if n.GetIsProcedure() {
+		w.add(ActionDDL, "CREATE PROCEDURE")
+	} else {
+		w.add(ActionDDL, "CREATE FUNCTION")
+	}
+	w.functionOptions(n.GetOptions())
+	// The body is not run now; writes in a BEGIN ATOMIC body still count
+	// (without a planner estimate).
+	w.executes = false
+}
+
+func (w *walker) functionOptions(opts []*pg.Node) {
+	for _, o := range opts {
+		d := o.GetDefElem()
+		if d == nil {
+			continue
+		}
+		switch strings.ToLower(d.GetDefname()) {
+		case "language":
+			lang := strings.ToLower(d.GetArg().GetString_().GetSval())
+			if !trustedLanguages[lang] {
+				w.add(ActionAdmin, "function in untrusted language "+lang)
+			}
+		case "security":
+			if !defElemFalse(d) {
+				w.add(ActionAdmin, "SECURITY DEFINER function runs with its owner's rights")
+			}
+		case "set":
+			if vs := d.GetArg().GetVariableSetStmt(); vs != nil {
+				w.setStmt(vs)
+			}
+		}
+	}
+}
