@@ -1,0 +1,167 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/identity/devissuer"
+	"github.com/pgwarden/pgwarden/internal/devstack"
+	"github.com/pgwarden/pgwarden/internal/gateway"
+)
+
+const defaultDevData = "data"
+
+func devCmd(g *globals) *cobra.Command {
+	var dataDir, listen, adminListen string
+	var pgPort int
+	c := &cobra.Command{
+		Use:   "dev [--data DIR]",
+		Short: "run a complete local stack: PostgreSQL + pgvector, a development OIDC issuer, native credentials, seeded demo data",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			log := g.logger(nil)
+			abs, err := filepath.Abs(dataDir)
+			if err != nil {
+				return err
+			}
+			stack, err := devstack.Start(ctx, devstack.Options{DataDir: abs, PGPort: pgPort, Log: log})
+			if err != nil {
+				return err
+			}
+			defer stack.Stop()
+			issuerURL := "http://" + adminListen + "/dev-issuer"
+			iss, err := devissuer.Open(abs, issuerURL)
+			if err != nil {
+				return err
+			}
+			cfg, err := devConfig(abs, listen, adminListen, issuerURL, stack)
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(ctx, cfg, gateway.Options{
+				Log:            log,
+				PublicHandlers: map[string]http.Handler{"/dev-issuer/": iss.Handler()},
+			})
+			if err != nil {
+				return err
+			}
+			printDevBanner(g, abs, listen, adminListen)
+			return gw.Run(ctx)
+		},
+	}
+	c.Flags().StringVar(&dataDir, "data", defaultDevData, "data directory (PostgreSQL cluster, issuer keys, recordings, approvals)")
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:6432", "Postgres listener")
+	c.Flags().StringVar(&adminListen, "admin-listen", "127.0.0.1:6480", "admin HTTP listener (also serves the development issuer)")
+	c.Flags().IntVar(&pgPort, "pg-port", 0, "port of the local PostgreSQL (0: 54329 if free, else any)")
+	return c
+}
+
+// devConfig is the configuration `pgwarden dev` runs with: the SPEC's
+// example policy and masking rules over the seeded demo database.
+func devConfig(dataDir, listen, adminListen, issuerURL string, stack *devstack.Stack) (*config.Config, error) {
+	cfg := config.Default()
+	cfg.Listen = listen
+	cfg.Admin.Listen = adminListen
+	cfg.TLS = config.TLS{SelfSigned: true, Require: true}
+	cfg.Upstream.Host = "127.0.0.1"
+	cfg.Upstream.Port = stack.Port
+	cfg.Upstream.Databases = []string{"vectors"}
+	cfg.Upstream.SSLMode = "disable"
+	cfg.Auth.OIDC.Issuer = issuerURL
+	cfg.Credentials.Provider = "native"
+	cfg.Credentials.Native.AdminDSN = stack.AdminDSN
+	cfg.Policy.Roles = map[string]config.Role{
+		"analyst": {Actions: []string{"search", "read"}, DBRole: "vector_reader"},
+		"ingest":  {Actions: []string{"search", "read", "insert", "update", "delete"}, DBRole: "vector_writer"},
+		"dba":     {Actions: []string{"all"}, DBRole: "vector_admin", Unmask: true},
+	}
+	cfg.Policy.Approval.Approvers = []string{"dba"}
+	key, err := secretFile(filepath.Join(dataDir, "mask-key"))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Masking.HMACKey = key
+	cfg.Masking.Rules = []config.MaskRule{
+		{Table: "public.customers", Column: "email", Method: "email"},
+		{Table: "public.customers", Column: "ssn", Method: "partial", KeepLast: 4},
+		{Table: "public.customers", Column: "credit_card", Method: "partial", KeepLast: 4},
+		{Table: "public.customers", Column: "name", Method: "redact"},
+		{Table: "public.customers", Column: "address", Method: "redact"},
+		{Table: "public.documents", Column: "metadata", JSONKeys: []string{"email", "phone", "name", "author"}, Method: "redact"},
+		{Column: "phone", Method: "hash"},
+	}
+	cfg.Masking.Detectors = []string{"email", "phone", "credit_card", "ssn"}
+	cfg.Store.Dir = filepath.Join(dataDir, "store")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// secretFile returns the secret kept in path, creating it (0600) once.
+func secretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	s := base64.RawURLEncoding.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+func printDevBanner(g *globals, dataDir, listen, adminListen string) {
+	host, port := splitHostPort(listen)
+	dataFlag := ""
+	if rel, err := filepath.Rel(mustWd(), dataDir); err != nil || rel != defaultDevData {
+		dataFlag = " --data " + dataDir
+	}
+	fmt.Fprintf(g.stdout, `
+pgwarden dev is running.
+  Postgres listener : %s (TLS required, self-signed)
+  Admin / issuer    : http://%s  (/healthz /readyz /metrics /ui/ /dev-issuer/)
+  Data              : %s
+
+Connect with psql, as an analyst (search + read, PII masked):
+  PGPASSWORD=$(bin/pgwarden token%s --user alice@example.com --groups analyst) psql "host=%s port=%s dbname=vectors user=alice@example.com sslmode=require"
+
+Other groups: ingest (insert/update/delete), dba (everything; drops and bulk deletes wait for a second dba).
+Approve held statements:  PGWARDEN_TOKEN=$(bin/pgwarden token%s --user bob@example.com --groups dba) bin/pgwarden approvals list
+Press Ctrl-C to stop everything.
+`, listen, adminListen, dataDir, dataFlag, host, port, dataFlag)
+}
+
+func splitHostPort(hp string) (string, string) {
+	i := strings.LastIndexByte(hp, ':')
+	if i < 0 {
+		return hp, "5432"
+	}
+	if _, err := strconv.Atoi(hp[i+1:]); err != nil {
+		return hp, "5432"
+	}
+	return hp[:i], hp[i+1:]
+}
+
+func mustWd() string {
+	wd, _ := os.Getwd()
+	return wd
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions"
+)
+
+type sessionsFlags struct {
+	cfgPath, admin, token string
+}
+
+// store opens the recording store named in --config.
+func (f *sessionsFlags) store() (*sessions.Store, error) {
+	if f.cfgPath == "" {
+		return nil, usageError{errorf("--config FILE is required (or --admin URL --token T for list/show)")}
+	}
+	cfg, err := config.Load(f.cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	return sessions.OpenStore(cfg.Store.Dir)
+}
+
+// api fetches path from the admin API into v.
+func (f *sessionsFlags) api(cmd *cobra.Command, path string, q url.Values, v any) error {
+	tok, err := tokenFrom(f.token)
+	if err != nil {
+		return err
+	}
+	u := f.admin + "/api/v1" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return errorf("admin API %s: %s", resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func sessionsCmd(g *globals) *cobra.Command {
+	f := &sessionsFlags{}
+	root := &cobra.Command{Use: "sessions", Short: "read session recordings: list, show, replay, export, verify"}
+	root.PersistentFlags().StringVar(&f.cfgPath, "config", "", "configuration file (its store.dir holds the recordings)")
+	root.PersistentFlags().StringVar(&f.admin, "admin", "", "admin API URL (list and show only)")
+	root.PersistentFlags().StringVar(&f.token, "token", "", "bearer token for --admin (default: PGWARDEN_TOKEN)")
+
+	var user, since, action, decision string
+	list := &cobra.Command{
+		Use: "list [--user U] [--since T] [--action A] [--decision D]", Short: "list recorded sessions", Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var sums []sessions.Summary
+			if f.admin != "" {
+				q := url.Values{}
+				for k, v := range map[string]string{"user": user, "since": since, "action": action, "decision": decision} {
+					if v != "" {
+						q.Set(k, v)
+					}
+				}
+				if err := f.api(cmd, "/sessions", q, &sums); err != nil {
+					return err
+				}
+			} else {
+				st, err := f.store()
+				if err != nil {
+					return err
+				}
+				flt := sessions.Filter{User: user, Action: action, Decision: decision}
+				if since != "" {
+					t, err := parseSince(since)
+					if err != nil {
+						return usageError{err}
+					}
+					flt.Since = t
+				}
+				if sums, err = st.List(flt); err != nil {
+					return err
+				}
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SESSION\tUSER\tSTARTED\tENDED\tSTATEMENTS\tDENIED\tACTIONS")
+			for _, s := range sums {
+				ended := s.EndedAt
+				if s.Active {
+					ended = "(active)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%v\n", s.ID, s.User, s.StartedAt, ended, s.Statements, s.Denied, s.Actions)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVar(&user, "user", "", "only sessions of this user")
+	list.Flags().StringVar(&since, "since", "", "only sessions active since (RFC 3339 time or a duration like 24h)")
+	list.Flags().StringVar(&action, "action", "", "only sessions with a statement of this action")
+	list.Flags().StringVar(&decision, "decision", "", "only sessions with this decision (allow, deny, hold, approved, denied)")
+
+	show := &cobra.Command{
+		Use: "show ID", Short: "print a session's events as JSON lines", Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var evs any
+			if f.admin != "" {
+				var body map[string]any
+				if err := f.api(cmd, "/sessions/"+url.PathEscape(args[0]), nil, &body); err != nil {
+					return err
+				}
+				evs = body
+			} else {
+				st, err := f.store()
+				if err != nil {
+					return err
+				}
+				list, err := st.Get(args[0])
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(g.stdout)
+				for i := range list {
+					if err := enc.Encode(&list[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			enc := json.NewEncoder(g.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(evs)
+		},
+	}
+
+	var follow bool
+	replay := &cobra.Command{
+		Use: "replay ID [--follow]", Short: "print a psql-like transcript of a session", Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := f.store()
+			if err != nil {
+				return err
+			}
+			return st.Replay(cmd.Context(), g.stdout, args[0], follow)
+		},
+	}
+	replay.Flags().BoolVar(&follow, "follow", false, "keep printing a live session's statements until it ends")
+
+	var exSince, format string
+	export := &cobra.Command{
+		Use: "export [--since T] [--format jsonl|ocsf]", Short: "export events for a SIEM", Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "jsonl" && format != "ocsf" {
+				return usageError{errorf("--format must be jsonl or ocsf")}
+			}
+			var t time.Time
+			if exSince != "" {
+				var err error
+				if t, err = parseSince(exSince); err != nil {
+					return usageError{err}
+				}
+			}
+			st, err := f.store()
+			if err != nil {
+				return err
+			}
+			return st.Export(g.stdout, t, format)
+		},
+	}
+	export.Flags().StringVar(&exSince, "since", "", "only events at or after (RFC 3339 time or a duration like 24h)")
+	export.Flags().StringVar(&format, "format", "jsonl", "jsonl | ocsf")
+
+	verify := &cobra.Command{
+		Use: "verify", Short: "check every hash chain; exit 1 and print the first broken event on tampering", Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := f.store()
+			if err != nil {
+				return err
+			}
+			ok, problem, err := st.Verify(g.stdout)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if problem != nil {
+					fmt.Fprintln(g.stdout, "TAMPERED:", problem.String())
+				}
+				return exitError{1}
+			}
+			fmt.Fprintln(g.stdout, "ok: every chain verifies")
+			return nil
+		},
+	}
+	root.AddCommand(list, show, replay, export, verify)
+	return root
+}
+
+// parseSince accepts an RFC 3339 time or a duration ago ("24h").
+func parseSince(s string) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, errorf("--since %q: want an RFC 3339 time or a duration like 24h", s)
+	}
+	return t, nil
+}

@@ -1,0 +1,278 @@
+// Package gateway assembles a running pgwarden from its configuration: the
+// Postgres listener (pgwire) with identity verification and credential
+// minting, and, per session, the hooks that join policy (sqlpolicy),
+// approvals, masking and recording (sessions) to the relay; plus the admin
+// HTTP listener with health, metrics and the approvals/sessions APIs.
+//
+// It owns the protocol tracking that ties a server response to the client
+// request it answers (track.go). It never parses wire bytes itself (pgwire
+// does) and never decides policy itself (sqlpolicy does).
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/pgwarden/pgwarden/admin"
+	"github.com/pgwarden/pgwarden/approvals"
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/credentials"
+	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/masking"
+	"github.com/pgwarden/pgwarden/pgwire"
+	"github.com/pgwarden/pgwarden/sessions"
+	"github.com/pgwarden/pgwarden/sqlpolicy"
+)
+
+// Options are what the caller (the CLI) supplies beyond the config.
+type Options struct {
+	Log zerolog.Logger
+	// Public handlers mounted on the admin listener (e.g. the development issuer).
+	PublicHandlers map[string]http.Handler
+	// Verifier overrides the OIDC verifier built from auth.oidc (tests).
+	Verifier identity.Verifier
+}
+
+// Gateway is a configured, not yet listening pgwarden.
+type Gateway struct {
+	cfg *config.Config
+	log zerolog.Logger
+	reg *prometheus.Registry
+
+	verifier   identity.Verifier
+	provider   credentials.Provider
+	classifier *sqlpolicy.Classifier
+	policy     *sqlpolicy.Policy
+	masker     *masking.Engine
+	maskActive bool // any rule or detector configured
+	pgCatalog  *masking.PGCatalog
+	catalog    *pgxpool.Pool
+	recorder   *sessions.Recorder
+	store      *sessions.Store
+	approvals  *approvals.Manager
+	apStore    *approvals.Store
+
+	wire  *pgwire.Server
+	admin *admin.Server
+
+	closeOnce sync.Once
+}
+
+// New builds every component from cfg. On error, whatever was built is closed.
+func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err error) {
+	g = &Gateway{cfg: cfg, log: opt.Log, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	if opt.Verifier != nil {
+		g.verifier = opt.Verifier
+	} else {
+		v, err := identity.NewOIDC(ctx, cfg.Auth.OIDC, identity.WithLogger(g.log))
+		if err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+		g.verifier = v
+	}
+	if g.provider, err = newProvider(ctx, cfg, g.log); err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	g.classifier = sqlpolicy.NewClassifier(4096)
+	g.policy = sqlpolicy.NewPolicy(cfg.Policy)
+
+	var cat masking.Catalog
+	if cfg.Credentials.Provider == "native" && len(cfg.Masking.Rules) > 0 {
+		// The catalog cache uses the gateway's own connection (the admin DSN).
+		pool, err := pgxpool.New(ctx, cfg.Credentials.Native.AdminDSN)
+		if err != nil {
+			return nil, fmt.Errorf("masking catalog: %w", err)
+		}
+		g.catalog = pool
+		g.pgCatalog = masking.NewPGCatalog(pool)
+		cat = g.pgCatalog
+	}
+	g.maskActive = len(cfg.Masking.Rules) > 0 || len(cfg.Masking.Detectors) > 0
+	if g.masker, err = masking.New(cfg.Masking, cat); err != nil {
+		return nil, fmt.Errorf("masking: %w", err)
+	}
+
+	if g.recorder, err = sessions.Open(cfg.Recording, cfg.Store, g.log, g.reg); err != nil {
+		return nil, fmt.Errorf("recording: %w", err)
+	}
+	if g.store, err = sessions.OpenStore(cfg.Store.Dir); err != nil {
+		return nil, fmt.Errorf("recording store: %w", err)
+	}
+	if g.apStore, err = approvals.Open(cfg.Store.Dir); err != nil {
+		return nil, fmt.Errorf("approvals store: %w", err)
+	}
+	g.approvals = approvals.New(cfg.Policy.Approval, g.apStore, g.log, approvals.WithObserver(g.observeApproval))
+
+	tlsCfg, err := tlsConfig(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	g.wire, err = pgwire.NewServer(pgwire.Config{
+		Listen:          cfg.Listen,
+		TLS:             tlsCfg,
+		RequireTLS:      cfg.TLS.Require,
+		Databases:       cfg.Upstream.Databases,
+		MaxConnections:  cfg.Limits.MaxConnections,
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		StartupTimeout:  cfg.Limits.StartupTimeout,
+		Upstream: pgwire.Upstream{
+			Host: cfg.Upstream.Host, Port: cfg.Upstream.Port,
+			SSLMode: cfg.Upstream.SSLMode, ConnectTimeout: cfg.Upstream.ConnectTimeout,
+		},
+		Verifier:   g.verifier,
+		Provider:   g.provider,
+		DBRoles:    g.policy.DBRoles,
+		Hooks:      g.newHooks,
+		Logger:     g.log,
+		Registerer: g.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	g.admin = admin.New(admin.Options{Listen: cfg.Admin.Listen, Verifier: g.verifier, Registry: g.reg, Logger: g.log})
+	for pattern, h := range opt.PublicHandlers {
+		g.admin.Handle(pattern, h)
+	}
+	g.admin.HandleAPI("/approvals", g.approvals.APIHandler())
+	g.admin.HandleAPI("/approvals/", g.approvals.APIHandler())
+	g.admin.HandleAPI("/sessions", g.store.APIHandler())
+	g.admin.HandleAPI("/sessions/", g.store.APIHandler())
+	g.admin.Handle("/ui/", approvals.UIHandler())
+	g.admin.AddReadyCheck("issuer", g.verifier.Check)
+	g.admin.AddReadyCheck("credentials", g.provider.Check)
+	g.admin.AddReadyCheck("upstream", g.checkUpstream)
+	g.admin.AddReadyCheck("recording", func(context.Context) error { return g.recorder.Healthy() })
+	return g, nil
+}
+
+func newProvider(ctx context.Context, cfg *config.Config, log zerolog.Logger) (credentials.Provider, error) {
+	switch cfg.Credentials.Provider {
+	case "native":
+		return credentials.NewNative(ctx, cfg.Credentials.Native, cfg.Credentials.TTL, log)
+	case "vault":
+		return credentials.NewVault(ctx, cfg.Credentials.Vault, log)
+	case "static":
+		return credentials.NewStatic(cfg.Credentials.Static, log), nil
+	}
+	return nil, fmt.Errorf("unknown provider %q", cfg.Credentials.Provider)
+}
+
+func tlsConfig(c config.TLS) (*tls.Config, error) {
+	switch {
+	case c.CertFile != "":
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, &config.Error{Path: "tls.cert_file", Msg: err.Error()}
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	case c.SelfSigned:
+		return pgwire.SelfSignedTLS("localhost", "127.0.0.1")
+	}
+	return nil, nil
+}
+
+func (g *Gateway) checkUpstream(ctx context.Context) error {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(g.cfg.Upstream.Host, fmt.Sprint(g.cfg.Upstream.Port)))
+	if err != nil {
+		return errors.New("upstream PostgreSQL unreachable")
+	}
+	return conn.Close()
+}
+
+// observeApproval writes approval state changes into the requesting
+// session's record (decisions happen on another goroutine, often in
+// another session's absence).
+func (g *Gateway) observeApproval(ev approvals.Event) {
+	a := ev.Approval
+	if a == nil {
+		return
+	}
+	g.log.Info().Str("approval", a.ID).Str("state", ev.Type).Str("requester", a.Requester).
+		Str("session", a.Session).Str("action", a.Action).Msg("approval " + ev.Type)
+}
+
+// Run listens on the configured addresses until ctx is cancelled.
+func (g *Gateway) Run(ctx context.Context) error {
+	wl, err := net.Listen("tcp", g.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", g.cfg.Listen, err)
+	}
+	var al net.Listener
+	if g.cfg.Admin.Listen != "" {
+		if al, err = net.Listen("tcp", g.cfg.Admin.Listen); err != nil {
+			wl.Close()
+			return fmt.Errorf("admin listen %s: %w", g.cfg.Admin.Listen, err)
+		}
+	}
+	return g.Serve(ctx, wl, al)
+}
+
+// Serve serves on the given listeners (al may be nil) until ctx is cancelled.
+func (g *Gateway) Serve(ctx context.Context, wl, al net.Listener) error {
+	errc := make(chan error, 2)
+	n := 1
+	go func() { errc <- g.wire.Serve(ctx, wl) }()
+	if al != nil {
+		n++
+		go func() { errc <- g.admin.Serve(ctx, al) }()
+	}
+	g.log.Info().Str("listen", wl.Addr().String()).Msg("pgwarden serving")
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+		n--
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = g.wire.Shutdown(sctx)
+	if al != nil {
+		_ = g.admin.Shutdown(sctx)
+	}
+	for ; n > 0; n-- {
+		if err := <-errc; err != nil && first == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+			first = err
+		}
+	}
+	g.Close()
+	return first
+}
+
+// Close releases stores and pools. Safe to call more than once.
+func (g *Gateway) Close() {
+	g.closeOnce.Do(func() {
+		if g.approvals != nil {
+			g.approvals.Close()
+		}
+		if g.apStore != nil {
+			_ = g.apStore.Close()
+		}
+		if g.recorder != nil {
+			_ = g.recorder.Close()
+		}
+		if g.provider != nil {
+			_ = g.provider.Close()
+		}
+		if g.catalog != nil {
+			g.catalog.Close()
+		}
+	})
+}
+

@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/internal/pgerr"
+	"github.com/pgwarden/pgwarden/sessions"
+)
+
+// finish closes the statement whose result just completed and records it.
+func (h *hooks) finish(tag []byte, errText string) {
+	h.mu.Lock()
+	e := h.head()
+	var r *run
+	switch {
+	case e == nil:
+	case e.kind == expQuery:
+		if e.cur < len(e.runs) {
+			r = e.runs[e.cur]
+			e.cur++
+		}
+	case e.kind == expExecute:
+		r = e.run
+		h.q = h.q[1:]
+	}
+	h.mu.Unlock()
+	h.active = nil
+	if r == nil {
+		return
+	}
+	h.recordRun(r, tag, errText)
+}
+
+func (h *hooks) recordRun(r *run, tag []byte, errText string) {
+	if h.rec == nil {
+		return
+	}
+	total := rowsFromTag(tag)
+	if total < 0 {
+		total = int64(len(r.rows))
+	}
+	h.recordStatement(sessions.StatementEvent{
+		SQL: r.sql, Params: r.params, Actions: r.actions, Decision: r.decision,
+		Columns: r.columns, Rows: r.rows, RowsTotal: total,
+		Duration: time.Since(r.start), Error: errText, ApprovalID: r.approval,
+	})
+	if r.approval != "" && h.g.approvals != nil {
+		h.recordApproval(r.approval, "executed", r.sql)
+	}
+}
+
+// rowsFromTag extracts the row count of a command tag ("SELECT 5",
+// "INSERT 0 3", "COPY 10"); -1 when the tag has none.
+func rowsFromTag(tag []byte) int64 {
+	i := bytes.LastIndexByte(tag, ' ')
+	if i < 0 {
+		return -1
+	}
+	n, err := strconv.ParseInt(string(tag[i+1:]), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// onError accounts for an ErrorResponse: in a simple Query the remaining
+// statements do not run; in the extended protocol PostgreSQL skips every
+// message until Sync, so their expectations are dropped.
+func (h *hooks) onError(m *pgproto3.ErrorResponse) {
+	msg := m.Message
+	h.mu.Lock()
+	e := h.head()
+	var failed *run
+	switch {
+	case e == nil:
+	case e.kind == expQuery || e.kind == expFunc:
+		if e.cur < len(e.runs) {
+			failed = e.runs[e.cur]
+			e.cur = len(e.runs)
+		}
+	default:
+		// drop everything up to the next Sync
+		i := 0
+		for i < len(h.q) && h.q[i].kind != expSync {
+			if h.q[i].kind == expExecute && failed == nil {
+				failed = h.q[i].run
+			}
+			i++
+		}
+		h.q = h.q[i:]
+		if len(h.q) == 0 {
+			h.skipping = true
+		}
+	}
+	h.mu.Unlock()
+	h.active = nil
+	if failed != nil {
+		h.recordRun(failed, nil, m.Severity+" "+m.Code+": "+msg)
+	}
+}
+
+func (h *hooks) onReady() {
+	h.mu.Lock()
+	for len(h.q) > 0 {
+		k := h.q[0].kind
+		h.q = h.q[1:]
+		if k == expSync || k == expQuery || k == expFunc {
+			break
+		}
+	}
+	ddl := h.ddlSeen
+	h.ddlSeen = false
+	h.mu.Unlock()
+	h.active = nil
+	if ddl && h.g.pgCatalog != nil {
+		h.g.pgCatalog.Invalidate()
+	}
+}
+
+func (h *hooks) onCopyOut(m *pgproto3.CopyOutResponse) (pgproto3.BackendMessage, error) {
+	h.mu.Lock()
+	e := h.head()
+	var r *run
+	if e != nil {
+		switch e.kind {
+		case expQuery:
+			if e.cur < len(e.runs) {
+				r = e.runs[e.cur]
+			}
+		case expExecute:
+			r = e.run
+		}
+	}
+	h.mu.Unlock()
+	if r == nil {
+		if h.g.maskActive && !h.unmask {
+			return nil, pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: COPY out of protocol order cannot be masked; session closed")
+		}
+		return m, nil
+	}
+	h.active = r
+	if h.unmask {
+		return m, nil
+	}
+	cp, err := h.g.masker.PlanCopy(context.Background(), r.sql)
+	if err != nil {
+		return nil, err // *pgerr.Error: e.g. binary COPY of masked columns
+	}
+	r.copyPlan = cp
+	return m, nil
+}
+
+func (h *hooks) Close(reason string, err error) {
+	if h.g.approvals != nil {
+		h.g.approvals.SessionEnded(h.info.ID)
+	}
+	if h.rec != nil {
+		_ = h.rec.End(reason)
+	}
+}
+
+// ---- recording helpers -----------------------------------------------------
+
+func (h *hooks) recordStatement(ev sessions.StatementEvent) {
+	if h.rec == nil {
+		return
+	}
+	if err := h.rec.Statement(ev); err != nil {
+		h.g.log.Error().Err(err).Str("session", h.info.ID).Msg("recording a statement failed")
+	}
+}
+
+func (h *hooks) recordRefusal(sql string, params []*string, actions []string, decision string, perr *pgerr.Error) {
+	h.recordStatement(sessions.StatementEvent{SQL: sql, Params: params, Actions: actions, Decision: decision, Error: perr.Message})
+}
+
+func (h *hooks) recordApproval(id, state, sql string) {
+	if h.rec == nil {
+		return
+	}
+	_ = h.rec.Approval(sessions.ApprovalEvent{ID: id, State: state, SQL: sql})
+}
