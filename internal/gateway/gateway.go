@@ -275,4 +275,3 @@ func (g *Gateway) Close() {
 		}
 	})
 }
-

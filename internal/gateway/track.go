@@ -16,15 +16,15 @@ import (
 type expectKind uint8
 
 const (
-	expQuery    expectKind = iota // simple Query: results per statement, then ReadyForQuery
-	expParse                      // ParseComplete
-	expBind                       // BindComplete
-	expDescS                      // ParameterDescription, then RowDescription | NoData
-	expDescP                      // RowDescription | NoData
-	expExecute                    // DataRow* then CommandComplete | EmptyQueryResponse | PortalSuspended (or Copy*)
-	expClose                      // CloseComplete
-	expSync                       // ReadyForQuery
-	expFunc                       // FunctionCallResponse, then ReadyForQuery
+	expQuery   expectKind = iota // simple Query: results per statement, then ReadyForQuery
+	expParse                     // ParseComplete
+	expBind                      // BindComplete
+	expDescS                     // ParameterDescription, then RowDescription | NoData
+	expDescP                     // RowDescription | NoData
+	expExecute                   // DataRow* then CommandComplete | EmptyQueryResponse | PortalSuspended (or Copy*)
+	expClose                     // CloseComplete
+	expSync                      // ReadyForQuery
+	expFunc                      // FunctionCallResponse, then ReadyForQuery
 )
 
 // run is one statement being executed: where its rows come from and what
