@@ -651,7 +651,17 @@ func (r *Recorder) probe() {
 		os.Remove(p)
 	}
 	if err == nil && r.seg != nil {
-		err = r.seg.Sync()
+		// reopen the active segment: the old descriptor may be broken (EIO)
+		var nf segFile
+		nf, err = openSegFile(filepath.Join(r.dir, r.segs[len(r.segs)-1].name))
+		if err == nil {
+			_ = r.seg.Close()
+			r.seg = nf
+			err = r.seg.Truncate(r.segs[len(r.segs)-1].size) // drop any partial write
+			if err == nil {
+				err = r.seg.Sync()
+			}
+		}
 	}
 	if err == nil {
 		r.setHealthy()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -35,6 +36,7 @@ const (
 type webhook struct {
 	r          *Recorder
 	url        string
+	safeURL    string // scheme://host/path: never log a query string or userinfo (may carry a token)
 	format     string
 	cursorPath string
 	client     *http.Client
@@ -75,6 +77,10 @@ func newWebhook(r *Recorder, s config.Sink, outbox string, startSeq int64) (*web
 			}
 		},
 	}
+	w.safeURL = "webhook"
+	if u, err := url.Parse(s.URL); err == nil {
+		w.safeURL = u.Scheme + "://" + u.Host + u.Path
+	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	b, err := os.ReadFile(w.cursorPath)
 	switch {
@@ -97,7 +103,7 @@ func newWebhook(r *Recorder, s config.Sink, outbox string, startSeq int64) (*web
 }
 
 func (w *webhook) saveCursor(seq int64, hash string) error {
-	b, _ := json.Marshal(cursorFile{Seq: seq, Hash: hash, URL: w.url})
+	b, _ := json.Marshal(cursorFile{Seq: seq, Hash: hash, URL: w.safeURL})
 	return writeFileAtomic(w.cursorPath, b)
 }
 
@@ -143,7 +149,7 @@ func (w *webhook) run() {
 				batch = append(batch, he)
 			})
 			if err != nil {
-				w.r.log.Error().Err(err).Str("sink", w.url).Msg("webhook: reading the store")
+				w.r.log.Error().Err(err).Str("sink", w.safeURL).Msg("webhook: reading the store")
 			}
 			if len(batch) == 0 {
 				if t.after > w.delivered.Load() { // only skipped events: advance the cursor
@@ -167,7 +173,7 @@ func (w *webhook) run() {
 				d = hookMaxBackoff
 			}
 			d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1)) // jitter
-			w.r.log.Warn().Err(err).Str("sink", w.url).Int("events", len(batch)).Dur("retry_in", d).Msg("webhook delivery failed")
+			w.r.log.Warn().Err(err).Str("sink", w.safeURL).Int("events", len(batch)).Dur("retry_in", d).Msg("webhook delivery failed")
 			if !w.sleep(w.ctx, d) {
 				return
 			}

@@ -1,0 +1,206 @@
+package sessions
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pgwarden/pgwarden/config"
+)
+
+// siem is a local HTTP receiver that fails its first `fail` requests.
+type siem struct {
+	mu       sync.Mutex
+	fail     int
+	requests int
+	byKey    map[string]string // Idempotency-Key -> body
+	hashes   map[string]int    // event hash -> times received
+	conflict string
+}
+
+func (s *siem) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	if s.requests <= s.fail {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if prev, ok := s.byKey[key]; ok && prev != string(body) {
+		s.conflict = key
+	}
+	s.byKey[key] = string(body)
+	var evs []Event
+	if err := json.Unmarshal(body, &evs); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	if len(evs) == 0 || evs[0].Hash != key {
+		s.conflict = "key is not the first event's hash"
+	}
+	for _, e := range evs {
+		s.hashes[e.Hash]++
+	}
+}
+
+func (s *siem) received() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.hashes)
+}
+
+func TestWebhookAtLeastOnceAcrossOutageAndRestart(t *testing.T) {
+	rcv := &siem{fail: 3, byKey: map[string]string{}, hashes: map[string]int{}}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	dir := t.TempDir()
+	cfg := testCfg()
+	cfg.Sinks = []config.Sink{{Type: "file"}, {Type: "webhook", URL: srv.URL + "/ingest?token=s3cret"}}
+	reg := prometheus.NewRegistry()
+	r, err := Open(cfg, config.Store{Dir: dir}, testLog(t), reg)
+	must(t, err)
+	writeSession(t, r, "w1", true)
+	writeSession(t, r, "w2", false)
+	must(t, r.Close()) // w2 gets gateway_shutdown; some events may be undelivered
+	// restart: the rest comes from the on-disk store via the cursor
+	r2, err := Open(cfg, config.Store{Dir: dir}, testLog(t), reg)
+	must(t, err)
+	writeSession(t, r2, "w3", true)
+	st, _ := OpenStore(dir)
+	var all bytes.Buffer
+	must(t, st.Export(&all, time.Time{}, "jsonl"))
+	want := strings.Count(all.String(), "\n")
+	deadline := time.Now().Add(20 * time.Second)
+	for rcv.received() < want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	must(t, r2.Close())
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.hashes) != want {
+		t.Fatalf("received %d distinct events, want %d", len(rcv.hashes), want)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(all.String()), "\n") {
+		var e Event
+		must(t, json.Unmarshal([]byte(line), &e))
+		if rcv.hashes[e.Hash] == 0 {
+			t.Fatalf("event %d never delivered", e.Seq)
+		}
+	}
+	if rcv.conflict != "" {
+		t.Fatalf("idempotency key reused with different content: %s", rcv.conflict)
+	}
+	if rcv.requests <= 3 {
+		t.Fatal("the receiver's failures were not exercised")
+	}
+}
+
+func TestWebhookOCSF(t *testing.T) {
+	var mu sync.Mutex
+	var got []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var arr []map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&arr)
+		mu.Lock()
+		got = append(got, arr...)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	cfg := testCfg()
+	cfg.Sinks = []config.Sink{{Type: "webhook", URL: srv.URL, Format: "ocsf"}}
+	r := openT(t, cfg, t.TempDir())
+	writeSession(t, r, "o1", true)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 5 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	must(t, r.Close())
+	if len(got) != 5 {
+		t.Fatalf("got %d OCSF events", len(got))
+	}
+	if got[0]["class_uid"].(float64) != 6005 || got[0]["activity_id"].(float64) != 3 || got[1]["activity_id"].(float64) != 1 {
+		t.Fatalf("OCSF mapping: %v / %v", got[0], got[1])
+	}
+}
+
+// failingFile simulates a full disk.
+type failingFile struct{ segFile }
+
+func (failingFile) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+func (failingFile) Sync() error               { return errors.New("no space left on device") }
+
+func TestUnwritableStoreIsUnhealthy(t *testing.T) {
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	r, err := Open(testCfg(), config.Store{Dir: dir}, testLog(t), reg)
+	must(t, err)
+	if err := r.Healthy(); err != nil {
+		t.Fatalf("fresh recorder unhealthy: %v", err)
+	}
+	orig := openSegFile
+	broken := true
+	var mu sync.Mutex
+	openSegFile = func(p string) (segFile, error) {
+		f, err := orig(p)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil || !broken {
+			return f, err
+		}
+		return failingFile{f}, nil
+	}
+	defer func() { openSegFile = orig }()
+	s := r.Start(StartInfo{ID: "x", User: "u"})
+	_ = s.Statement(StatementEvent{SQL: "SELECT 1", Actions: []string{"read"}, Decision: DecisionAllow})
+	if err := s.Flush(context.Background()); err == nil {
+		t.Fatal("flush to a full disk must fail")
+	}
+	if err := s.Healthy(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Healthy() = %v, want ErrUnavailable", err)
+	}
+	if v := counterValue(t, r.m.dropped); v < 2 {
+		t.Fatalf("dropped metric %v", v)
+	}
+	// the disk recovers: the probe clears the state, later events chain on
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Healthy() != nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.Healthy(); err != nil {
+		t.Fatalf("did not recover: %v", err)
+	}
+	_ = s.Statement(StatementEvent{SQL: "SELECT 2", Actions: []string{"read"}, Decision: DecisionAllow})
+	_ = s.End("client_closed")
+	must(t, r.Close())
+	if ok, p, _ := verifyT(t, dir); !ok {
+		t.Fatalf("chain broken after a write failure: %v", p)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	var m dto.Metric
+	must(t, c.Write(&m))
+	return m.GetCounter().GetValue()
+}
