@@ -695,20 +695,14 @@ func (ss *session) Terminate(err *pgerr.Error) {
 	ss.end(reasonTerminated, err, nil)
 }
 
-// keepAlive renews the lease before it expires and ends the session when
-// it cannot be renewed and the expiry passes.
+// keepAlive renews the lease at 2/3 of its remaining lifetime and ends the
+// session when it cannot be renewed and the expiry passes.
 func (ss *session) keepAlive(expiry time.Time) {
 	renewable := true
 	for {
-		now := time.Now()
-		var wait time.Duration
+		wait := max(time.Until(expiry), 0)
 		if renewable {
-			wait = max(expiry.Sub(now)*2/3, 0)
-			if expiry.Sub(now) < 3*time.Second {
-				wait = max(expiry.Sub(now), 0)
-			}
-		} else {
-			wait = max(expiry.Sub(now), 0)
+			wait = wait * 2 / 3
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -717,37 +711,30 @@ func (ss *session) keepAlive(expiry time.Time) {
 			return
 		case <-t.C:
 		}
-		if renewable && time.Now().Before(expiry) {
-			ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
-			exp, err := ss.lease.Renew(ctx)
-			cancel()
-			switch {
-			case err == nil && exp.After(expiry):
-				ss.log.Debug().Time("expiry", exp).Msg("credential renewed")
-				expiry = exp
-				continue
-			case err == nil || errors.Is(err, credentials.ErrNotRenewable):
-				renewable = false
-			default:
-				ss.log.Warn().Err(err).Msg("credential renewal failed; retrying")
-				if time.Until(expiry) > 2*time.Second {
-					t := time.NewTimer(time.Until(expiry) / 3)
-					select {
-					case <-ss.ctx.Done():
-						t.Stop()
-						return
-					case <-t.C:
-					}
-				} else {
-					renewable = false
-				}
+		if !renewable {
+			if !time.Now().Before(expiry) {
+				ss.log.Info().Msg("session credential expired")
+				ss.end(reasonTerminated, errExpired, nil)
+				return
 			}
 			continue
 		}
-		if !time.Now().Before(expiry) {
-			ss.log.Info().Msg("session credential expired")
-			ss.end(reasonTerminated, errExpired, nil)
-			return
+		ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
+		exp, err := ss.lease.Renew(ctx)
+		cancel()
+		switch {
+		case err == nil && exp.After(expiry):
+			ss.log.Debug().Time("expiry", exp).Msg("credential renewed")
+			expiry = exp
+		case err == nil || errors.Is(err, credentials.ErrNotRenewable):
+			renewable = false
+		default:
+			// Transient failure: retry at 2/3 of what is left (shrinking),
+			// until too little is left to bother.
+			ss.log.Warn().Err(err).Msg("credential renewal failed")
+			if time.Until(expiry) < 500*time.Millisecond {
+				renewable = false
+			}
 		}
 	}
 }

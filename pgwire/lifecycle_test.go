@@ -1,0 +1,93 @@
+package pgwire
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgwarden/pgwarden/internal/pgtest"
+)
+
+func TestUpstreamKilled(t *testing.T) {
+	needPG(t)
+	c := pgtest.StartT(t, pgtest.Options{})
+	ctx := tctx(t)
+	if err := prepareCluster(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, c, nil)
+	conn := g.connect(t, "kim", "")
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	// The backend notices the postmaster's death while sleeping and exits.
+	go func() { time.Sleep(300 * time.Millisecond); c.Kill() }()
+	_, err := conn.Exec(ctx, "SELECT pg_sleep(20)")
+	pe := pgErr(t, err)
+	if pe.Code != "08006" || pe.Message != "pgwarden: upstream connection lost" {
+		t.Fatalf("%s %s", pe.Code, pe.Message)
+	}
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stillServes(t, g, "")
+	eventually(t, 10*time.Second, "upstream_lost counted", func() bool {
+		return value(t, g.srv.m.ended.WithLabelValues(reasonUpstreamLost)) == 1
+	})
+}
+
+func TestShutdownEndsSessions(t *testing.T) {
+	c := needPG(t)
+	g := startGateway(t, c, nil)
+	conn := g.connect(t, "leo", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := conn.Exec(tctx(t), "SELECT 1")
+	if err == nil {
+		t.Fatal("session survived shutdown")
+	}
+	// The FATAL 57P01 arrived before the close; pgx reports it on the next use.
+	if !strings.Contains(err.Error(), "57P01") && !strings.Contains(err.Error(), "gateway shutting down") && !conn.IsClosed() {
+		t.Fatalf("want 57P01, got %v", err)
+	}
+	if g.prov.liveCount() != 0 {
+		t.Fatalf("%d leases not revoked after Shutdown", g.prov.liveCount())
+	}
+}
+
+func TestCredentialExpiry(t *testing.T) {
+	c := needPG(t)
+	prov := newTestProvider(c)
+	prov.ttl = 1500 * time.Millisecond
+	prov.renewable = false
+	g := startGateway(t, c, func(cfg *Config) { cfg.Provider = prov })
+	conn := g.connect(t, "mallory", "")
+	start := time.Now()
+	_, err := conn.Exec(tctx(t), "SELECT pg_sleep(10)")
+	pe := pgErr(t, err)
+	if pe.Code != "57P01" || pe.Message != "pgwarden: session credential expired; reconnect for a new one" {
+		t.Fatalf("%s %s", pe.Code, pe.Message)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("expired session ended after %v", el)
+	}
+	eventually(t, 5*time.Second, "lease revoked", func() bool { return prov.liveCount() == 0 })
+}
+
+func TestCredentialRenewed(t *testing.T) {
+	c := needPG(t)
+	prov := newTestProvider(c)
+	prov.ttl = 1200 * time.Millisecond
+	g := startGateway(t, c, func(cfg *Config) { cfg.Provider = prov })
+	conn := g.connect(t, "nina", "")
+	if _, err := conn.Exec(tctx(t), "SELECT pg_sleep(2.5)"); err != nil {
+		t.Fatalf("renewable session ended: %v", err)
+	}
+	if prov.renewed.Load() < 2 {
+		t.Fatalf("renewed %d times", prov.renewed.Load())
+	}
+}
