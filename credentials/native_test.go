@@ -490,9 +490,30 @@ func BenchmarkSCRAMVerifier(b *testing.B) {
 	}
 }
 
-// BenchmarkNativeMintRevoke measures a full session credential round trip
-// against a real PostgreSQL.
-func BenchmarkNativeMintRevoke(b *testing.B) {
+// BenchmarkNativeMint measures minting alone (the part on a client's
+// connect path) against a real PostgreSQL; the roles are revoked afterwards.
+func BenchmarkNativeMint(b *testing.B) {
+	n := benchNative(b)
+	ctx := context.Background()
+	req := Request{Principal: identity.Principal{User: "alice@example.com"}, DBRoles: []string{"vector_reader"}}
+	var leases []Lease
+	b.ReportAllocs()
+	for b.Loop() {
+		l, err := n.Mint(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		leases = append(leases, l)
+	}
+	b.StopTimer()
+	for _, l := range leases {
+		if err := l.Revoke(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchNative(b *testing.B) *Native {
 	c := pgtest.StartT(b, pgtest.Options{})
 	ctx := context.Background()
 	if err := c.Exec(ctx, "postgres", "CREATE ROLE pgwarden_admin WITH LOGIN CREATEROLE PASSWORD '"+adminPW+"'", "CREATE ROLE vector_reader"); err != nil {
@@ -502,7 +523,15 @@ func BenchmarkNativeMintRevoke(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer n.Close()
+	b.Cleanup(func() { n.Close() })
+	return n
+}
+
+// BenchmarkNativeMintRevoke measures a full session credential round trip
+// against a real PostgreSQL.
+func BenchmarkNativeMintRevoke(b *testing.B) {
+	n := benchNative(b)
+	ctx := context.Background()
 	req := Request{Principal: identity.Principal{User: "alice@example.com"}, DBRoles: []string{"vector_reader"}}
 	b.ReportAllocs()
 	for b.Loop() {

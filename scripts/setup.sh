@@ -52,8 +52,19 @@ else
   src_list=/etc/apt/sources.list.d/pgwarden-trixie-src.sources
   if [ ! -f "$src_list" ]; then
     # Derive a deb-src entry from the system's own sources: same mirror, trixie suite.
-    uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-    key=$(awk '/^Signed-By:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    uri="" key=""
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then   # deb822 (bookworm and later)
+      uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+      key=$(awk '/^Signed-By:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    elif [ -f /etc/apt/sources.list ]; then                  # one-line format
+      uri=$(awk '$1 == "deb" { o = 0; for (i = 2; i <= NF; i++) { if ($i ~ /^\[/) o = 1; if (!o) { print $i; exit } if ($i ~ /\]$/) o = 0 } }' /etc/apt/sources.list)
+    fi
+    if [ -z "$uri" ]; then
+      log "cannot find the Debian mirror in /etc/apt/sources.list(.d); add a deb-src line for trixie and rerun"
+      exit 1
+    fi
+    # The trixie archive key ships in debian-archive-keyring on bookworm and later.
+    [ -n "$key" ] || key=/usr/share/keyrings/debian-archive-keyring.gpg
     printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: %s\n' "$uri" "$key" | $SUDO tee "$src_list" >/dev/null
     apt_updated=""
   fi
@@ -70,4 +81,5 @@ fi
 if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
   log "note: a system PostgreSQL cluster is running; pgwarden uses its own private clusters on other ports"
 fi
+command -v go >/dev/null || log "note: Go 1.26 or newer is needed to build pgwarden and is not on PATH"
 log "done"
