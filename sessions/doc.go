@@ -1,0 +1,26 @@
+// Package sessions owns pgwarden's session record: the event model, the
+// SHA-256 hash chain, the file store (segments, rotation, retention, crash
+// recovery), the sinks (file, stdout, webhook), and the read side used by
+// the `pgwarden sessions` commands and GET /api/v1/sessions (list, show,
+// replay, verify, export as JSON Lines or OCSF).
+//
+// Lifecycle: the glue calls Open once at start (recovery runs here: a torn
+// last line is cut off and kept as torn-*.bin, sessions a crash left open
+// get session_end with reason gateway_restart), Start per authenticated
+// session, the SessionRecorder methods per statement/approval/error, End on
+// every path out of a session, and Close at shutdown. One writer goroutine
+// owns the store; callers only enqueue into a bounded queue (never
+// unbounded memory; a full queue blocks for a short timeout and then fails
+// closed). Before forwarding a statement the glue checks Healthy(): non-nil
+// means refuse with 08001 "pgwarden: session recording unavailable" unless
+// recording.fail_open (then pgwarden_recording_dropped_total counts the gap).
+// Store (OpenStore) is read-only and may run while a Recorder writes.
+//
+// This package must never record a secret: tokens and lease passwords are
+// not in its types, PASSWORD literals are removed by RedactSQL (PostgreSQL's
+// lexer, not a regexp) and the bind parameters of role statements are
+// dropped. It never records unmasked rows: callers pass rows already masked.
+// It never blocks the relay beyond the enqueue timeout, and never rewrites
+// or deletes an event except whole segments by retention (which it attests
+// in the chain). See docs/recording.md for the format.
+package sessions
