@@ -30,6 +30,8 @@ const (
 	MaxTokenBytes = 32 << 10
 	// maxResponseBytes bounds a discovery document or JWKS response.
 	maxResponseBytes = 1 << 20
+	// firstDiscoveryTimeout bounds NewOIDC's synchronous discovery attempt.
+	firstDiscoveryTimeout = 3 * time.Second
 )
 
 // acceptedAlgs are the signature algorithms a token may use: asymmetric
@@ -100,7 +102,8 @@ var _ Verifier = (*OIDC)(nil)
 
 // NewOIDC returns a verifier for cfg. It fails only on configuration errors
 // (e.g. an unreadable ca_file); an unreachable issuer is retried lazily. ctx
-// bounds the first discovery attempt only.
+// bounds the first discovery attempt only (at most 3s; a cancelled ctx skips
+// it, for an issuer served by a listener that is not up yet).
 func NewOIDC(ctx context.Context, cfg config.OIDC, opts ...Option) (*OIDC, error) {
 	if cfg.Issuer == "" {
 		return nil, &config.Error{Path: "auth.oidc.issuer", Msg: "required"}
@@ -145,6 +148,10 @@ func NewOIDC(ctx context.Context, cfg config.OIDC, opts ...Option) (*OIDC, error
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	// Bounded so that start-up never stalls on an issuer that accepts
+	// connections but does not answer; later attempts happen on demand.
+	ctx, cancel := context.WithTimeout(ctx, firstDiscoveryTimeout)
+	defer cancel()
 	if _, err := o.discover(ctx, true); err != nil {
 		o.log.Warn().Str("issuer", cfg.Issuer).Err(err).Msg("OIDC discovery failed; will retry on demand")
 	}
@@ -203,7 +210,13 @@ func (o *OIDC) discover(ctx context.Context, force bool) (*oidc.RemoteKeySet, er
 			return o.keys, nil
 		}
 	}
-	o.lastErr = fmt.Errorf("discovery of %s: %w", o.cfg.Issuer, err)
+	err = fmt.Errorf("discovery of %s: %w", o.cfg.Issuer, err)
+	if ctx.Err() != nil {
+		// The caller gave up (or NewOIDC was told not to wait): that says
+		// nothing about the issuer, so no backoff for the next caller.
+		return nil, err
+	}
+	o.lastErr = err
 	switch {
 	case o.backoff == 0:
 		o.backoff = o.retryMin

@@ -383,3 +383,25 @@ func TestRefusalNeverLeaksToken(t *testing.T) {
 		t.Fatalf("refusal contains the token's signature: %v", err)
 	}
 }
+
+// A caller that gives up (cancelled ctx) must not put the verifier into
+// discovery backoff: that says nothing about the issuer.
+func TestCancelledCallerDoesNotTriggerBackoff(t *testing.T) {
+	k := newECKey(t, "k")
+	iss := newTestIssuer(t, false, k)
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	v, err := identity.NewOIDC(dead, oidcCfg(iss.URL()),
+		identity.WithNow(func() time.Time { return t0 }),
+		identity.WithDiscoveryRetry(time.Hour, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if got := iss.discHits.Load(); got != 0 {
+		t.Fatalf("a cancelled ctx still requested discovery %d times", got)
+	}
+	if _, err := v.Verify(context.Background(), k.sign(t, iss.claims(t0, "a@x")), "a@x"); err != nil {
+		t.Fatalf("first use after a skipped discovery: %v", err)
+	}
+}
