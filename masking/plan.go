@@ -224,6 +224,13 @@ func (e *Engine) Plan(ctx context.Context, rd *pgproto3.RowDescription, q *Query
 			if err != nil {
 				return nil, err
 			}
+		case fd.TableOID != 0 && fd.TableAttributeNumber == 0:
+			// a whole-row reference (SELECT c FROM customers c)
+			var err error
+			t, err = e.wholeRowTaint(ctx, fd.TableOID)
+			if err != nil {
+				return nil, err
+			}
 		case fd.TableOID != 0: // system column (ctid, xmin, ...)
 		default:
 			if tr == nil {
@@ -305,6 +312,35 @@ func (e *Engine) columnTaint(ctx context.Context, oid uint32, att int16) (taint,
 			lvl = lvlJSON
 		}
 		return taint{lvl: lvl, what: ref.Schema + "." + ref.Table + "." + ref.Column, direct: r}, nil
+	}
+	return taint{}, nil
+}
+
+// wholeRowTaint: does any column of the relation need masking?
+func (e *Engine) wholeRowTaint(ctx context.Context, oid uint32) (taint, error) {
+	if !e.anyRules {
+		return taint{}, nil
+	}
+	if e.cat == nil {
+		return taint{lvl: lvlFull, what: "(whole row: no catalog)"}, nil
+	}
+	for att := int16(1); att < 1600; att++ {
+		ref, ok, err := e.cat.Column(ctx, oid, att)
+		if err != nil {
+			return taint{}, fmt.Errorf("masking: catalog lookup of table %d: %w", oid, err)
+		}
+		if !ok {
+			if att == 1 {
+				return taint{lvl: lvlFull, what: fmt.Sprintf("(unknown table %d)", oid)}, nil
+			}
+			return taint{}, nil
+		}
+		if ref.ViewDef != "" {
+			return taint{lvl: lvlFull, what: ref.Schema + "." + ref.Table + " (view row)"}, nil
+		}
+		if r := e.ruleFor(ref.Schema, ref.Table, ref.Column); r != nil {
+			return taint{lvl: lvlFull, what: r.name()}, nil
+		}
 	}
 	return taint{}, nil
 }

@@ -314,15 +314,19 @@ func (t *tracer) cte(sc *scope, d *cteDef) {
 	}
 	d.inFlight = true
 	outs, exact := t.stmt(d.q.Ctequery, sc)
+	rename := func() {
+		for i, a := range d.q.Aliascolnames {
+			if i < len(outs) {
+				outs[i].name = strVal(a)
+			}
+		}
+	}
+	rename()
 	if selfReferencing(d) {
 		// second pass: the self-reference now carries the first pass's taint
 		d.outs, d.exact = outs, exact
 		outs, exact = t.stmt(d.q.Ctequery, sc)
-	}
-	for i, a := range d.q.Aliascolnames {
-		if i < len(outs) {
-			outs[i].name = strVal(a)
-		}
+		rename()
 	}
 	d.outs, d.exact, d.done, d.inFlight = outs, exact, true, false
 }
@@ -858,7 +862,9 @@ func (t *tracer) expr(n *pg.Node, sc *scope) taint {
 			name = strings.ToLower(strVal(fc.Funcname[len(fc.Funcname)-1]))
 		}
 		var tt taint
-		if distanceFuncs[name] {
+		if distanceFuncs[name] || (name == "count" && len(fc.Funcname) == 1) {
+			// a count is not derived from the values it counts (a
+			// distinct count is an inference channel like predicates)
 			t.walkGeneric(fc.ProtoReflect(), sc, &tt)
 			return taint{}
 		}
