@@ -181,13 +181,37 @@ func TestNativeRevokeRoleThatOwnsObjects(t *testing.T) {
 	if _, err := conn.Exec(ctx, "CREATE TABLE bobs_notes (id int); INSERT INTO bobs_notes VALUES (7); GRANT SELECT ON bobs_notes TO vector_reader"); err != nil {
 		t.Fatal(err)
 	}
+	// And a table in another database (found through pg_shdepend).
+	if err := c.CreateDB(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, "other", "GRANT CREATE ON SCHEMA public TO vector_writer"); err != nil {
+		t.Fatal(err)
+	}
+	oc, err := pgx.Connect(ctx, c.DSN(l.Username(), l.Password(), "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oc.Exec(ctx, "CREATE TABLE elsewhere (id int)"); err != nil {
+		t.Fatal(err)
+	}
 	name := l.Username()
 	if err := l.Revoke(ctx); err != nil {
 		t.Fatal(err)
 	}
 	conn.Close(ctx)
+	oc.Close(ctx)
 	if roleExists(t, c, name) {
-		t.Fatal("role that owned a table was not dropped")
+		t.Fatal("role that owned tables was not dropped")
+	}
+	other, err := pgx.Connect(ctx, c.SuperDSN("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	var otherOwner string
+	if err := other.QueryRow(ctx, "SELECT tableowner FROM pg_tables WHERE tablename = 'elsewhere'").Scan(&otherOwner); err != nil || otherOwner != "vector_writer" {
+		t.Fatalf("table in the other database: owner %q, %v", otherOwner, err)
 	}
 	super, err := pgx.Connect(ctx, c.SuperDSN("vectors"))
 	if err != nil {

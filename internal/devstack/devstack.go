@@ -32,7 +32,7 @@ type Options struct {
 // Stack is a running development database.
 type Stack struct {
 	PG       *pgtest.Cluster
-	AdminDSN string // pgwarden_admin on vectors, for the native provider
+	AdminDSN string // pgwarden_admin on vectors, for the native provider; holds the password: never log it
 	Port     int
 	DataDir  string // absolute
 }

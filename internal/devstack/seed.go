@@ -123,7 +123,8 @@ func Seed(ctx context.Context, dsn string) error {
 // Provision makes c a complete demo upstream: database vectors seeded by
 // Seed, and the pgwarden_admin role (LOGIN CREATEROLE, member WITH ADMIN
 // OPTION of the three database roles) with adminPassword, sent as a SCRAM
-// verifier. It returns the admin DSN for the native credential provider.
+// verifier. It returns the admin DSN for the native credential provider;
+// the DSN carries the password, so it must never be logged.
 func Provision(ctx context.Context, c *pgtest.Cluster, adminPassword string) (string, error) {
 	if adminPassword == "" {
 		return "", fmt.Errorf("devstack: empty admin password")
@@ -138,16 +139,22 @@ func Provision(ctx context.Context, c *pgtest.Cluster, adminPassword string) (st
 	if err != nil {
 		return "", err
 	}
-	lit := "'" + verifier + "'" // base64 and '$:' only: nothing to escape
-	err = c.Exec(ctx, Database,
-		`DO $$ BEGIN
-		   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgwarden_admin') THEN CREATE ROLE pgwarden_admin; END IF;
-		 END $$`,
-		"ALTER ROLE pgwarden_admin WITH LOGIN CREATEROLE NOSUPERUSER NOCREATEDB NOREPLICATION PASSWORD "+lit,
-		"GRANT vector_reader, vector_writer, vector_admin TO pgwarden_admin WITH ADMIN OPTION",
-	)
+	conn, err := pgx.Connect(ctx, c.SuperDSN(Database))
 	if err != nil {
 		return "", fmt.Errorf("devstack: admin role: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// Errors name the step, never the statement: it carries the verifier.
+	for _, step := range []struct{ what, sql string }{
+		{"create", `DO $$ BEGIN
+		   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgwarden_admin') THEN CREATE ROLE pgwarden_admin; END IF;
+		 END $$`},
+		{"set password", "ALTER ROLE pgwarden_admin WITH LOGIN CREATEROLE NOSUPERUSER NOCREATEDB NOREPLICATION PASSWORD '" + verifier + "'"}, // base64, '$' and ':' only
+		{"grant", "GRANT vector_reader, vector_writer, vector_admin TO pgwarden_admin WITH ADMIN OPTION"},
+	} {
+		if _, err := conn.Exec(ctx, step.sql); err != nil {
+			return "", fmt.Errorf("devstack: admin role (%s): %w", step.what, err)
+		}
 	}
 	return c.DSN(AdminRole, adminPassword, Database), nil
 }
