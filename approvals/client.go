@@ -381,3 +381,56 @@ func printApproval(w io.Writer, a *Approval) {
 	tw.Flush()
 	fmt.Fprintf(w, "sql:\n%s\n", a.SQL)
 }
+
+// GlobalFlags are the connection flags of `pgwarden approvals`, which the
+// command wiring resolves before calling RunCLI: Admin (else admin.listen of
+// Config, else DefaultAdminURL) and Token (else PGWARDEN_TOKEN).
+type GlobalFlags struct {
+	Admin  string
+	Config string
+	Token  string
+}
+
+// DefaultAdminURL is the admin API used when neither --admin nor --config names one.
+const DefaultAdminURL = "http://127.0.0.1:6480"
+
+// SplitGlobalFlags removes --admin, --config and --token (with a value,
+// as "--x v" or "--x=v", anywhere in args) and returns them with the
+// remaining arguments for RunCLI. An error is a usage error (exit 2).
+func SplitGlobalFlags(args []string) (GlobalFlags, []string, error) {
+	var g GlobalFlags
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") {
+			rest = append(rest, a)
+			continue
+		}
+		var dst *string
+		switch name {
+		case "admin":
+			dst = &g.Admin
+		case "config":
+			dst = &g.Config
+		case "token":
+			dst = &g.Token
+		default:
+			rest = append(rest, a)
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return g, nil, fmt.Errorf("flag --%s needs a value", name)
+			}
+			i++
+			val = args[i]
+		}
+		*dst = val
+	}
+	return g, rest, nil
+}

@@ -310,3 +310,13 @@ func TestCLIAgainstAPI(t *testing.T) {
 		t.Fatalf("unreachable: %d %s", code, err2.String())
 	}
 }
+
+func TestSplitGlobalFlags(t *testing.T) {
+	g, rest, err := SplitGlobalFlags([]string{"--admin", "http://h:1", "approve", "--token=abc", "ID", "--comment", "c", "--config", "f.yaml"})
+	if err != nil || g.Admin != "http://h:1" || g.Token != "abc" || g.Config != "f.yaml" || strings.Join(rest, " ") != "approve ID --comment c" {
+		t.Fatalf("%+v %q %v", g, rest, err)
+	}
+	if _, _, err := SplitGlobalFlags([]string{"list", "--token"}); err == nil {
+		t.Fatal("missing value accepted")
+	}
+}
