@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
@@ -567,4 +568,23 @@ func BenchmarkNativeMintRevoke(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Close stops the background sweeper and the pool: no goroutine outlives it.
+func TestNativeCloseLeaksNothing(t *testing.T) {
+	c := nativeCluster(t)
+	opts := goleak.IgnoreCurrent()
+	n, err := NewNative(context.Background(), config.Native{AdminDSN: c.DSN("pgwarden_admin", adminPW, "vectors"), RolePrefix: "pgw_"}, time.Minute, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := mint(t, n, "gina@example.com", "vector_reader")
+	if err := l.Revoke(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = n.Close() // idempotent
+	goleak.VerifyNone(t, opts)
 }
