@@ -172,26 +172,33 @@ func (ss *session) clientLoop() {
 
 var errClientTerminate = errors.New("client sent Terminate")
 
-// flushUpstream writes any held batch and flushes the upstream writer.
-// Called when the client has nothing more buffered or at a batch boundary.
-func (ss *session) flushUpstream() error {
-	if len(ss.pending) > 0 {
-		if ss.hooks != nil {
-			ss.st.Lock()
-			ss.st.owed += ss.pendingOwed
-			ss.st.unsyncedFlushed = ss.batchOpen
-			ss.st.Unlock()
-			ss.pendingOwed = 0
-		}
-		if _, err := ss.uw.Write(ss.pending); err != nil {
-			return writeErr{err}
-		}
-		if cap(ss.pending) > 4*keepBodyCap {
-			ss.pending = nil
-		} else {
-			ss.pending = ss.pending[:0]
-		}
+// commitPending moves the held batch into the upstream writer (it is
+// decided); the socket is flushed by flushUpstream.
+func (ss *session) commitPending() error {
+	if len(ss.pending) == 0 {
+		return nil
 	}
+	ss.st.Lock()
+	ss.st.owed += ss.pendingOwed
+	ss.st.unsyncedFlushed = ss.batchOpen
+	ss.st.Unlock()
+	ss.pendingOwed = 0
+	_, err := ss.uw.Write(ss.pending)
+	if cap(ss.pending) > 4*keepBodyCap {
+		ss.pending = nil
+	} else {
+		ss.pending = ss.pending[:0]
+	}
+	if err != nil {
+		return writeErr{err}
+	}
+	return nil
+}
+
+// flushUpstream flushes the upstream writer. Called whenever the client
+// has nothing more buffered, so the relay never waits for the client while
+// holding decided bytes.
+func (ss *session) flushUpstream() error {
 	if ss.uw.Buffered() > 0 {
 		if err := ss.uw.Flush(); err != nil {
 			return writeErr{err}
@@ -229,14 +236,12 @@ func (ss *session) clientLoopErr() error {
 	f := ss.cf
 	for {
 		if ss.cr.Buffered() == 0 {
+			// Never wait for the client with decided bytes unflushed.
+			// With hooks, the undecided rest of a batch stays in pending
+			// until its boundary (decide before forward).
 			f.release()
-			// Without hooks nothing is held back: never wait for the
-			// client with bytes unflushed. With hooks, the batch in
-			// pending waits for its boundary (decide before forward).
-			if ss.hooks == nil {
-				if err := ss.flushUpstream(); err != nil {
-					return err
-				}
+			if err := ss.flushUpstream(); err != nil {
+				return err
 			}
 		}
 		typ, n, err := f.next()
@@ -255,16 +260,16 @@ func (ss *session) clientLoopErr() error {
 		} else if err := ss.hookClient(typ, n); err != nil {
 			return err
 		}
+		if ss.hooks != nil && (boundary(typ) || len(ss.pending) > maxPendingBatch || typ == 'd' && ss.cr.Buffered() == 0) {
+			if err := ss.commitPending(); err != nil {
+				return err
+			}
+		}
 		if typ == 'X' {
 			if err := ss.flushUpstream(); err != nil {
 				return err
 			}
 			return errClientTerminate
-		}
-		if ss.hooks != nil && (boundary(typ) || len(ss.pending) > maxPendingBatch || typ == 'd' && ss.cr.Buffered() == 0) {
-			if err := ss.flushUpstream(); err != nil {
-				return err
-			}
 		}
 	}
 }
@@ -758,6 +763,11 @@ func (ss *session) Query(ctx context.Context, sql string, args ...string) ([][]s
 		return nil, errors.New("pgwire: Session.Query may only be called from OnClient")
 	}
 	if running {
+		// Decided messages may still sit in the writer: they must reach
+		// PostgreSQL for their ReadyForQuery to come back.
+		if err := ss.flushUpstream(); err != nil {
+			return nil, err
+		}
 		for {
 			ss.st.Lock()
 			busy := ss.st.copyIn || ss.st.unsyncedFlushed
