@@ -112,8 +112,11 @@ type Request struct {
 
 // Outcome is how a wait ended.
 type Outcome struct {
-	State    State
-	Reason   string    // human-readable: who denied and why, timeout, withdrawal
+	State State
+	// Reason starts with the state and says why, e.g. "denied by dba-2:
+	// use a WHERE", "expired: not decided within 10m0s", "withdrawn: the
+	// client cancelled the statement".
+	Reason   string
 	Approval *Approval // the request as it was when the wait ended
 }
 
@@ -127,7 +130,7 @@ func (o Outcome) Err() *pgerr.Error {
 	if o.Approval != nil {
 		id = o.Approval.ID
 	}
-	return pgerr.New(pgerr.QueryCanceled, "pgwarden: approval %s %s: %s", id, o.State, o.Reason)
+	return pgerr.New(pgerr.QueryCanceled, "pgwarden: approval %s %s", id, o.Reason)
 }
 
 // Event is a state change, reported to the observer (WithObserver) so the

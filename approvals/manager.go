@@ -212,7 +212,7 @@ func (m *Manager) Wait(ctx context.Context, id string) (Outcome, error) {
 			if a.State != Pending && a.State != Approved {
 				return false
 			}
-			a.State, a.Note = Withdrawn, "withdrawn: the client cancelled the statement"
+			a.State, a.Note = Withdrawn, "the client cancelled the statement"
 			return true
 		})
 	}
@@ -237,8 +237,8 @@ func outcomeOf(a *Approval) Outcome {
 		o.Reason = "already executed"
 	case Pending:
 		o.Reason = "still pending"
-	default:
-		o.Reason = a.Note
+	default: // expired, withdrawn: pgwarden's own note says why
+		o.Reason = string(a.State) + ": " + a.Note
 	}
 	return o
 }

@@ -347,7 +347,7 @@ func TestWaitOutcomes(t *testing.T) {
 			t.Fatalf("outcome %+v %v", o, err)
 		}
 		e := o.Err()
-		if e == nil || e.Code != pgerr.QueryCanceled || !strings.Contains(e.Message, "use a WHERE") || !strings.HasPrefix(e.Message, "pgwarden: ") {
+		if e == nil || e.Code != pgerr.QueryCanceled || e.Message != "pgwarden: approval "+a.ID+" denied by dba-2: use a WHERE" {
 			t.Fatalf("client error %+v", e)
 		}
 		if err := f.m.MarkExecuted(a.ID); err == nil {
@@ -361,7 +361,8 @@ func TestWaitOutcomes(t *testing.T) {
 		a := hold(t, f.m, req("dba-1", "s1", "DELETE FROM documents"))
 		start := time.Now()
 		o, err := f.m.Wait(ctx, a.ID)
-		if err != nil || o.State != Expired || o.Err().Code != pgerr.QueryCanceled {
+		if err != nil || o.State != Expired || o.Err().Code != pgerr.QueryCanceled ||
+			o.Err().Message != "pgwarden: approval "+a.ID+" expired: not decided within 80ms" {
 			t.Fatalf("outcome %+v %v", o, err)
 		}
 		if el := time.Since(start); el < 60*time.Millisecond || el > 3*time.Second {
@@ -377,7 +378,8 @@ func TestWaitOutcomes(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		time.AfterFunc(20*time.Millisecond, cancel)
 		o, err := f.m.Wait(cctx, a.ID)
-		if err != nil || o.State != Withdrawn || o.Err() == nil || o.Err().Code != pgerr.QueryCanceled {
+		if err != nil || o.State != Withdrawn || o.Err() == nil || o.Err().Code != pgerr.QueryCanceled ||
+			o.Err().Message != "pgwarden: approval "+a.ID+" withdrawn: the client cancelled the statement" {
 			t.Fatalf("outcome %+v %v", o, err)
 		}
 		if _, err := f.m.Approve(ctx, a.ID, dba2, ""); !errors.Is(err, ErrConflict) {
