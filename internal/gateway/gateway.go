@@ -150,9 +150,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		g.admin.Handle(pattern, h)
 	}
 	g.admin.HandleAPI("/approvals", g.approvals.APIHandler())
-	g.admin.HandleAPI("/approvals/", g.approvals.APIHandler())
 	g.admin.HandleAPI("/sessions", g.store.APIHandler())
-	g.admin.HandleAPI("/sessions/", g.store.APIHandler())
 	g.admin.Handle("/ui/", approvals.UIHandler())
 	g.admin.AddReadyCheck("issuer", g.verifier.Check)
 	g.admin.AddReadyCheck("credentials", g.provider.Check)
