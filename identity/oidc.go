@@ -308,6 +308,14 @@ func (o *OIDC) Verify(ctx context.Context, token, user string) (Principal, error
 		return Principal{}, refuse(ReasonUnavailable, "%v", err)
 	}
 	payload, err := keys.VerifySignature(ctx, token)
+	// A key-set fetch that finished moments ago may not be visible yet:
+	// go-oidc hands a caller arriving just after a fetch that fetch's
+	// (older) result, and a caller that missed the cache just before the
+	// fetch landed is refetch-limited. Look again, a bounded few times.
+	for i := 0; i < 2 && err != nil && (errors.Is(err, errRefetchLimited) || o.limit.fetchedWithin(250*time.Millisecond)); i++ {
+		time.Sleep(2 * time.Millisecond)
+		payload, err = keys.VerifySignature(ctx, token)
+	}
 	if err != nil {
 		kid := sanitize(jws.Signatures[0].Header.KeyID)
 		switch {
@@ -487,10 +495,18 @@ type limitTransport struct {
 	next  http.RoundTripper
 	every time.Duration
 
-	mu      sync.Mutex
-	jwks    string
-	last    time.Time
-	lastErr error
+	mu       sync.Mutex
+	jwks     string
+	last     time.Time // start of the last JWKS fetch
+	lastDone time.Time // end of the last JWKS fetch
+	lastErr  error
+}
+
+// fetchedWithin reports whether a JWKS fetch ended less than d ago.
+func (t *limitTransport) fetchedWithin(d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.lastDone.IsZero() && time.Since(t.lastDone) < d
 }
 
 func (t *limitTransport) setJWKS(u string) {
@@ -522,7 +538,7 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			ferr = fmt.Errorf("jwks: %s", resp.Status)
 		}
 		t.mu.Lock()
-		t.lastErr = ferr
+		t.lastErr, t.lastDone = ferr, time.Now()
 		t.mu.Unlock()
 	}
 	if err != nil {

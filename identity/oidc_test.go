@@ -235,7 +235,15 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := v.Verify(ctx, k2.sign(t, iss.claims(t0, "a@x")), "a@x"); err != nil {
 		t.Fatalf("token signed with the rotated key: %v", err)
 	}
-	_, err = v.Verify(ctx, k1.sign(t, iss.claims(t0, "a@x")), "a@x")
+	// The retired key stops verifying once the refreshed set is cached
+	// (go-oidc stores it a moment after handing it to the waiting caller).
+	old := k1.sign(t, iss.claims(t0, "a@x"))
+	for i := 0; i < 100; i++ {
+		if _, err = v.Verify(ctx, old, "a@x"); err != nil {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	wantReason(t, err, identity.ReasonSignature)
 }
 
@@ -403,5 +411,40 @@ func TestCancelledCallerDoesNotTriggerBackoff(t *testing.T) {
 	}
 	if _, err := v.Verify(context.Background(), k.sign(t, iss.claims(t0, "a@x")), "a@x"); err != nil {
 		t.Fatalf("first use after a skipped discovery: %v", err)
+	}
+}
+
+// Many sessions connecting at once right after start-up (cold key cache,
+// default refetch limit) all verify: the refetch limiter never refuses a
+// key that the issuer does publish.
+func TestConcurrentColdStart(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		k := newECKey(t, "k")
+		iss := newTestIssuer(t, false, k)
+		v, err := identity.NewOIDC(context.Background(), oidcCfg(iss.URL()), identity.WithNow(func() time.Time { return t0 }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := k.sign(t, iss.claims(t0, "a@x", "g"))
+		const n = 32
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			go func() {
+				<-start
+				_, err := v.Verify(context.Background(), tok, "a@x")
+				errs <- err
+			}()
+		}
+		close(start)
+		for i := 0; i < n; i++ {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: concurrent cold-start verify: %v", round, err)
+			}
+		}
+		if hits := iss.jwksHits.Load(); hits > 2 {
+			t.Fatalf("round %d: %d JWKS fetches for one key", round, hits)
+		}
+		v.Close()
 	}
 }
