@@ -33,6 +33,7 @@ type Cluster struct {
 	Port int
 	Host string // 127.0.0.1
 	cmd  *exec.Cmd
+	done chan struct{} // closed when the server process has exited
 	once sync.Once
 	uid  *user.User // non-nil when run as another OS user
 }
@@ -140,7 +141,8 @@ func Start(ctx context.Context, dir string, opt Options) (*Cluster, error) {
 		logf.Close()
 		return nil, err
 	}
-	go func() { _ = c.cmd.Wait(); logf.Close() }()
+	c.done = make(chan struct{})
+	go func() { _ = c.cmd.Wait(); logf.Close(); close(c.done) }()
 	if err := c.waitReady(ctx, 30*time.Second); err != nil {
 		c.Stop()
 		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
@@ -225,14 +227,12 @@ func (c *Cluster) Stop() {
 			return
 		}
 		_ = c.cmd.Process.Signal(os.Interrupt) // SIGINT = fast shutdown
-		deadline := time.Now().Add(15 * time.Second)
-		for time.Now().Before(deadline) {
-			if c.cmd.ProcessState != nil || c.cmd.Process.Signal(syscall.Signal(0)) != nil {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
+		select {
+		case <-c.done:
+		case <-time.After(15 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done
 		}
-		_ = c.cmd.Process.Kill()
 	})
 }
 
@@ -251,7 +251,8 @@ func (c *Cluster) Restart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	*c = Cluster{Dir: n.Dir, Port: n.Port, Host: n.Host, cmd: n.cmd, uid: n.uid}
+	c.cmd, c.done, c.uid = n.cmd, n.done, n.uid
+	c.once = sync.Once{}
 	return nil
 }
 
@@ -259,8 +260,10 @@ func (c *Cluster) waitReady(ctx context.Context, max time.Duration) error {
 	deadline := time.Now().Add(max)
 	var last error
 	for time.Now().Before(deadline) {
-		if c.cmd.ProcessState != nil {
-			return fmt.Errorf("postgres exited: %v", c.cmd.ProcessState)
+		select {
+		case <-c.done:
+			return fmt.Errorf("postgres exited")
+		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.Connect(cctx, c.SuperDSN("postgres"))
