@@ -1,0 +1,184 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// policyTable makes a private table the tests may try to damage.
+func policyTable(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	d := direct(t)
+	must(d.Exec(ctx, "DROP TABLE IF EXISTS "+name))
+	must(d.Exec(ctx, "CREATE TABLE "+name+" (id int PRIMARY KEY, note text, embedding vector(3))"))
+	must(d.Exec(ctx, "INSERT INTO "+name+" SELECT g, 'n'||g, ARRAY[g,g,g]::vector FROM generate_series(1,20) g"))
+	must(d.Exec(ctx, "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON "+name+" TO vector_reader, vector_writer, vector_admin"))
+}
+
+func tableCount(t *testing.T, name string) int {
+	t.Helper()
+	var n int
+	must0(t, direct(t).QueryRow(context.Background(), "SELECT count(*) FROM "+name).Scan(&n))
+	return n
+}
+
+func TestPolicyAnalystCannotWrite(t *testing.T) {
+	w := startGateway(t, nil)
+	policyTable(t, "pol_a")
+	ctx := context.Background()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+			cc.DefaultQueryExecMode = mode
+			conn := w.connectWith(t, cc)
+			// allowed: search and read
+			var id int
+			must0(t, conn.QueryRow(ctx, "SELECT id FROM pol_a ORDER BY embedding <-> '[3,3,3]' LIMIT 1").Scan(&id))
+			if id != 3 {
+				t.Fatalf("search returned %d", id)
+			}
+			denied := []string{
+				"INSERT INTO pol_a VALUES (100, 'x', '[1,1,1]')",
+				"UPDATE pol_a SET note = 'x' WHERE id = 1",
+				"DELETE FROM pol_a WHERE id = 1",
+				"WITH d AS (DELETE FROM pol_a RETURNING id) SELECT count(*) FROM d",
+				"EXPLAIN ANALYZE DELETE FROM pol_a",
+				"TRUNCATE pol_a",
+				"DROP TABLE pol_a",
+				"CREATE INDEX ON pol_a USING hnsw (embedding vector_l2_ops)",
+				"ALTER TABLE pol_a ADD COLUMN x int",
+				"CREATE TABLE pol_evil (id int)",
+				"GRANT ALL ON pol_a TO PUBLIC",
+				"SET ROLE vector_admin",
+				"SELECT set_config('role', 'vector_admin', false)",
+				"DO $$BEGIN DELETE FROM pol_a; END$$",
+				"SELECT pg_read_file('/etc/passwd')",
+				"SELECT lo_import('/etc/passwd')",
+				"COPY pol_a TO STDOUT",
+				"VACUUM pol_a",
+			}
+			for _, sql := range denied {
+				_, err := conn.Exec(ctx, sql)
+				if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "pgwarden: ") {
+					t.Errorf("%s: want pgwarden 42501, got %v", sql, err)
+				}
+			}
+			if n := tableCount(t, "pol_a"); n != 20 {
+				t.Fatalf("pol_a has %d rows upstream after denied writes, want 20", n)
+			}
+			// still usable
+			must0(t, conn.QueryRow(ctx, "SELECT count(*) FROM pol_a").Scan(&id))
+		})
+	}
+	var n int
+	must0(t, direct(t).QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname = 'pol_evil'").Scan(&n))
+	if n != 0 {
+		t.Fatal("a denied CREATE TABLE reached PostgreSQL")
+	}
+}
+
+func TestPolicyPreparedStatementEvasion(t *testing.T) {
+	w := startGateway(t, nil)
+	policyTable(t, "pol_p")
+	ctx := context.Background()
+	cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn := w.connectWith(t, cc)
+	_, err := conn.Exec(ctx, "PREPARE p AS DELETE FROM pol_p")
+	if sqlstate(err) != "42501" {
+		t.Fatalf("PREPARE of a delete: want 42501, got %v", err)
+	}
+	_, err = conn.Exec(ctx, "EXECUTE p")
+	if err == nil {
+		t.Fatal("EXECUTE of a refused PREPARE succeeded")
+	}
+	// extended protocol Parse of a write
+	_, err = conn.Prepare(ctx, "evil", "DELETE FROM pol_p WHERE id = $1")
+	if sqlstate(err) != "42501" {
+		t.Fatalf("Parse of a delete: want 42501, got %v", err)
+	}
+	if n := tableCount(t, "pol_p"); n != 20 {
+		t.Fatalf("rows changed: %d", n)
+	}
+}
+
+func TestPolicyMultiStatementAllOrNothing(t *testing.T) {
+	w := startGateway(t, nil)
+	policyTable(t, "pol_m")
+	ctx := context.Background()
+	conn := w.connect(t, "ingest-bot@example.com", "ingest")
+	// ingest may insert but not truncate: nothing of the string runs.
+	_, err := conn.PgConn().Exec(ctx, "INSERT INTO pol_m VALUES (200, 'a', '[1,1,1]'); TRUNCATE pol_m").ReadAll()
+	if sqlstate(err) != "42501" {
+		t.Fatalf("want 42501, got %v", err)
+	}
+	var n int
+	must0(t, direct(t).QueryRow(ctx, "SELECT count(*) FROM pol_m WHERE id = 200").Scan(&n))
+	if n != 0 {
+		t.Fatal("the allowed INSERT of a denied multi-statement string reached PostgreSQL")
+	}
+}
+
+func TestPolicyDeniedInsideTransaction(t *testing.T) {
+	w := startGateway(t, nil)
+	policyTable(t, "pol_t")
+	ctx := context.Background()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cc := w.connConfig(t, "ingest-bot@example.com", w.Issuer.token(t, "ingest-bot@example.com", "ingest"))
+			cc.DefaultQueryExecMode = mode
+			conn := w.connectWith(t, cc)
+			tx, err := conn.Begin(ctx)
+			must0(t, err)
+			must(tx.Exec(ctx, "INSERT INTO pol_t VALUES (300, 'in tx', '[1,2,3]')"))
+			_, err = tx.Exec(ctx, "DROP TABLE pol_t")
+			if sqlstate(err) != "42501" {
+				t.Fatalf("DROP inside tx: want 42501, got %v", err)
+			}
+			_, err = tx.Exec(ctx, "SELECT 1")
+			if sqlstate(err) != "25P02" {
+				t.Fatalf("after a denied statement the transaction must be aborted (25P02), got %v", err)
+			}
+			must0(t, tx.Rollback(ctx))
+			var n int
+			must0(t, conn.QueryRow(ctx, "SELECT count(*) FROM pol_t WHERE id = 300").Scan(&n))
+			if n != 0 {
+				t.Fatal("the INSERT of the aborted transaction was committed")
+			}
+		})
+	}
+	if n := tableCount(t, "pol_t"); n != 20 {
+		t.Fatalf("pol_t rows upstream %d", n)
+	}
+}
+
+func TestPolicyIngestCanInsert(t *testing.T) {
+	w := startGateway(t, nil)
+	policyTable(t, "pol_i")
+	ctx := context.Background()
+	simple := w.connConfig(t, "ingest-bot@example.com", w.Issuer.token(t, "ingest-bot@example.com", "ingest"))
+	simple.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	c1 := w.connectWith(t, simple)
+	must(c1.Exec(ctx, "INSERT INTO pol_i VALUES (101, 'simple', '[1,0,0]')"))
+	c2 := w.connect(t, "ingest-bot@example.com", "ingest")
+	must(c2.Exec(ctx, "INSERT INTO pol_i VALUES ($1, $2, $3::vector)", 102, "extended", "[0,1,0]"))
+	tag, err := c2.PgConn().CopyFrom(ctx, strings.NewReader("103\tcopy\t[0,0,1]\n"), "COPY pol_i FROM STDIN")
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("COPY FROM STDIN: %v %v", tag, err)
+	}
+	if n := tableCount(t, "pol_i"); n != 23 {
+		t.Fatalf("pol_i has %d rows, want 23", n)
+	}
+	for _, sql := range []string{"TRUNCATE pol_i", "DROP TABLE pol_i"} {
+		if _, err := c2.Exec(ctx, sql); sqlstate(err) != "42501" {
+			t.Fatalf("%s as ingest: want 42501, got %v", sql, err)
+		}
+	}
+	if n := tableCount(t, "pol_i"); n != 23 {
+		t.Fatalf("pol_i has %d rows after denied TRUNCATE", n)
+	}
+}
