@@ -2,7 +2,6 @@ package pgwire
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +50,7 @@ func TestShutdownEndsSessions(t *testing.T) {
 		t.Fatal("session survived shutdown")
 	}
 	// The FATAL 57P01 arrived before the close; pgx reports it on the next use.
-	if !strings.Contains(err.Error(), "57P01") && !strings.Contains(err.Error(), "gateway shutting down") && !conn.IsClosed() {
+	if pe := pgErr(t, err); pe.Code != "57P01" || pe.Message != "pgwarden: gateway shutting down" {
 		t.Fatalf("want 57P01, got %v", err)
 	}
 	if g.prov.liveCount() != 0 {
