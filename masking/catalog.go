@@ -2,6 +2,7 @@ package masking
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,6 +16,9 @@ type ColumnRef struct {
 	// materialized view; Attnum is then the column's position in it.
 	ViewDef string
 	Attnum  int16
+	// Ancestors are the tables this one inherits from or is a partition of
+	// ("schema.table"): a rule on a parent covers its partitions.
+	Ancestors []string
 }
 
 // Catalog maps a RowDescription's (table OID, attribute number) to names.
@@ -41,6 +45,7 @@ type PGCatalog struct {
 	rels  map[uint32]*relInfo
 	views map[string][]string // "schema.name" or ".name" -> definitions
 	cols  map[string][]string // same keys -> column names
+	anc   map[string][]string // same keys -> ancestors
 	gen   uint64
 }
 
@@ -48,6 +53,7 @@ type relInfo struct {
 	schema, name string
 	viewDef      string
 	cols         map[int16]colInfo
+	ancestors    []string
 }
 
 type colInfo struct {
@@ -63,16 +69,25 @@ type ColumnLister interface {
 	TableColumns(ctx context.Context, schema, name string) ([]string, error)
 }
 
+// AncestorResolver is implemented by catalogs that know table inheritance
+// and partitioning, so a rule on a parent also covers a child named in SQL.
+type AncestorResolver interface {
+	// Ancestors returns "schema.table" of every parent of the tables
+	// called name (in schema, or in any schema when schema is "").
+	Ancestors(ctx context.Context, schema, name string) ([]string, error)
+}
+
 var (
-	_ Catalog      = (*PGCatalog)(nil)
-	_ ViewResolver = (*PGCatalog)(nil)
-	_ ColumnLister = (*PGCatalog)(nil)
+	_ AncestorResolver = (*PGCatalog)(nil)
+	_ Catalog          = (*PGCatalog)(nil)
+	_ ViewResolver     = (*PGCatalog)(nil)
+	_ ColumnLister     = (*PGCatalog)(nil)
 )
 
 // NewPGCatalog returns a catalog that queries pg_class, pg_namespace and
 // pg_attribute through pool.
 func NewPGCatalog(pool *pgxpool.Pool) *PGCatalog {
-	return &PGCatalog{pool: pool, rels: map[uint32]*relInfo{}, views: map[string][]string{}, cols: map[string][]string{}}
+	return &PGCatalog{pool: pool, rels: map[uint32]*relInfo{}, views: map[string][]string{}, cols: map[string][]string{}, anc: map[string][]string{}}
 }
 
 // Invalidate forgets everything cached (after DDL).
@@ -81,6 +96,7 @@ func (c *PGCatalog) Invalidate() {
 	c.rels = map[uint32]*relInfo{}
 	c.views = map[string][]string{}
 	c.cols = map[string][]string{}
+	c.anc = map[string][]string{}
 	c.gen++
 	c.mu.Unlock()
 }
@@ -115,7 +131,62 @@ func (c *PGCatalog) load(ctx context.Context, oid uint32) (*relInfo, error) {
 			ri.cols[*attnum] = colInfo{name: *attname, typ: *typ}
 		}
 	}
-	return ri, rows.Err()
+	if err := rows.Err(); err != nil || ri == nil {
+		return ri, err
+	}
+	ri.ancestors, err = c.queryStrings(ctx, ancByOID, oid)
+	return ri, err
+}
+
+const ancCTE = `WITH RECURSIVE anc(oid) AS (
+  SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid IN (%s)
+  UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN anc ON i.inhrelid = anc.oid)
+SELECT n.nspname || '.' || c.relname FROM anc
+JOIN pg_catalog.pg_class c ON c.oid = anc.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`
+
+var (
+	ancByOID  = strings.Replace(ancCTE, "%s", "$1::oid", 1)
+	ancByName = strings.Replace(ancCTE, "%s", `SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relname = $1 AND ($2 = '' OR n.nspname = $2)`, 1)
+)
+
+func (c *PGCatalog) queryStrings(ctx context.Context, sql string, args ...any) ([]string, error) {
+	rows, err := c.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// Ancestors implements AncestorResolver.
+func (c *PGCatalog) Ancestors(ctx context.Context, schema, name string) ([]string, error) {
+	key := schema + "." + name
+	c.mu.RLock()
+	a, ok := c.anc[key]
+	gen := c.gen
+	c.mu.RUnlock()
+	if ok {
+		return a, nil
+	}
+	a, err := c.queryStrings(ctx, ancByName, name, schema)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		c.anc[key] = a
+	}
+	c.mu.Unlock()
+	return a, nil
 }
 
 // Column implements Catalog.
@@ -143,7 +214,7 @@ func (c *PGCatalog) Column(ctx context.Context, oid uint32, attnum int16) (Colum
 	if !ok {
 		return ColumnRef{}, false, nil
 	}
-	return ColumnRef{Schema: ri.schema, Table: ri.name, Column: col.name, TypeOID: col.typ, ViewDef: ri.viewDef, Attnum: attnum}, true, nil
+	return ColumnRef{Schema: ri.schema, Table: ri.name, Column: col.name, TypeOID: col.typ, ViewDef: ri.viewDef, Attnum: attnum, Ancestors: ri.ancestors}, true, nil
 }
 
 const viewQuery = `SELECT pg_catalog.pg_get_viewdef(c.oid)

@@ -221,7 +221,7 @@ func TestDetectors(t *testing.T) {
 func TestDerivedTracing(t *testing.T) {
 	e := testEngine(t, func(c *config.Masking) { c.Derived = "deny" })
 	refused := []string{
-		"SELECT email AS e, id FROM customers",                                   // alias is still direct: see allowed
+		"SELECT email AS e, id FROM customers", // alias is still direct: see allowed
 		"SELECT lower(email) FROM customers",
 		"SELECT email || '' FROM customers",
 		"SELECT email::varchar(3) FROM customers",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -77,6 +78,49 @@ type Engine struct {
 	cat      Catalog
 	allKeys  []jsonKey // every json_keys key (method redact), for derived JSON
 	anyRules bool
+
+	mu    sync.Mutex
+	cache map[traceKey]*traceResult // bounded; dropped by Invalidate
+}
+
+type traceKey struct {
+	sql  string
+	stmt int
+}
+
+const maxTraceCache = 1024
+
+// Invalidate forgets cached traces and, when the catalog supports it, its
+// cache too. Call it when DDL has passed through the gateway.
+func (e *Engine) Invalidate() {
+	e.mu.Lock()
+	e.cache = nil
+	e.mu.Unlock()
+	if inv, ok := e.cat.(interface{ Invalidate() }); ok {
+		inv.Invalidate()
+	}
+}
+
+// trace returns the (cached) trace of q.
+func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
+	if q == nil {
+		return e.traceQuery(ctx, q)
+	}
+	k := traceKey{q.SQL, q.Stmt}
+	e.mu.Lock()
+	tr := e.cache[k]
+	e.mu.Unlock()
+	if tr != nil {
+		return tr
+	}
+	tr = e.traceQuery(ctx, q)
+	e.mu.Lock()
+	if e.cache == nil || len(e.cache) >= maxTraceCache {
+		e.cache = make(map[traceKey]*traceResult)
+	}
+	e.cache[k] = tr
+	e.mu.Unlock()
+	return tr
 }
 
 // New compiles cfg. cat resolves RowDescription table OIDs; it may be nil
@@ -196,7 +240,7 @@ func newPlan(fields []field, formats []int16, key string) *Plan {
 	return p
 }
 
-// Fields reports, per field, whether the plan rewrites it (for logs/tests).
+// Masked reports whether the plan rewrites field i.
 func (p *Plan) Masked(i int) bool { return p != nil && i < len(p.fields) && p.fields[i].kind != kPass }
 
 // Plan builds the masking plan for rd. It returns nil (and no error) when
@@ -234,7 +278,7 @@ func (e *Engine) Plan(ctx context.Context, rd *pgproto3.RowDescription, q *Query
 		case fd.TableOID != 0: // system column (ctid, xmin, ...)
 		default:
 			if tr == nil {
-				tr = e.traceQuery(ctx, q)
+				tr = e.trace(ctx, q)
 			}
 			t = tr.fieldTaint(i, len(rd.Fields), fd.Name)
 			if t.lvl == lvlFull && t.direct == nil && e.deny {
@@ -306,7 +350,16 @@ func (e *Engine) columnTaint(ctx context.Context, oid uint32, att int16) (taint,
 	if ref.ViewDef != "" {
 		return e.viewColumnTaint(ctx, ref), nil
 	}
-	if r := e.ruleFor(ref.Schema, ref.Table, ref.Column); r != nil {
+	r := e.ruleFor(ref.Schema, ref.Table, ref.Column)
+	for _, a := range ref.Ancestors {
+		if r != nil {
+			break
+		}
+		if dot := strings.IndexByte(a, '.'); dot > 0 {
+			r = e.ruleFor(a[:dot], a[dot+1:], ref.Column)
+		}
+	}
+	if r != nil {
 		lvl := lvlFull
 		if len(r.jsonKeys) > 0 {
 			lvl = lvlJSON
@@ -338,8 +391,8 @@ func (e *Engine) wholeRowTaint(ctx context.Context, oid uint32) (taint, error) {
 		if ref.ViewDef != "" {
 			return taint{lvl: lvlFull, what: ref.Schema + "." + ref.Table + " (view row)"}, nil
 		}
-		if r := e.ruleFor(ref.Schema, ref.Table, ref.Column); r != nil {
-			return taint{lvl: lvlFull, what: r.name()}, nil
+		if t, _ := e.columnTaint(ctx, oid, att); t.lvl > lvlClean {
+			return taint{lvl: lvlFull, what: t.what}, nil
 		}
 	}
 	return taint{}, nil

@@ -76,6 +76,7 @@ type source struct {
 	all           taint // any column when cols are unknown (functions in FROM)
 	wholeOverride *taint
 	e             *Engine
+	ancestors     []string // "schema.table" parents of a base table
 }
 
 func (s *source) eng() *Engine { return s.e }
@@ -635,6 +636,14 @@ func (t *tracer) rangeVar(rv *pg.RangeVar, sc *scope) *source {
 			}
 		}
 	}
+	if ar, ok := t.e.cat.(AncestorResolver); ok && src.base {
+		anc, err := ar.Ancestors(t.ctx, src.schema, src.rel)
+		if err != nil {
+			src.base = false
+			src.all = taint{lvl: lvlFull, what: "(catalog lookup failed: " + src.rel + ")"}
+		}
+		src.ancestors = anc
+	}
 	if cl, ok := t.e.cat.(ColumnLister); ok && src.base {
 		if names, err := cl.TableColumns(t.ctx, src.schema, src.rel); err == nil && len(names) > 0 {
 			for _, n := range names {
@@ -713,7 +722,16 @@ func (s *source) baseCol(name string) taint {
 	if e == nil {
 		return taint{}
 	}
-	if r := e.ruleFor(s.schema, s.rel, name); r != nil {
+	r := e.ruleFor(s.schema, s.rel, name)
+	for _, a := range s.ancestors {
+		if r != nil {
+			break
+		}
+		if dot := strings.IndexByte(a, '.'); dot > 0 {
+			r = e.ruleFor(a[:dot], a[dot+1:], name)
+		}
+	}
+	if r != nil {
 		lvl := lvlFull
 		if len(r.jsonKeys) > 0 {
 			lvl = lvlJSON
@@ -742,7 +760,7 @@ func (s *source) whole() taint {
 		}
 		for i := range e.rules {
 			r := &e.rules[i]
-			if r.table == "" || (strings.EqualFold(r.table, s.rel) && (r.schema == "" || s.schema == "" || strings.EqualFold(r.schema, s.schema))) {
+			if r.table == "" || len(s.ancestors) > 0 || (strings.EqualFold(r.table, s.rel) && (r.schema == "" || s.schema == "" || strings.EqualFold(r.schema, s.schema))) {
 				return taint{lvl: lvlFull, what: r.name()}
 			}
 		}
