@@ -77,7 +77,7 @@ func TestListReplayExport(t *testing.T) {
 	out.Reset()
 	must(t, st.Export(&out, time.Time{}, "jsonl"))
 	if n := strings.Count(out.String(), "\n"); n != 10 {
-		t.Fatalf("jsonl export has %d lines", n)
+		t.Fatalf("jsonl export has %d lines:\n%s", n, out.String())
 	}
 	out.Reset()
 	must(t, st.Export(&out, time.Time{}, "ocsf"))
@@ -209,4 +209,24 @@ func FuzzVerify(f *testing.F) {
 		_ = st.Export(&bytes.Buffer{}, time.Time{}, "ocsf")
 		_ = st.Replay(context.Background(), &bytes.Buffer{}, "s", false)
 	})
+}
+
+// An End enqueued right before Close must not be followed by a second,
+// recorder-made session_end (gateway_shutdown).
+func TestCloseRightAfterEnd(t *testing.T) {
+	dir := t.TempDir()
+	r := openT(t, testCfg(), dir)
+	for i := 0; i < 50; i++ {
+		s := r.Start(StartInfo{ID: "c" + string(rune('A'+i)), User: "u"})
+		must(t, s.End("client_closed"))
+	}
+	open := r.Start(StartInfo{ID: "still-open", User: "u"})
+	_ = open
+	must(t, r.Close())
+	st, _ := OpenStore(dir)
+	var out bytes.Buffer
+	must(t, st.Export(&out, time.Time{}, "jsonl"))
+	if n := strings.Count(out.String(), `"reason":"gateway_shutdown"`); n != 1 {
+		t.Fatalf("%d gateway_shutdown ends, want 1 (only the open session)", n)
+	}
 }

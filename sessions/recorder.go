@@ -485,6 +485,7 @@ func (r *Recorder) writer() {
 				}
 				break
 			}
+			finish() // track the drained events first (their session_ends close sessions)
 			ids := make([]string, 0, len(r.open))
 			for id := range r.open {
 				ids = append(ids, id)
