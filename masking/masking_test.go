@@ -319,6 +319,21 @@ func TestDerivedMaskPlan(t *testing.T) {
 	}
 }
 
+func TestMultiStatementQuery(t *testing.T) {
+	e := testEngine(t, nil)
+	rd := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{fd("x", 0, 0, oidText, 0)}}
+	sql := "SELECT 'hello' AS x; SELECT lower(email) AS x FROM customers"
+	for _, c := range []struct {
+		stmt   int
+		masked bool
+	}{{0, true}, {1, false}, {2, true}, {7, true}} {
+		p, err := e.Plan(ctx, rd, &Query{SQL: sql, Stmt: c.stmt})
+		if err != nil || (p != nil) != c.masked {
+			t.Errorf("stmt %d: plan %v err %v", c.stmt, p, err)
+		}
+	}
+}
+
 func TestViewColumns(t *testing.T) {
 	e := testEngine(t, nil)
 	rd := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
@@ -480,5 +495,37 @@ func TestApplyZeroAllocs(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("%v allocs per row", n)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	e, err := New(testConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(e.Explain("SELECT id, email, lower(name) AS n, metadata->'a' FROM customers, documents", false), "\n")
+	for _, want := range []string{`"id": unmasked`, `"email": email by rule public.customers.email`, `"n": redact: derived from customers.name`, `json keys masked`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("explain lacks %q:\n%s", want, got)
+		}
+	}
+	if got := e.Explain("INSERT INTO t SELECT ssn FROM customers", false); !strings.HasPrefix(got[0], "refused (42501)") {
+		t.Errorf("%v", got)
+	}
+}
+
+func TestPlanReuseAndClone(t *testing.T) {
+	e := testEngine(t, nil)
+	p, _ := e.Plan(ctx, custRD(0), &Query{SQL: "SELECT * FROM customers"})
+	c := p.Clone()
+	a, _ := p.Apply(row("1", "A", "a@x.io", "123456789", "1", nil), nil)
+	b, _ := c.Apply(row("2", "B", "b@y.io", "987654321", "2", nil), nil)
+	if string(a.Values[2]) != "****@x.io" || string(b.Values[2]) != "****@y.io" {
+		t.Fatalf("%q %q", a.Values[2], b.Values[2])
+	}
+	// a later Execute of the same statement, binary results this time
+	r, err := p.Apply(row("\x00\x00\x00\x03", "C", "c@z.io", "111223333", "3", "n"), []int16{1})
+	if err != nil || string(r.Values[2]) != "****@z.io" || string(r.Values[0]) != "\x00\x00\x00\x03" {
+		t.Fatalf("%q %v", r.Values, err)
 	}
 }

@@ -60,10 +60,11 @@ type Query struct {
 	// SQL is the statement text (a simple Query message, or the Parse of a
 	// prepared statement).
 	SQL string
-	// Stmt is the 0-based index, inside SQL, of the statement that produced
-	// this RowDescription (count CommandComplete/EmptyQueryResponse messages
-	// of a multi-statement simple Query). Out of range = unknown: every
-	// expression column is then traced against all statements together.
+	// Stmt is the 1-based position, inside SQL, of the statement that
+	// produced this RowDescription (count CommandComplete/EmptyQueryResponse
+	// messages of a multi-statement simple Query). 0 = unknown: with several
+	// statements, every expression column is then traced against all of
+	// them together (fail closed).
 	Stmt int
 }
 
@@ -106,7 +107,7 @@ func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
 	if q == nil {
 		return e.traceQuery(ctx, q)
 	}
-	k := traceKey{q.SQL, q.Stmt}
+	k := traceKey{q.SQL, 0}
 	e.mu.Lock()
 	tr := e.cache[k]
 	e.mu.Unlock()
@@ -280,7 +281,7 @@ func (e *Engine) Plan(ctx context.Context, rd *pgproto3.RowDescription, q *Query
 			if tr == nil {
 				tr = e.trace(ctx, q)
 			}
-			t = tr.fieldTaint(i, len(rd.Fields), fd.Name)
+			t = tr.fieldTaint(q, i, len(rd.Fields), fd.Name)
 			if t.lvl == lvlFull && t.direct == nil && e.deny {
 				return nil, pgerr.New(pgerr.InsufficientPrivilege,
 					"column %q is derived from masked column %s (masking.derived: deny)", string(fd.Name), t.what)

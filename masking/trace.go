@@ -130,31 +130,28 @@ func (e *Engine) traceQuery(ctx context.Context, q *Query) *traceResult {
 		tr.all = true
 		return tr
 	}
-	for i, rs := range res.Stmts {
-		if q.Stmt >= 0 && q.Stmt < len(res.Stmts) && i != q.Stmt {
-			tr.stmts = append(tr.stmts, stmtTrace{})
-			continue
-		}
+	for _, rs := range res.Stmts {
 		t := &tracer{e: e, ctx: ctx}
 		outs, exact := t.stmt(rs.Stmt, nil)
 		tr.stmts = append(tr.stmts, stmtTrace{outs: outs, exact: exact, unsure: t.unsure, pred: t.pred, write: t.write})
-	}
-	if q.Stmt >= 0 && q.Stmt < len(tr.stmts) {
-		tr.stmts = tr.stmts[q.Stmt : q.Stmt+1]
 	}
 	return tr
 }
 
 // fieldTaint is the taint of expression field i (of n) named name.
-func (tr *traceResult) fieldTaint(i, n int, name []byte) taint {
+func (tr *traceResult) fieldTaint(q *Query, i, n int, name []byte) taint {
 	if tr.all {
 		if tr.e.anyRules {
 			return taint{lvl: lvlFull, what: "(statement not traced)"}
 		}
 		return taint{}
 	}
-	if len(tr.stmts) == 1 {
-		st := tr.stmts[0]
+	stmts := tr.stmts
+	if q != nil && q.Stmt > 0 && q.Stmt <= len(stmts) {
+		stmts = stmts[q.Stmt-1 : q.Stmt]
+	}
+	if len(stmts) == 1 {
+		st := stmts[0]
 		if st.unsure {
 			if tr.e.anyRules {
 				return taint{lvl: lvlFull, what: "(EXECUTE/FETCH: statement not known)"}
@@ -176,7 +173,7 @@ func (tr *traceResult) fieldTaint(i, n int, name []byte) taint {
 		}
 	}
 	var t taint
-	for _, st := range tr.stmts {
+	for _, st := range stmts {
 		if st.unsure && tr.e.anyRules {
 			return taint{lvl: lvlFull, what: "(EXECUTE/FETCH: statement not known)"}
 		}
