@@ -50,8 +50,9 @@ func devCmd(g *globals) *cobra.Command {
 				return err
 			}
 			gw, err := gateway.New(ctx, cfg, gateway.Options{
-				Log:            log,
-				PublicHandlers: map[string]http.Handler{"/dev-issuer/": iss.Handler()},
+				Log:              log,
+				PublicHandlers:   map[string]http.Handler{"/dev-issuer/": iss.Handler()},
+				IssuerServedHere: true,
 			})
 			if err != nil {
 				return err

@@ -41,6 +41,8 @@ type Options struct {
 	PublicHandlers map[string]http.Handler
 	// Verifier overrides the OIDC verifier built from auth.oidc (tests).
 	Verifier identity.Verifier
+	// IssuerServedHere: the OIDC issuer is one of PublicHandlers (pgwarden dev).
+	IssuerServedHere bool
 }
 
 // Gateway is a configured, not yet listening pgwarden.
@@ -65,12 +67,15 @@ type Gateway struct {
 	wire  *pgwire.Server
 	admin *admin.Server
 
+	liveMu sync.Mutex
+	live   map[string]*hooks // session id -> hooks, for approval events decided elsewhere
+
 	closeOnce sync.Once
 }
 
 // New builds every component from cfg. On error, whatever was built is closed.
 func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err error) {
-	g = &Gateway{cfg: cfg, log: opt.Log, reg: prometheus.NewRegistry()}
+	g = &Gateway{cfg: cfg, log: opt.Log, reg: prometheus.NewRegistry(), live: map[string]*hooks{}}
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -79,7 +84,15 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	if opt.Verifier != nil {
 		g.verifier = opt.Verifier
 	} else {
-		v, err := identity.NewOIDC(ctx, cfg.Auth.OIDC, identity.WithLogger(g.log))
+		dctx := ctx
+		if opt.IssuerServedHere {
+			// The issuer is served by our own admin listener, which is not up
+			// yet: skip the first discovery; it happens on first use.
+			c, cancel := context.WithCancel(ctx)
+			cancel()
+			dctx = c
+		}
+		v, err := identity.NewOIDC(dctx, cfg.Auth.OIDC, identity.WithLogger(g.log))
 		if err != nil {
 			return nil, fmt.Errorf("identity: %w", err)
 		}
@@ -204,6 +217,18 @@ func (g *Gateway) observeApproval(ev approvals.Event) {
 	}
 	g.log.Info().Str("approval", a.ID).Str("state", ev.Type).Str("requester", a.Requester).
 		Str("session", a.Session).Str("action", a.Action).Msg("approval " + ev.Type)
+	g.liveMu.Lock()
+	h := g.live[a.Session]
+	g.liveMu.Unlock()
+	if h == nil || h.rec == nil {
+		return
+	}
+	state := ev.Type
+	if state == "hold" {
+		state = "pending"
+	}
+	reason := a.Comment
+	_ = h.rec.Approval(sessions.ApprovalEvent{ID: a.ID, State: state, SQL: a.SQL, Actions: []string{a.Action}, DecidedBy: a.DecidedBy, Reason: reason})
 }
 
 // Run listens on the configured addresses until ctx is cancelled.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -41,6 +42,7 @@ type hooks struct {
 	ddlSeen   bool   // a DDL statement ran: refresh the catalog at ReadyForQuery
 	maxRows   int
 	recording bool // record result rows
+	unflushed atomic.Bool // events recorded since the last ReadyForQuery
 
 	// server goroutine only
 	active *run
@@ -69,6 +71,9 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 			ClientAddr: info.ClientAddr, ApplicationName: info.ApplicationName,
 			Database: info.Database, BackendUser: info.BackendUser,
 		})
+		g.liveMu.Lock()
+		g.live[info.ID] = h
+		g.liveMu.Unlock()
 	}
 	return h, nil
 }
@@ -494,7 +499,11 @@ func (h *hooks) WantServer(typ byte) bool {
 			h.activateHead()
 		}
 		r := h.active
-		return r != nil && (r.plan != nil || (h.recording && r.recPlan != nil && len(r.rows) < h.maxRows) || (h.recording && len(r.rows) < h.maxRows))
+		if r == nil || !r.described {
+			// Rows nobody described cannot be masked: look at them (and refuse).
+			return h.g.maskActive && !h.unmask
+		}
+		return r.plan != nil || (h.recording && len(r.rows) < h.maxRows)
 	case 'd': // CopyData (out): only while a COPY TO plan masks something
 		return h.active != nil && h.active.copyPlan != nil
 	case 'c', 'W', 'v': // CopyDone, CopyBothResponse, NegotiateProtocolVersion
@@ -601,6 +610,7 @@ func (h *hooks) activate(r *run, pt *portal) {
 	if rd == nil {
 		return
 	}
+	r.described = true
 	r.columns, r.plan, r.recPlan, r.formats = rd.columns, rd.plan, rd.recPlan, formats
 }
 
@@ -661,6 +671,7 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 			return err
 		}
 		r.columns, r.plan, r.recPlan, r.formats = rd.columns, rd.plan, rd.recPlan, nil
+		r.described = true
 		h.active = r
 	default:
 		return pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: row description out of protocol order; session closed")
@@ -670,7 +681,7 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 
 func (h *hooks) onDataRow(m *pgproto3.DataRow) (pgproto3.BackendMessage, error) {
 	r := h.active
-	if r == nil {
+	if r == nil || !r.described {
 		if h.g.maskActive && !h.unmask {
 			// Rows whose description we never saw cannot be masked: fail closed.
 			return nil, pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: result rows without a known row description cannot be masked; session closed")

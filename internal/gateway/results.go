@@ -105,6 +105,15 @@ func (h *hooks) onError(m *pgproto3.ErrorResponse) {
 }
 
 func (h *hooks) onReady() {
+	if h.rec != nil && h.unflushed.Swap(false) {
+		// Before the client learns its statement is done, the record of it is
+		// written (write(2): it survives a kill -9 of the gateway).
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := h.rec.Flush(ctx); err != nil {
+			h.g.log.Error().Err(err).Str("session", h.info.ID).Msg("recording flush failed")
+		}
+		cancel()
+	}
 	h.mu.Lock()
 	for len(h.q) > 0 {
 		k := h.q[0].kind
@@ -161,6 +170,9 @@ func (h *hooks) Close(reason string, err error) {
 	}
 	if h.rec != nil {
 		_ = h.rec.End(reason)
+		h.g.liveMu.Lock()
+		delete(h.g.live, h.info.ID)
+		h.g.liveMu.Unlock()
 	}
 }
 
@@ -170,6 +182,7 @@ func (h *hooks) recordStatement(ev sessions.StatementEvent) {
 	if h.rec == nil {
 		return
 	}
+	h.unflushed.Store(true)
 	if err := h.rec.Statement(ev); err != nil {
 		h.g.log.Error().Err(err).Str("session", h.info.ID).Msg("recording a statement failed")
 	}
@@ -183,5 +196,6 @@ func (h *hooks) recordApproval(id, state, sql string) {
 	if h.rec == nil {
 		return
 	}
+	h.unflushed.Store(true)
 	_ = h.rec.Approval(sessions.ApprovalEvent{ID: id, State: state, SQL: sql})
 }

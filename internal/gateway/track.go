@@ -40,12 +40,13 @@ type run struct {
 	start    time.Time
 
 	// set when the RowDescription arrives (or from a prepared statement/portal)
-	plan     *masking.Plan // what the client receives (nil: pass through)
-	recPlan  *masking.Plan // what the record receives (always masked)
-	formats  []int16
-	columns  []string
-	rows     [][]*string
-	copyPlan *masking.CopyPlan
+	described bool          // a RowDescription is known for the rows
+	plan      *masking.Plan // what the client receives (nil: pass through)
+	recPlan   *masking.Plan // what the record receives (always masked)
+	formats   []int16
+	columns   []string
+	rows      [][]*string
+	copyPlan  *masking.CopyPlan
 }
 
 // expect is one pending server response.
