@@ -30,10 +30,13 @@ type Session interface {
 	Notice(n *pgproto3.NoticeResponse) error
 	// Query runs one statement on the session's own upstream connection
 	// (same role, search_path, temp tables) and returns its rows in text
-	// format. It may only be called from OnClient; it waits until every
+	// format (NULL as ""). It may only be called from OnClient (or from the
+	// HookFactory, before the relay starts); it waits until every
 	// message already forwarded has been answered. It returns ErrBusy when
 	// the upstream is inside an unsynced extended-protocol batch that has
-	// already been flushed and so cannot take a side query.
+	// already been flushed (or inside COPY) and so cannot take a side
+	// query. An error in a side query aborts an open transaction, as it
+	// would in PostgreSQL.
 	Query(ctx context.Context, sql string, args ...string) ([][]string, error)
 	// Terminate ends the session: the client receives err (FATAL) and both
 	// connections are closed. Safe to call from any goroutine.

@@ -90,3 +90,45 @@ func TestCredentialRenewed(t *testing.T) {
 		t.Fatalf("renewed %d times", prov.renewed.Load())
 	}
 }
+
+func TestUpstreamFatalPassedThrough(t *testing.T) {
+	c := needPG(t)
+	g := startGateway(t, c, nil)
+	ctx := tctx(t)
+	conn := g.connect(t, "oscar", "")
+	var user string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
+		t.Fatal(err)
+	}
+	var ok bool
+	if err := pgxQueryRowSuper(ctx, c, "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1", user).Scan(&ok); err != nil || !ok {
+		t.Fatalf("terminate: %v %v", err, ok)
+	}
+	_, err := conn.Exec(ctx, "SELECT 1")
+	// PostgreSQL's own FATAL reaches the client; no second 08006 is invented.
+	if pe := pgErr(t, err); pe.Code != "57P01" || pe.Message == "pgwarden: upstream connection lost" {
+		t.Fatalf("%s %s", pe.Code, pe.Message)
+	}
+	eventually(t, 5*time.Second, "lease revoked", func() bool { return g.prov.liveCount() == 0 })
+}
+
+func TestClientVanishesMidMessage(t *testing.T) {
+	c := needPG(t)
+	for _, hooked := range []bool{false, true} {
+		g := startGateway(t, c, func(cfg *Config) {
+			if hooked {
+				cfg.Hooks = func(ctx context.Context, s Session) (Hooks, error) { return &testHooks{s: s, wantClient: "Q"}, nil }
+			}
+		})
+		conn := g.connect(t, "peggy", "")
+		// A Query header claiming 100 bytes, then 10 bytes, then gone.
+		raw := conn.PgConn().Conn()
+		if _, err := raw.Write(append([]byte{'Q', 0, 0, 0, 104}, "SELECT 1; "...)); err != nil {
+			t.Fatal(err)
+		}
+		raw.Close()
+		eventually(t, 5*time.Second, "lease revoked", func() bool { return g.prov.liveCount() == 0 })
+		eventually(t, 5*time.Second, "session ended", func() bool { return g.srv.ActiveSessions() == 0 })
+		stillServes(t, g, "")
+	}
+}
