@@ -41,7 +41,7 @@ type hooks struct {
 	reason    string // SET pgwarden.reason
 	ddlSeen   bool   // a DDL statement ran: refresh the catalog at ReadyForQuery
 	maxRows   int
-	recording bool // record result rows
+	recording bool        // record result rows
 	unflushed atomic.Bool // events recorded since the last ReadyForQuery
 
 	// server goroutine only
