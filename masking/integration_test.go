@@ -43,6 +43,7 @@ var seedSQL = []string{
 	 (3, 'Empty', '{}', '[0,0,1]')`,
 	`CREATE TABLE orders (id serial PRIMARY KEY, cid int, note text)`,
 	`INSERT INTO orders (cid, note) VALUES (1, 'first order'), (2, 'second order')`,
+	`ANALYZE customers`,
 	`CREATE VIEW v_customers AS SELECT id, email AS contact, ssn FROM customers`,
 	`CREATE VIEW v_shout AS SELECT id, upper(name) AS loud FROM customers`,
 	`CREATE VIEW v_nested AS SELECT id, contact FROM v_customers`,
@@ -202,7 +203,7 @@ func runCorpus(t *testing.T, env *pgEnv, e *Engine, mode string) {
 					if tok := containsPII(v); tok != "" {
 						t.Errorf("LEAK %q in %s (format %d) field %s: %q", tok, q, format, rd.Fields[i].Name, v)
 					}
-					if keepFields[string(rd.Fields[i].Name)] && !bytes.Equal(v, orig[i]) {
+					if keepFields[string(rd.Fields[i].Name)] && !strings.Contains(q, "-- fail-closed") && !bytes.Equal(v, orig[i]) {
 						t.Errorf("%s (format %d): non-PII field %s changed: %q -> %q", q, format, rd.Fields[i].Name, orig[i], v)
 					}
 					if !bytes.Equal(v, orig[i]) {
@@ -213,7 +214,7 @@ func runCorpus(t *testing.T, env *pgEnv, e *Engine, mode string) {
 			_, rerr := rr.Close()
 			var pge *pgconn.PgError
 			if errors.As(rerr, &pge) {
-				for _, s := range []string{e.MaskText(pge.Message), e.MaskText(pge.Detail), e.MaskText(pge.Where)} {
+				for _, s := range []string{e.MaskText(pge.Message), e.MaskDetail(pge.Detail), e.MaskDetail(pge.Where)} {
 					if tok := containsPII([]byte(s)); tok != "" {
 						t.Errorf("LEAK %q in error of %s: %q", tok, q, s)
 					}

@@ -165,8 +165,30 @@ func New(cfg config.Masking, cat Catalog) (*Engine, error) {
 		}
 	}
 	e.anyRules = len(e.rules) > 0
+	if e.anyRules {
+		// Planner statistics hold sample values of every analysed column:
+		// with any rule, their value columns are nulled (not PII-aware).
+		for _, b := range builtinRules {
+			e.rules = append(e.rules, compileRule(-1, b))
+		}
+	}
 	return e, nil
 }
+
+var builtinRules = func() []config.MaskRule {
+	var rs []config.MaskRule
+	add := func(table string, cols ...string) {
+		for _, c := range cols {
+			rs = append(rs, config.MaskRule{Table: "pg_catalog." + table, Column: c, Method: "null"})
+		}
+	}
+	add("pg_stats", "most_common_vals", "histogram_bounds", "most_common_elems")
+	add("pg_stats_ext", "most_common_vals")
+	add("pg_stats_ext_exprs", "most_common_vals", "histogram_bounds", "most_common_elems")
+	add("pg_statistic", "stavalues1", "stavalues2", "stavalues3", "stavalues4", "stavalues5")
+	add("pg_statistic_ext_data", "stxdmcv", "stxdexpr")
+	return rs
+}()
 
 // ruleFor returns the most specific rule covering schema.table.column.
 func (e *Engine) ruleFor(schema, table, column string) *rule {
@@ -348,10 +370,10 @@ func (e *Engine) columnTaint(ctx context.Context, oid uint32, att int16) (taint,
 		}
 		return taint{}, nil
 	}
-	if ref.ViewDef != "" {
+	r := e.ruleFor(ref.Schema, ref.Table, ref.Column)
+	if r == nil && ref.ViewDef != "" {
 		return e.viewColumnTaint(ctx, ref), nil
 	}
-	r := e.ruleFor(ref.Schema, ref.Table, ref.Column)
 	for _, a := range ref.Ancestors {
 		if r != nil {
 			break

@@ -43,7 +43,7 @@ func (e *Engine) MaskText(s string) string {
 // messages: `...: "VALUE"` at the end of the message.
 func redactQuoted(b []byte) ([]byte, bool) {
 	s := string(b)
-	for _, marker := range []string{"invalid input syntax for ", "invalid input value for ", "is out of range for type", "malformed ", "invalid value "} {
+	for _, marker := range []string{"invalid input syntax for ", "invalid input value for ", "is out of range for type", "malformed ", "invalid value ", "Token \"", "invalid byte sequence", "could not parse "} {
 		i := strings.Index(s, marker)
 		if i < 0 {
 			continue
@@ -100,21 +100,66 @@ func redactKeyDetail(b []byte) ([]byte, bool) {
 	return []byte(s), changed
 }
 
+// MaskDetail masks a DETAIL or CONTEXT (where) field: MaskText, plus every
+// double-quoted segment (`Token "..." is invalid.`) and whatever follows
+// "data, line N: " (`JSON data, line 1: ...`), where PostgreSQL echoes input.
+func (e *Engine) MaskDetail(s string) string {
+	s = e.MaskText(s)
+	if i := strings.Index(s, "data, line "); i >= 0 {
+		if j := strings.Index(s[i:], ": "); j >= 0 {
+			end := strings.IndexByte(s[i+j:], '\n')
+			if end < 0 {
+				s = s[:i+j+2] + Redacted
+			} else {
+				s = s[:i+j+2] + Redacted + s[i+j+end:]
+			}
+		}
+	}
+	return redactAllQuoted(s)
+}
+
+// redactAllQuoted replaces the content of every "..." segment.
+func redactAllQuoted(s string) string {
+	if strings.IndexByte(s, '"') < 0 {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(s, '"')
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		j := strings.IndexByte(s[i+1:], '"')
+		if j < 0 {
+			b.WriteString(s[:i+1])
+			b.WriteString(Redacted)
+			return b.String()
+		}
+		b.WriteString(s[:i+1])
+		if j > 0 {
+			b.WriteString(Redacted)
+		}
+		b.WriteByte('"')
+		s = s[i+1+j+1:]
+	}
+}
+
 // MaskError masks every text field of an ErrorResponse in place.
 func (e *Engine) MaskError(m *pgproto3.ErrorResponse) {
 	m.Message = e.MaskText(m.Message)
-	m.Detail = e.MaskText(m.Detail)
+	m.Detail = e.MaskDetail(m.Detail)
 	m.Hint = e.MaskText(m.Hint)
-	m.Where = e.MaskText(m.Where)
+	m.Where = e.MaskDetail(m.Where)
 	m.InternalQuery = e.MaskText(m.InternalQuery)
 }
 
 // MaskNotice masks every text field of a NoticeResponse in place.
 func (e *Engine) MaskNotice(m *pgproto3.NoticeResponse) {
 	m.Message = e.MaskText(m.Message)
-	m.Detail = e.MaskText(m.Detail)
+	m.Detail = e.MaskDetail(m.Detail)
 	m.Hint = e.MaskText(m.Hint)
-	m.Where = e.MaskText(m.Where)
+	m.Where = e.MaskDetail(m.Where)
 	m.InternalQuery = e.MaskText(m.InternalQuery)
 }
 

@@ -628,6 +628,13 @@ func (t *tracer) rangeVar(rv *pg.RangeVar, sc *scope) *source {
 					}
 				}
 			}
+			// a rule on the view's own column applies too
+			for i := range src.cols {
+				if r := t.e.ruleFor(src.schema, src.rel, src.cols[i].name); r != nil {
+					src.cols[i].t = src.cols[i].t.or(taint{lvl: lvlFull, what: r.name()}).derived()
+					src.cols[i].t.direct = r
+				}
+			}
 			if rv.Alias != nil {
 				renameCols(src, rv.Alias.Colnames)
 			}
