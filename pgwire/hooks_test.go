@@ -144,6 +144,20 @@ func TestHookRefuseExtendedBatch(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM b").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the batch's implicit transaction must be rolled back: %v %d", err, n)
 	}
+	// A refusal PostgreSQL skips (an earlier error in the batch) is dropped
+	// at the batch's ReadyForQuery, as the original would have been.
+	batch = &pgconn.Batch{}
+	batch.ExecParams("SELECT 1/0", nil, nil, nil, nil)
+	batch.ExecParams("SELECT 'forbidden'", nil, nil, nil, nil)
+	if _, err := conn.PgConn().ExecBatch(ctx, batch).ReadAll(); pgCode(err) != "22012" {
+		t.Fatalf("skipped refusal: want PostgreSQL's 22012, got %v", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 'forbidden', 2"); pgCode(err) != "42501" {
+		t.Fatalf("next refusal: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1/0"); pgCode(err) != "22012" {
+		t.Fatalf("a real error after refusals must stay PostgreSQL's: %v", err)
+	}
 	// pgx batch (statement cache: Parse+Describe first) stays in sync.
 	pb := &pgx.Batch{}
 	pb.Queue("INSERT INTO b VALUES (10)")
