@@ -7,6 +7,15 @@
 // serves the discovery document and the JWKS so that the gateway verifies
 // dev tokens through exactly the same discovery + JWKS path as a real IdP's.
 //
+// The same Handler serves the OAuth 2.0 device authorization grant
+// (RFC 8628) for `pgwarden login`, through zitadel's OpenID Provider library
+// (see device.go): a built-in public client "pgwarden-cli", JWT access
+// tokens carrying the same claims as Mint's (iss, sub, aud "pgwarden", exp,
+// iat, nbf, email, preferred_username, groups) signed with the same key,
+// rotating refresh tokens, and a verification page (DevicePath) that asks
+// for a user name and groups and approves: development only. Device codes
+// and refresh tokens live in memory and are lost on restart.
+//
 // Lifecycle: `pgwarden dev` calls Open (creates the key on first run) and
 // mounts Handler on the admin listener; `pgwarden token` calls OpenExisting
 // on the same data dir and Mint. OpenExisting refuses a data dir where no
@@ -33,6 +42,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -59,9 +69,14 @@ type Issuer struct {
 	key    *ecdsa.PrivateKey
 	kid    string
 	signer jose.Signer
-	disc   []byte
-	jwks   []byte
 	now    func() time.Time
+
+	// The device grant (device.go), served by zitadel's OpenID Provider.
+	devOpts  DeviceOptions
+	store    *storage
+	provOnce sync.Once
+	prov     http.Handler
+	provErr  error
 }
 
 type meta struct {
@@ -131,18 +146,8 @@ func newIssuer(dir, issuerURL string, key *ecdsa.PrivateKey) (*Issuer, error) {
 	}
 	u, _ := url.Parse(issuerURL)
 	is := &Issuer{dir: dir, issuer: issuerURL, path: strings.TrimSuffix(u.Path, "/"), key: key, kid: pub.KeyID, signer: signer, now: time.Now}
-	is.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
-	if err != nil {
-		return nil, fmt.Errorf("devissuer: %w", err)
-	}
-	is.disc, _ = json.Marshal(map[string]any{
-		"issuer":                                issuerURL,
-		"jwks_uri":                              issuerURL + JWKSPath,
-		"id_token_signing_alg_values_supported": []string{string(jose.ES256)},
-		"response_types_supported":              []string{"id_token"},
-		"subject_types_supported":               []string{"public"},
-		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "nbf", "email", "groups", "preferred_username"},
-	})
+	is.devOpts = DeviceOptions{}.withDefaults()
+	is.store = newStorage(is)
 	return is, nil
 }
 
@@ -232,34 +237,56 @@ func (is *Issuer) URL() string { return is.issuer }
 // KeyID is the "kid" of the signing key (its RFC 7638 thumbprint).
 func (is *Issuer) KeyID() string { return is.kid }
 
-// Handler serves GET {issuer path}/.well-known/openid-configuration and
-// GET {issuer path}/keys. Mount it at the issuer URL's path plus "/" (for
-// issuer http://127.0.0.1:6480/dev-issuer: mux.Handle("/dev-issuer/", h)),
-// with or without http.StripPrefix.
+// Handler serves the development issuer under its URL path:
+//
+//	GET  /.well-known/openid-configuration   discovery
+//	GET  /keys                               JWKS (public key only)
+//	POST /device_authorization               RFC 8628 device authorization
+//	POST /oauth/token                        device_code and refresh_token grants
+//	GET|POST /device                         the development verification page
+//
+// Everything but the verification page is zitadel's OpenID Provider; other
+// paths are 404. Mount it at the issuer URL's path plus "/" (for issuer
+// http://127.0.0.1:6480/dev-issuer: mux.Handle("/dev-issuer/", h)), with or
+// without http.StripPrefix.
 func (is *Issuer) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
 		p := r.URL.Path
 		if is.path != "" && strings.HasPrefix(p, is.path+"/") {
 			p = strings.TrimPrefix(p, is.path)
 		}
-		var body []byte
+		var methods string
 		switch p {
-		case "/.well-known/openid-configuration":
-			body = is.disc
-		case JWKSPath:
-			body = is.jwks
+		case "/.well-known/openid-configuration", JWKSPath:
+			methods = "GET, HEAD"
+		case TokenPath, DeviceAuthorizationPath:
+			methods = "POST"
+		case DevicePath:
+			is.servePage(w, r)
+			return
 		default:
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=60")
-		w.Write(body)
+		if !strings.Contains(methods, r.Method) {
+			w.Header().Set("Allow", methods)
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		is.provOnce.Do(func() {
+			prov, err := is.newProvider()
+			is.prov, is.provErr = prov, err
+		})
+		if is.provErr != nil {
+			http.Error(w, "development issuer unavailable", http.StatusInternalServerError)
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = p, ""
+		if r.Method == http.MethodPost {
+			r2.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		}
+		is.prov.ServeHTTP(w, r2)
 	})
 }
 
