@@ -24,7 +24,7 @@ func (e *Engine) CheckQueryContext(ctx context.Context, sql string, unmask bool)
 	if unmask || !e.anyRules {
 		return nil
 	}
-	tr := e.trace(ctx, &Query{SQL: sql})
+	tr := e.trace(ctx, &Query{SQL: sql, Stmt: -1})
 	if tr.all {
 		return nil
 	}

@@ -17,7 +17,7 @@ func (e *Engine) Explain(sql string, unmask bool) []string {
 	if err := e.CheckQuery(sql, false); err != nil {
 		out = append(out, fmt.Sprintf("refused (%s): %s", err.Code, err.Message))
 	}
-	tr := e.trace(context.Background(), &Query{SQL: sql})
+	tr := e.trace(context.Background(), &Query{SQL: sql, Stmt: -1})
 	if tr.all {
 		return append(out, "statement not parsed: expression columns masked when any rule exists")
 	}

@@ -326,7 +326,7 @@ func TestMultiStatementQuery(t *testing.T) {
 	for _, c := range []struct {
 		stmt   int
 		masked bool
-	}{{0, true}, {1, false}, {2, true}, {7, true}} {
+	}{{-1, true}, {0, false}, {1, true}, {7, true}} {
 		p, err := e.Plan(ctx, rd, &Query{SQL: sql, Stmt: c.stmt})
 		if err != nil || (p != nil) != c.masked {
 			t.Errorf("stmt %d: plan %v err %v", c.stmt, p, err)

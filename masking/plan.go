@@ -60,11 +60,11 @@ type Query struct {
 	// SQL is the statement text (a simple Query message, or the Parse of a
 	// prepared statement).
 	SQL string
-	// Stmt is the 1-based position, inside SQL, of the statement that
-	// produced this RowDescription (count CommandComplete/EmptyQueryResponse
-	// messages of a multi-statement simple Query). 0 = unknown: with several
-	// statements, every expression column is then traced against all of
-	// them together (fail closed).
+	// Stmt is the 0-based index, inside SQL, of the statement that produced
+	// this RowDescription (count CommandComplete/EmptyQueryResponse messages
+	// of a multi-statement simple Query). -1 (or out of range) = unknown:
+	// with several statements, every expression column is then traced
+	// against all of them together (fail closed).
 	Stmt int
 }
 

@@ -147,8 +147,8 @@ func (tr *traceResult) fieldTaint(q *Query, i, n int, name []byte) taint {
 		return taint{}
 	}
 	stmts := tr.stmts
-	if q != nil && q.Stmt > 0 && q.Stmt <= len(stmts) {
-		stmts = stmts[q.Stmt-1 : q.Stmt]
+	if q != nil && q.Stmt >= 0 && q.Stmt < len(stmts) {
+		stmts = stmts[q.Stmt : q.Stmt+1]
 	}
 	if len(stmts) == 1 {
 		st := stmts[0]
