@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/identity/devissuer"
+)
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// loginEnv serves a dev issuer and points the user cache/config dirs at
+// temporary ones.
+func loginEnv(t *testing.T) *devissuer.Issuer {
+	t.Helper()
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(t.TempDir(), "cache"))
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(t.TempDir(), "config"))
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	is, err := devissuer.Open(t.TempDir(), srv.URL+"/dev-issuer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.SetDeviceOptions(devissuer.DeviceOptions{PollInterval: time.Second})
+	mux.Handle("/dev-issuer/", is.Handler())
+	return is
+}
+
+var userCodeRE = regexp.MustCompile(`enter the code ([A-Z]{4}-[A-Z]{4})`)
+
+// approve approves the code the CLI shows on stderr (bounded wait).
+func approve(stderr *lockedBuf, issuer, user, groups string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 400; i++ {
+			if m := userCodeRE.FindStringSubmatch(stderr.String()); m != nil {
+				resp, err := http.PostForm(issuer+devissuer.DevicePath, url.Values{"user_code": {m[1]}, "user": {user}, "groups": {groups}})
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = errors.New(resp.Status)
+					}
+				}
+				done <- err
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		done <- errors.New("no user code shown")
+	}()
+	return done
+}
+
+func TestLoginPrintIsExactlyTheToken(t *testing.T) {
+	is := loginEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout bytes.Buffer
+	stderr := &lockedBuf{}
+	approved := approve(stderr, is.URL(), "carol@example.com", "analyst")
+	if code := run(ctx, []string{"login", "--print", "--issuer", is.URL()}, &stdout, stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if err := <-approved; err != nil {
+		t.Fatal(err)
+	}
+	out := stdout.String()
+	tok := strings.TrimSuffix(out, "\n")
+	if strings.Count(out, "\n") != 1 || strings.Count(tok, ".") != 2 || strings.ContainsAny(tok, " \t") {
+		t.Fatalf("--print output is not exactly one token line: %q", out)
+	}
+	if strings.Contains(stderr.String(), tok) {
+		t.Fatal("token on stderr")
+	}
+	v, err := identity.NewOIDC(ctx, config.OIDC{Issuer: is.URL(), Audience: "pgwarden", GroupsClaim: "groups"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	p, err := v.Verify(ctx, tok, "carol@example.com")
+	if err != nil || !slices.Equal(p.Groups, []string{"analyst"}) {
+		t.Fatalf("verify: %+v %v", p, err)
+	}
+	// Second run: the cached token, no prompt.
+	stdout.Reset()
+	stderr2 := &lockedBuf{}
+	if code := run(ctx, []string{"login", "--print", "--issuer", is.URL()}, &stdout, stderr2); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr2.String())
+	}
+	if stdout.String() != out || stderr2.String() != "" {
+		t.Fatalf("second --print: stdout %q stderr %q", stdout.String(), stderr2.String())
+	}
+	// The cache file is 0600 in the user cache dir.
+	matches, _ := filepath.Glob(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "pgwarden", "token-*.json"))
+	if len(matches) != 1 {
+		t.Fatalf("cache files %v", matches)
+	}
+	if st, _ := os.Stat(matches[0]); st.Mode().Perm() != 0o600 {
+		t.Fatalf("cache mode %v", st.Mode().Perm())
+	}
+}
+
+func TestLoginFromClientConfig(t *testing.T) {
+	is := loginEnv(t)
+	cfgDir := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "pgwarden")
+	os.MkdirAll(cfgDir, 0o700)
+	os.WriteFile(filepath.Join(cfgDir, "client.yaml"), []byte("issuer: "+is.URL()+"\nclient_id: pgwarden-cli\n"), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout bytes.Buffer
+	stderr := &lockedBuf{}
+	approved := approve(stderr, is.URL(), "dave@example.com", "ingest")
+	if code := run(ctx, []string{"login"}, &stdout, stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	<-approved
+	if stdout.Len() != 0 || !strings.Contains(stderr.String(), "Logged in as dave@example.com") {
+		t.Fatalf("stdout %q stderr %q", stdout.String(), stderr.String())
+	}
+	// A bad client config is a usage error (exit 2) naming the key.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("gateway:\n  sslmode: disable\n"), 0o600)
+	stderr = &lockedBuf{}
+	if code := run(ctx, []string{"login", "--config", bad}, &stdout, stderr); code != 2 || !strings.Contains(stderr.String(), "gateway.sslmode") {
+		t.Fatalf("bad config: exit %d %s", code, stderr.String())
+	}
+	// No issuer anywhere: exit 2.
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	stderr = &lockedBuf{}
+	if code := run(ctx, []string{"login"}, &stdout, stderr); code != 2 || !strings.Contains(stderr.String(), "no issuer") {
+		t.Fatalf("no issuer: exit %d %s", code, stderr.String())
+	}
+}
+
+func TestPsqlExecsWithTokenAndGateway(t *testing.T) {
+	is := loginEnv(t)
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "psql"), []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	t.Setenv("PATH", bin)
+	t.Setenv("PGPORT", "7777") // set by the user: kept
+	t.Setenv("PGPASSWORD", "stale")
+	cfg := filepath.Join(t.TempDir(), "client.yaml")
+	os.WriteFile(cfg, []byte("issuer: "+is.URL()+"\ngateway:\n  host: gw.example\n  port: 6432\n  dbname: vectors\n"), 0o600)
+	var gotPath string
+	var gotArgv, gotEnv []string
+	orig := execPsql
+	execPsql = func(p string, argv, env []string) error { gotPath, gotArgv, gotEnv = p, argv, env; return nil }
+	t.Cleanup(func() { execPsql = orig })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout bytes.Buffer
+	stderr := &lockedBuf{}
+	approved := approve(stderr, is.URL(), "erin@example.com", "analyst")
+	if code := run(ctx, []string{"psql", "--config", cfg, "-c", "select 1", "-At"}, &stdout, stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	<-approved
+	if gotPath != filepath.Join(bin, "psql") || !slices.Equal(gotArgv, []string{"psql", "-c", "select 1", "-At"}) {
+		t.Fatalf("exec %s %q", gotPath, gotArgv)
+	}
+	env := map[string]string{}
+	for _, kv := range gotEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := env[k]; dup {
+			t.Fatalf("%s twice in the environment", k)
+		}
+		env[k] = v
+	}
+	if env["PGHOST"] != "gw.example" || env["PGPORT"] != "7777" || env["PGDATABASE"] != "vectors" ||
+		env["PGUSER"] != "erin@example.com" || env["PGSSLMODE"] != "require" || strings.Count(env["PGPASSWORD"], ".") != 2 {
+		t.Fatalf("env %v", env)
+	}
+}
+
+func TestSplitPsqlArgs(t *testing.T) {
+	var f loginFlags
+	rest, err := splitPsqlArgs([]string{"--config=a.yaml", "--issuer", "http://x", "--", "--config", "b"}, &f)
+	if err != nil || f.config != "a.yaml" || f.issuer != "http://x" || !slices.Equal(rest, []string{"--config", "b"}) {
+		t.Fatalf("%v %+v %q", err, f, rest)
+	}
+	if _, err := splitPsqlArgs([]string{"--issuer"}, &f); err == nil {
+		t.Fatal("missing value accepted")
+	}
+}
