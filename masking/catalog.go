@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -47,6 +48,28 @@ type PGCatalog struct {
 	cols  map[string][]string // same keys -> column names
 	anc   map[string][]string // same keys -> ancestors
 	gen   uint64
+	born  time.Time // of the current cache generation
+
+	// MaxAge bounds how long cached entries live, so DDL that did not pass
+	// through this gateway (another gateway, a DBA on the database) is
+	// picked up. Default 1 minute; 0 disables expiry.
+	MaxAge time.Duration
+}
+
+// Generation changes whenever the cache is dropped (Invalidate or expiry);
+// the Engine drops its cached statement traces when it changes.
+func (c *PGCatalog) Generation() uint64 {
+	c.mu.RLock()
+	expired := c.MaxAge > 0 && time.Since(c.born) > c.MaxAge
+	g := c.gen
+	c.mu.RUnlock()
+	if expired {
+		c.Invalidate()
+		c.mu.RLock()
+		g = c.gen
+		c.mu.RUnlock()
+	}
+	return g
 }
 
 type relInfo struct {
@@ -87,7 +110,8 @@ var (
 // NewPGCatalog returns a catalog that queries pg_class, pg_namespace and
 // pg_attribute through pool.
 func NewPGCatalog(pool *pgxpool.Pool) *PGCatalog {
-	return &PGCatalog{pool: pool, rels: map[uint32]*relInfo{}, views: map[string][]string{}, cols: map[string][]string{}, anc: map[string][]string{}}
+	return &PGCatalog{pool: pool, rels: map[uint32]*relInfo{}, views: map[string][]string{}, cols: map[string][]string{}, anc: map[string][]string{},
+		born: time.Now(), MaxAge: time.Minute}
 }
 
 // Invalidate forgets everything cached (after DDL).
@@ -98,6 +122,7 @@ func (c *PGCatalog) Invalidate() {
 	c.cols = map[string][]string{}
 	c.anc = map[string][]string{}
 	c.gen++
+	c.born = time.Now()
 	c.mu.Unlock()
 }
 
@@ -191,6 +216,7 @@ func (c *PGCatalog) Ancestors(ctx context.Context, schema, name string) ([]strin
 
 // Column implements Catalog.
 func (c *PGCatalog) Column(ctx context.Context, oid uint32, attnum int16) (ColumnRef, bool, error) {
+	c.Generation() // expire an old cache
 	c.mu.RLock()
 	ri := c.rels[oid]
 	gen := c.gen

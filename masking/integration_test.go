@@ -325,6 +325,23 @@ func TestIntegrationCatalog(t *testing.T) {
 	if ref.Column != "mail" {
 		t.Fatalf("after invalidate: %q", ref.Column)
 	}
+	// a view redefined to read a masked column: after the catalog is
+	// invalidated (the glue does it on DDL), the engine's cached trace goes too
+	q := "SELECT upper(x) FROM v_flip"
+	if err := env.c.Exec(ctx, "vectors", "CREATE VIEW v_flip AS SELECT 'plain'::text AS x"); err != nil {
+		t.Fatal(err)
+	}
+	expr := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{fd("upper", 0, 0, oidText, 0)}}
+	if p, _ := e.Plan(ctx, expr, &Query{SQL: q}); p == nil || p.String() != "#0:detectors" {
+		t.Fatalf("clean view: %v", p)
+	}
+	if err := env.c.Exec(ctx, "vectors", "CREATE OR REPLACE VIEW v_flip AS SELECT ssn AS x FROM customers"); err != nil {
+		t.Fatal(err)
+	}
+	env.cat.Invalidate()
+	if p, _ := e.Plan(ctx, expr, &Query{SQL: q}); p == nil || p.String() != "#0:redact(derived)" {
+		t.Fatalf("stale trace: view over a masked column not masked after Invalidate: %v", p)
+	}
 	// a new table is found without invalidation (unknown OID refetch)
 	if err := env.c.Exec(ctx, "vectors", "CREATE TABLE late (a int, phone text)"); err != nil {
 		t.Fatal(err)

@@ -80,8 +80,9 @@ type Engine struct {
 	allKeys  []jsonKey // every json_keys key (method redact), for derived JSON
 	anyRules bool
 
-	mu    sync.Mutex
-	cache map[traceKey]*traceResult // bounded; dropped by Invalidate
+	mu       sync.Mutex
+	cache    map[traceKey]*traceResult // bounded; dropped by Invalidate or a new catalog generation
+	cacheGen uint64
 }
 
 type traceKey struct {
@@ -108,7 +109,14 @@ func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
 		return e.traceQuery(ctx, q)
 	}
 	k := traceKey{q.SQL, 0}
+	var gen uint64
+	if g, ok := e.cat.(interface{ Generation() uint64 }); ok {
+		gen = g.Generation()
+	}
 	e.mu.Lock()
+	if gen != e.cacheGen {
+		e.cache, e.cacheGen = nil, gen
+	}
 	tr := e.cache[k]
 	e.mu.Unlock()
 	if tr != nil {
