@@ -26,6 +26,7 @@ setup-pg:
 
 setup: setup-pg
 	@scripts/vault-tool.sh
+	@scripts/hydra-tool.sh
 
 build:
 	$(GO) build -o $(BIN) ./cmd/pgwarden

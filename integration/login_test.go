@@ -1,0 +1,134 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/identity/devissuer"
+	"github.com/pgwarden/pgwarden/internal/login"
+)
+
+type promptBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (p *promptBuf) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.b.Write(b)
+}
+
+func (p *promptBuf) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.b.String()
+}
+
+// TestLoginDeviceFlowThroughGateway: a person logs in with the device flow
+// against the development issuer (zitadel's OpenID Provider), approves in
+// "the browser" (the verification page), and the token the CLI received
+// connects through pgwarden — with pgx and with the real psql using the
+// environment `pgwarden psql` builds.
+func TestLoginDeviceFlowThroughGateway(t *testing.T) {
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	is, err := devissuer.Open(t.TempDir(), srv.URL+"/dev-issuer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.SetDeviceOptions(devissuer.DeviceOptions{PollInterval: time.Second})
+	mux.Handle("/dev-issuer/", is.Handler())
+
+	w := startGateway(t, func(c *config.Config) { c.Auth.OIDC.Issuer = is.URL() })
+
+	prompt := &promptBuf{}
+	cl, err := login.New(login.Options{Issuer: is.URL(), CacheDir: t.TempDir(), Prompt: prompt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved := make(chan error, 1)
+	go func() {
+		re := regexp.MustCompile(`enter the code ([A-Z]{4}-[A-Z]{4})`)
+		for i := 0; i < 400; i++ {
+			if m := re.FindStringSubmatch(prompt.String()); m != nil {
+				resp, err := http.PostForm(is.URL()+devissuer.DevicePath, url.Values{"user_code": {m[1]}, "user": {"alice@example.com"}, "groups": {"analyst"}})
+				if err == nil {
+					resp.Body.Close()
+				}
+				approved <- err
+				return
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		approved <- os.ErrDeadlineExceeded
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tok, err := cl.Token(ctx)
+	if err != nil {
+		t.Fatalf("device login: %v", err)
+	}
+	if err := <-approved; err != nil {
+		t.Fatal(err)
+	}
+
+	conn := w.connectWith(t, w.connConfig(t, "alice@example.com", tok.AccessToken))
+	var n int
+	must0(t, conn.QueryRow(ctx, "SELECT count(*) FROM documents").Scan(&n))
+	if n == 0 {
+		t.Fatal("analyst sees no documents")
+	}
+	if _, err := conn.Exec(ctx, "DELETE FROM documents"); sqlstate(err) != "42501" {
+		t.Fatalf("analyst DELETE: want 42501, got %v", err)
+	}
+
+	// The real psql with the environment `pgwarden psql` execs it with.
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Skip("psql not installed")
+	}
+	h, p := w.hostPort()
+	var gwCfg login.ClientConfig
+	gwCfg.Gateway.Host, gwCfg.Gateway.DBName = h, "vectors"
+	gwCfg.Gateway.Port = mustAtoi(t, p)
+	env := login.PsqlEnv(scrubPGEnv(os.Environ()), &gwCfg, tok.AccessToken)
+	cmd := exec.CommandContext(ctx, "psql", "-X", "-At", "-c", "SELECT current_setting('is_superuser'), count(*) > 0 FROM documents")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "off|t" {
+		t.Fatalf("psql with PsqlEnv: %v: %s", err, out)
+	}
+}
+
+func scrubPGEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "PG") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n := 0
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			t.Fatalf("not a port: %q", s)
+		}
+		n = n*10 + int(r-'0')
+	}
+	return n
+}
