@@ -130,6 +130,10 @@ func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwi
 		h.q = append(h.q, &expect{kind: expSync})
 		h.mu.Unlock()
 	case *pgproto3.FunctionCall:
+		if perr := h.recordingRefusal(); perr != nil {
+			h.push(&expect{kind: expFunc})
+			return pgwire.Verdict{Refuse: perr}
+		}
 		st := sqlpolicy.FunctionCall(m.Function)
 		d := h.g.policy.Decide(h.groups, st)
 		h.push(&expect{kind: expFunc})
@@ -376,6 +380,11 @@ func (h *hooks) onExecute(ctx context.Context, m *pgproto3.Execute) pgwire.Verdi
 	h.mu.Unlock()
 	if skipping {
 		return pgwire.Verdict{}
+	}
+	// A statement prepared while the store was healthy runs here without a
+	// new Parse: check again (fail closed).
+	if perr := h.recordingRefusal(); perr != nil {
+		return pgwire.Verdict{Refuse: perr}
 	}
 	r := &run{decision: "allow", start: time.Now()}
 	if pt != nil && pt.stmt != nil {
