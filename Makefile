@@ -7,7 +7,9 @@
 #   make test    go vet, then every test (real PostgreSQL/Vault servers started by the tests)
 #   make run     build and start `pgwarden dev` (the local stack); ARGS='--data DIR' to pass flags
 #   make fuzz    run every Fuzz target for FUZZTIME (default 20s) each
-#   make bench   run the benchmarks
+#   make bench   pgwarden vs direct PostgreSQL vs pgbouncer in one run (bench/cmd/pgwbench,
+#                ~8 min on 2 cores; PROFILE=1 writes pgwarden profiles, BENCH_DURATION=10s)
+#   make bench-micro  the Go micro-benchmarks (go test -bench, allocations reported)
 #
 # PKGS narrows test/fuzz/bench to some packages, e.g. make fuzz PKGS=./credentials/... FUZZTIME=5s
 
@@ -17,7 +19,7 @@ FUZZTIME ?= 20s
 ARGS     ?=
 PKGS     ?= ./...
 
-.PHONY: setup setup-pg build test run fuzz bench clean
+.PHONY: setup setup-pg build test run fuzz bench bench-micro clean
 
 # PostgreSQL + pgvector and the Go modules: all `make run` needs.
 setup-pg:
@@ -49,7 +51,13 @@ fuzz:
 	  done; \
 	done
 
-bench:
+# One table (stdout) + bench/results/latest.json; see docs/performance.md.
+BENCH_DURATION ?= 10s
+bench: setup-pg build
+	@scripts/setup-bench.sh
+	$(GO) run ./bench/cmd/pgwbench -duration $(BENCH_DURATION) -out bench/results/latest.json $(if $(PROFILE),-profile bench/results/profiles)
+
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 clean:
