@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/masking"
 	"github.com/pgwarden/pgwarden/sqlpolicy"
 )
 
@@ -30,7 +32,23 @@ func policyCmd(g *globals) *cobra.Command {
 					gs = append(gs, s)
 				}
 			}
-			return sqlpolicy.Explain(g.stdout, cfg, gs, args[0])
+			if err := sqlpolicy.Explain(g.stdout, cfg, gs, args[0]); err != nil {
+				return err
+			}
+			// Column by column: what masking does to each output (no catalog:
+			// views are not expanded offline).
+			eng, err := masking.New(cfg.Masking, nil)
+			if err != nil {
+				return err
+			}
+			lines := eng.Explain(args[0], sqlpolicy.NewPolicy(cfg.Policy).Unmask(gs))
+			if len(lines) > 0 {
+				fmt.Fprintln(g.stdout, "\nmasking of output columns:")
+				for _, l := range lines {
+					fmt.Fprintln(g.stdout, "  "+l)
+				}
+			}
+			return nil
 		},
 	}
 	explain.Flags().StringVar(&cfgPath, "config", "", "configuration file")
