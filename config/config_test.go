@@ -33,15 +33,15 @@ func TestDefaultsAndExpansion(t *testing.T) {
 func TestErrorsNameTheKeyPath(t *testing.T) {
 	t.Setenv("PGW_DSN", "postgres://h/db")
 	cases := map[string]string{
-		minimal + "limits: { max_conections: 3 }\n":                           "limits.max_conections: unknown key",
-		minimal + "policy: { roles: { a: { actions: [read, fly] } } }\n":      "policy.roles.a.actions[1]",
-		minimal + "upstream: { connect_timeout: soon }\n":                     "upstream.connect_timeout: invalid duration",
-		minimal + "upstream: { port: many }\n":                                "upstream.port",
+		minimal + "limits: { max_conections: 3 }\n":                          "limits.max_conections: unknown key",
+		minimal + "policy: { roles: { a: { actions: [read, fly] } } }\n":     "policy.roles.a.actions[1]",
+		minimal + "upstream: { connect_timeout: soon }\n":                    "upstream.connect_timeout: invalid duration",
+		minimal + "upstream: { port: many }\n":                               "upstream.port",
 		minimal + "masking: { rules: [ { column: x, method: partial } ] }\n": "masking.rules[0].keep_last",
-		minimal + "masking: { rules: [ { column: x, method: hash } ] }\n":     "masking.hmac_key",
-		minimal + "recording: { sinks: [ { type: webhook } ] }\n":             "recording.sinks[0].url",
-		minimal + "policy: { approval: { mode: later } }\n":                   "policy.approval.mode",
-		"listen: [1, 2]\n":                                                    "listen: expected a single value",
+		minimal + "masking: { rules: [ { column: x, method: hash } ] }\n":    "masking.hmac_key",
+		minimal + "recording: { sinks: [ { type: webhook } ] }\n":            "recording.sinks[0].url",
+		minimal + "policy: { approval: { mode: later } }\n":                  "policy.approval.mode",
+		"listen: [1, 2]\n": "listen: expected a single value",
 	}
 	for doc, want := range cases {
 		_, err := Parse([]byte(doc))
