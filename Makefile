@@ -19,14 +19,19 @@ FUZZTIME ?= 20s
 ARGS     ?=
 PKGS     ?= ./...
 
-.PHONY: setup setup-pg build test run fuzz bench bench-micro clean
+.PHONY: setup setup-pg setup-clients build test run fuzz bench bench-micro clean
 
 # PostgreSQL + pgvector and the Go modules: all `make run` needs.
 setup-pg:
 	@scripts/setup.sh
 	@$(GO) mod download
 
-setup: setup-pg
+# The real clients the compatibility suite and the example notebook drive
+# (psycopg 3/2, SQLAlchemy, nbconvert + ipykernel from Debian; node-postgres + pgvector via npm ci).
+setup-clients:
+	@scripts/setup-clients.sh
+
+setup: setup-pg setup-clients
 	@scripts/vault-tool.sh
 	@scripts/hydra-tool.sh
 
