@@ -65,7 +65,7 @@ func sessionOf(t *testing.T, storeDir, user string) (string, []sessions.Event) {
 }
 
 // statements returns the statement events of evs.
-func statements(evs []sessions.Event) []sessions.Event {
+func stmtEvents(evs []sessions.Event) []sessions.Event {
 	var out []sessions.Event
 	for _, e := range evs {
 		if e.Type == "statement" {
@@ -77,7 +77,7 @@ func statements(evs []sessions.Event) []sessions.Event {
 
 // cell decodes one recorded cell (text, or binary as \x hex) for comparison
 // with what a client received; NULL is "<null>".
-func cell(p *string) string {
+func recCell(p *string) string {
 	if p == nil {
 		return "<null>"
 	}
@@ -215,7 +215,7 @@ func writeConfig(t *testing.T, cfg *config.Config) string {
 }
 
 // cli runs the pgwarden binary and returns stdout+stderr and the exit code.
-func cli(t *testing.T, bin string, args ...string) (string, int) {
+func pgwardenCLI(t *testing.T, bin string, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -231,7 +231,7 @@ func cli(t *testing.T, bin string, args ...string) (string, int) {
 	return "", -1
 }
 
-func freeAddr(t *testing.T) string {
+func freeLocalAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -271,7 +271,7 @@ type gwProcess struct {
 func processConfig(t *testing.T) (*config.Config, *oidcIssuer) {
 	is := newIssuer(t)
 	cfg := baseConfig(t, is)
-	cfg.Listen, cfg.Admin.Listen = freeAddr(t), freeAddr(t)
+	cfg.Listen, cfg.Admin.Listen = freeLocalAddr(t), freeLocalAddr(t)
 	cfg.Log.Level = "info"
 	return cfg, is
 }
@@ -339,7 +339,7 @@ func (p *gwProcess) kill9(t *testing.T) {
 }
 
 // metric reads one unlabelled sample from GET /metrics.
-func metric(t *testing.T, adminURL, name string) float64 {
+func adminMetric(t *testing.T, adminURL, name string) float64 {
 	t.Helper()
 	resp, err := http.Get(adminURL + "/metrics")
 	if err != nil {
@@ -361,7 +361,7 @@ func metric(t *testing.T, adminURL, name string) float64 {
 }
 
 // segments returns the segment files of a store dir.
-func segments(t *testing.T, storeDir string) []string {
+func storeSegments(t *testing.T, storeDir string) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(storeDir, "sessions", "*.jsonl"))
 	if err != nil || len(m) == 0 {
@@ -371,7 +371,7 @@ func segments(t *testing.T, storeDir string) []string {
 	return m
 }
 
-func copyDir(t *testing.T, src string) string {
+func copyStoreDir(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
@@ -468,7 +468,7 @@ func TestSessionRecordEndToEnd(t *testing.T) {
 	if evs[len(evs)-1].Reason != "client_terminated" { // pgx says goodbye with Terminate
 		t.Errorf("session_end reason %q, want client_terminated", evs[len(evs)-1].Reason)
 	}
-	st := statements(evs)
+	st := stmtEvents(evs)
 	type want struct {
 		sql, action, decision string
 		params                []string
@@ -490,7 +490,7 @@ func TestSessionRecordEndToEnd(t *testing.T) {
 		if wt.params != nil {
 			var ps []string
 			for _, p := range e.Params {
-				ps = append(ps, cell(p))
+				ps = append(ps, recCell(p))
 			}
 			if fmt.Sprint(ps) != fmt.Sprint(wt.params) {
 				t.Errorf("statement %d params %q, want %q", i, ps, wt.params)
@@ -504,7 +504,7 @@ func TestSessionRecordEndToEnd(t *testing.T) {
 		}
 		for j, id := range got {
 			if !isInt(st[i].Rows[j][0], id) {
-				t.Errorf("search %d row %d recorded %q, client got %d", i, j, cell(st[i].Rows[j][0]), id)
+				t.Errorf("search %d row %d recorded %q, client got %d", i, j, recCell(st[i].Rows[j][0]), id)
 			}
 		}
 	}
@@ -537,7 +537,7 @@ func TestSessionRecordEndToEnd(t *testing.T) {
 	}
 	dba.Close(ctx)
 	_, devs := sessionOf(t, w.Cfg.Store.Dir, dbaUser)
-	dst := statements(devs)
+	dst := stmtEvents(devs)
 	if len(dst) != 1 || len(dst[0].Rows) != 5 {
 		t.Fatalf("dba session recorded %d statements", len(dst))
 	}
@@ -562,7 +562,7 @@ func TestSessionRecordEndToEnd(t *testing.T) {
 	// --- the CLI: replay and verify ---
 	bin := pgwardenBinary(t)
 	cfgPath := writeConfig(t, w.Cfg)
-	out, code := cli(t, bin, "sessions", "replay", id, "--config", cfgPath)
+	out, code := pgwardenCLI(t, bin, "sessions", "replay", id, "--config", cfgPath)
 	if code != 0 {
 		t.Fatalf("replay exit %d: %s", code, out)
 	}
@@ -577,7 +577,7 @@ func TestSessionRecordEndToEnd(t *testing.T) {
 			t.Errorf("replay shows raw PII %q/%q", c.email, c.ssn)
 		}
 	}
-	out, code = cli(t, bin, "sessions", "verify", "--config", cfgPath)
+	out, code = pgwardenCLI(t, bin, "sessions", "verify", "--config", cfgPath)
 	if code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("verify on the untouched store: exit %d: %s", code, out)
 	}
@@ -606,14 +606,14 @@ func TestSessionRecordEndToEnd(t *testing.T) {
 	}
 	for name, edit := range tampers {
 		t.Run(name, func(t *testing.T) {
-			dir := copyDir(t, w.Cfg.Store.Dir)
+			dir := copyStoreDir(t, w.Cfg.Store.Dir)
 			c := *w.Cfg
 			c.Store.Dir = dir
 			p := writeConfig(t, &c)
-			if out, code := cli(t, bin, "sessions", "verify", "--config", p); code != 0 {
+			if out, code := pgwardenCLI(t, bin, "sessions", "verify", "--config", p); code != 0 {
 				t.Fatalf("the untouched copy does not verify: %d %s", code, out)
 			}
-			seg := segments(t, dir)[0]
+			seg := storeSegments(t, dir)[0]
 			b, err := os.ReadFile(seg)
 			if err != nil {
 				t.Fatal(err)
@@ -624,7 +624,7 @@ func TestSessionRecordEndToEnd(t *testing.T) {
 			}
 			lines = edit(lines)
 			must0(t, os.WriteFile(seg, append(bytes.Join(lines, []byte("\n")), '\n'), 0o600))
-			out, code := cli(t, bin, "sessions", "verify", "--config", p)
+			out, code := pgwardenCLI(t, bin, "sessions", "verify", "--config", p)
 			if code != 1 || !strings.Contains(out, "TAMPERED") {
 				t.Fatalf("verify after %s: exit %d, want 1 with TAMPERED:\n%s", name, code, out)
 			}
@@ -660,11 +660,11 @@ func rowDiff(rec []*string, client []string) string {
 	}
 	id, _ := strconv.ParseInt(client[0], 10, 64)
 	if !isInt(rec[0], id) {
-		return fmt.Sprintf("id %q, client got %s", cell(rec[0]), client[0])
+		return fmt.Sprintf("id %q, client got %s", recCell(rec[0]), client[0])
 	}
 	for j := 1; j < len(rec); j++ {
-		if cell(rec[j]) != client[j] {
-			return fmt.Sprintf("column %d recorded %q, client got %q", j, cell(rec[j]), client[j])
+		if recCell(rec[j]) != client[j] {
+			return fmt.Sprintf("column %d recorded %q, client got %q", j, recCell(rec[j]), client[j])
 		}
 	}
 	return ""
@@ -730,7 +730,7 @@ func TestSessionRecordingSurvivesKill9(t *testing.T) {
 	if last.Type != "session_end" || last.Reason != "gateway_restart" {
 		t.Fatalf("last event %s/%s, want session_end/gateway_restart", last.Type, last.Reason)
 	}
-	st := statements(evs)
+	st := stmtEvents(evs)
 	if len(st) != len(completed) {
 		t.Fatalf("%d statements recorded, the client completed %d", len(st), len(completed))
 	}
@@ -740,7 +740,7 @@ func TestSessionRecordingSurvivesKill9(t *testing.T) {
 			t.Fatalf("statement %d recorded %q %s %q, want %q", i, e.SQL, e.Decision, e.Error, c.sql)
 		}
 		if c.first >= 0 && (len(e.Rows) != 5 || !isInt(e.Rows[0][0], c.first)) {
-			t.Fatalf("search %d recorded rows %d, first %q; client got first id %d", i, len(e.Rows), cell(e.Rows[0][0]), c.first)
+			t.Fatalf("search %d recorded rows %d, first %q; client got first id %d", i, len(e.Rows), recCell(e.Rows[0][0]), c.first)
 		}
 	}
 	// the restarted gateway records new sessions on the same chain
@@ -749,7 +749,7 @@ func TestSessionRecordingSurvivesKill9(t *testing.T) {
 	must0(t, c2.QueryRow(ctx, "SELECT 1").Scan(&one))
 	c2.Close(ctx)
 	sessionOf(t, cfg.Store.Dir, "rec-after@example.com")
-	out, code := cli(t, bin, "sessions", "verify", "--config", cfgPath)
+	out, code := pgwardenCLI(t, bin, "sessions", "verify", "--config", cfgPath)
 	if code != 0 {
 		t.Fatalf("verify after kill -9 and restart: exit %d\n%s", code, out)
 	}
@@ -809,7 +809,7 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 				must0(t, search())
 				ok++
 			}
-			if v := metric(t, p.gw.AdminURL, "pgwarden_recording_dropped_total"); v != 0 {
+			if v := adminMetric(t, p.gw.AdminURL, "pgwarden_recording_dropped_total"); v != 0 {
 				t.Fatalf("dropped = %v before the failure", v)
 			}
 			setFsize("0:unlimited")
@@ -826,7 +826,7 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 				refused++
 				time.Sleep(50 * time.Millisecond)
 			}
-			dropped := metric(t, p.gw.AdminURL, "pgwarden_recording_dropped_total")
+			dropped := adminMetric(t, p.gw.AdminURL, "pgwarden_recording_dropped_total")
 			if failOpen {
 				if refused != 0 {
 					t.Fatalf("fail_open: %d statements refused", refused)
@@ -842,7 +842,7 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 				if dropped < 1 {
 					t.Fatalf("fail closed: dropped = %v", dropped)
 				}
-				if h := metric(t, p.gw.AdminURL, "pgwarden_recording_healthy"); h != 0 {
+				if h := adminMetric(t, p.gw.AdminURL, "pgwarden_recording_healthy"); h != 0 {
 					t.Fatalf("recording_healthy = %v on an unwritable store", h)
 				}
 				// simple protocol, and a new session, are refused too
@@ -870,7 +870,7 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 			conn.Close(ctx)
 			_, evs := sessionOf(t, cfg.Store.Dir, user)
 			rec := 0
-			for _, e := range statements(evs) {
+			for _, e := range stmtEvents(evs) {
 				if e.SQL == knnSQL && e.Decision == "allow" && e.Error == "" {
 					rec++
 				}
@@ -882,7 +882,7 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 			if !failOpen && gap > 1 {
 				t.Fatalf("fail closed: %d statements ran unrecorded", gap)
 			}
-			out, code := cli(t, bin, "sessions", "verify", "--config", cfgPath)
+			out, code := pgwardenCLI(t, bin, "sessions", "verify", "--config", cfgPath)
 			if code != 0 {
 				t.Fatalf("verify after the outage: exit %d\n%s", code, out)
 			}
@@ -990,7 +990,7 @@ func TestSessionRecordingWebhookSink(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if f := metric(t, w.AdminURL, "pgwarden_recording_webhook_failures_total"); f < failFirst {
+	if f := adminMetric(t, w.AdminURL, "pgwarden_recording_webhook_failures_total"); f < failFirst {
 		t.Fatalf("webhook failures metric %v, want >= %d", f, failFirst)
 	}
 }
