@@ -145,10 +145,13 @@ pgwarden dev is running.
 Connect with psql, as an analyst (search + read, PII masked):
   PGPASSWORD=$(bin/pgwarden token%s --user alice@example.com --groups analyst) psql "host=%s port=%s dbname=vectors user=alice@example.com sslmode=require"
 
+Or log in like a person would (OAuth device flow against the development issuer):
+  PGHOST=%s PGPORT=%s PGDATABASE=vectors bin/pgwarden psql --issuer http://%s/dev-issuer
+
 Other groups: ingest (insert/update/delete), dba (everything; drops and bulk deletes wait for a second dba).
 Approve held statements:  PGWARDEN_TOKEN=$(bin/pgwarden token%s --user bob@example.com --groups dba) bin/pgwarden approvals list
 Press Ctrl-C to stop everything.
-`, listen, adminListen, dataDir, dataFlag, host, port, dataFlag)
+`, listen, adminListen, dataDir, dataFlag, host, port, host, port, adminListen, dataFlag)
 }
 
 func splitHostPort(hp string) (string, string) {
