@@ -168,11 +168,21 @@ func (h *hooks) recordingRefusal() *pgerr.Error {
 }
 
 // maskRefusal is the masking engine's statement-level refusal (derived:
-// deny, deny_predicates) for any of the statements, or nil.
-func (h *hooks) maskRefusal(stmts []sqlpolicy.Statement) *pgerr.Error {
+// deny, deny_predicates, binary COPY of masked columns) for any of the
+// statements, or nil.
+func (h *hooks) maskRefusal(ctx context.Context, stmts []sqlpolicy.Statement) *pgerr.Error {
 	for _, st := range stmts {
 		if perr := h.g.masker.CheckQuery(st.SQL, h.unmask); perr != nil {
 			return perr
+		}
+		// A COPY the masker refuses (binary format) is refused before it
+		// runs: refused at CopyOutResponse it could only end the session.
+		if st.Action == sqlpolicy.ActionExport && !h.unmask && h.g.maskActive {
+			if _, err := h.g.masker.PlanCopy(ctx, st.SQL); err != nil {
+				if perr, ok := pgerr.As(err); ok && perr.Code == pgerr.InsufficientPrivilege {
+					return perr
+				}
+			}
 		}
 	}
 	return nil
@@ -215,7 +225,7 @@ func (h *hooks) onQuery(ctx context.Context, m *pgproto3.Query) pgwire.Verdict {
 	if !d.Allowed {
 		return refuse(d.Err)
 	}
-	if perr := h.maskRefusal(stmts); perr != nil {
+	if perr := h.maskRefusal(ctx, stmts); perr != nil {
 		return refuse(perr)
 	}
 	decision, approvalID := "allow", ""
@@ -289,7 +299,7 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 	d := h.g.policy.DecideAll(h.groups, stmts)
 	perr := d.Err
 	if d.Allowed {
-		perr = h.maskRefusal(stmts)
+		perr = h.maskRefusal(ctx, stmts)
 	}
 	if !d.Allowed || perr != nil {
 		h.recordRefusal(m.Query, nil, p.actions, "deny", perr)
@@ -564,18 +574,26 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 		h.popKind(expClose)
 	case *pgproto3.NoData:
 		h.popKind(expDescS, expDescP)
+	// The relay forwards the original bytes when OnServer returns msg
+	// itself: a masked message must be a new one.
 	case *pgproto3.ErrorResponse:
-		h.onError(m)
+		masked := *m
+		h.g.masker.MaskError(&masked)
+		h.onError(&masked) // the record gets the masked text, unmask or not
 		if !h.unmask {
-			h.g.masker.MaskError(m)
+			return &masked, nil
 		}
 	case *pgproto3.NoticeResponse:
 		if !h.unmask {
-			h.g.masker.MaskNotice(m)
+			masked := *m
+			h.g.masker.MaskNotice(&masked)
+			return &masked, nil
 		}
 	case *pgproto3.NotificationResponse:
 		if !h.unmask {
-			h.g.masker.MaskNotification(m)
+			masked := *m
+			h.g.masker.MaskNotification(&masked)
+			return &masked, nil
 		}
 	case *pgproto3.ReadyForQuery:
 		h.onReady()
