@@ -280,9 +280,20 @@ func (p *Plan) Masked(i int) bool { return p != nil && i < len(p.fields) && p.fi
 // (then expression columns are masked whenever any rule exists). A
 // *pgerr.Error (42501) refuses the statement (masking.derived: deny). Other
 // errors are catalog failures: fail closed (refuse the statement).
-// Groups with unmask never need a Plan for the client; call Plan anyway for
-// the recording, which is always masked.
+// Groups with unmask never need a Plan for the client; they call
+// PlanRecord for the recording, which is always masked.
 func (e *Engine) Plan(ctx context.Context, rd *pgproto3.RowDescription, q *Query) (*Plan, error) {
+	return e.plan(ctx, rd, q, e.deny)
+}
+
+// PlanRecord is Plan for the session record of a group with unmask: the
+// rows reach the client raw, so nothing is refused (derived: deny does not
+// apply); derived values are masked whole in the record instead.
+func (e *Engine) PlanRecord(ctx context.Context, rd *pgproto3.RowDescription, q *Query) (*Plan, error) {
+	return e.plan(ctx, rd, q, false)
+}
+
+func (e *Engine) plan(ctx context.Context, rd *pgproto3.RowDescription, q *Query, deny bool) (*Plan, error) {
 	fields := make([]field, len(rd.Fields))
 	formats := make([]int16, len(rd.Fields))
 	var tr *traceResult
@@ -312,7 +323,7 @@ func (e *Engine) Plan(ctx context.Context, rd *pgproto3.RowDescription, q *Query
 				tr = e.trace(ctx, q)
 			}
 			t = tr.fieldTaint(q, i, len(rd.Fields), fd.Name)
-			if t.lvl == lvlFull && t.direct == nil && e.deny {
+			if t.lvl == lvlFull && t.direct == nil && deny {
 				return nil, pgerr.New(pgerr.InsufficientPrivilege,
 					"column %q is derived from masked column %s (masking.derived: deny)", string(fd.Name), t.what)
 			}

@@ -237,11 +237,11 @@ func (t *tracer) stmt(n *pg.Node, sc *scope) ([]outCol, bool) {
 		t.write = t.write.or(anyTaint(outs))
 		return nil, true
 	case *pg.Node_DeclareCursorStmt:
-		t.stmt(x.DeclareCursorStmt.Query, sc)
-		return nil, true
+		// its rows come later through FETCH (untraceable): the query's
+		// columns are checked now (CheckQuery: derived: deny)
+		return t.stmt(x.DeclareCursorStmt.Query, sc)
 	case *pg.Node_PrepareStmt:
-		t.stmt(x.PrepareStmt.Query, sc)
-		return nil, true
+		return t.stmt(x.PrepareStmt.Query, sc) // likewise for EXECUTE
 	case *pg.Node_ExecuteStmt, *pg.Node_FetchStmt:
 		t.unsure = true
 		return nil, false

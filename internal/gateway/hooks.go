@@ -641,6 +641,15 @@ func (h *hooks) activate(r *run, pt *portal) {
 	r.columns, r.plan, r.recPlan, r.formats = rd.columns, rd.plan, rd.recPlan, formats
 }
 
+// catalogGeneration changes whenever the masking catalog cache is dropped
+// (DDL through the gateway, or expiry): cached row descriptions die with it.
+func (g *Gateway) catalogGeneration() uint64 {
+	if g.pgCatalog == nil {
+		return 0
+	}
+	return g.pgCatalog.Generation()
+}
+
 func (h *hooks) describe(m *pgproto3.RowDescription, sql string, idx int) (*rowDesc, error) {
 	rd := &rowDesc{columns: make([]string, len(m.Fields))}
 	for i, f := range m.Fields {
@@ -650,7 +659,11 @@ func (h *hooks) describe(m *pgproto3.RowDescription, sql string, idx int) (*rowD
 		return rd, nil
 	}
 	q := &masking.Query{SQL: sql, Stmt: idx}
-	plan, err := h.g.masker.Plan(context.Background(), m, q)
+	planFn := h.g.masker.Plan
+	if h.unmask {
+		planFn = h.g.masker.PlanRecord // only for the record: never refuses (derived: deny)
+	}
+	plan, err := planFn(context.Background(), m, q)
 	if err != nil {
 		return nil, err
 	}
@@ -672,15 +685,26 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 	}
 	switch e.kind {
 	case expDescS, expDescP:
-		sql := ""
-		if e.stmt != nil {
-			sql = e.stmt.sql
-		} else if e.portal != nil && e.portal.stmt != nil {
-			sql = e.portal.stmt.sql
+		st := e.stmt
+		if st == nil && e.portal != nil {
+			st = e.portal.stmt
 		}
-		rd, err := h.describe(m, sql, 0)
-		if err != nil {
-			return err
+		sql := ""
+		if st != nil {
+			sql = st.sql
+		}
+		gen := h.g.catalogGeneration()
+		var rd *rowDesc
+		if st != nil && st.lastRD.matches(m, gen) {
+			rd = st.lastRD.rd // same description, same catalog: the plans describe would build again
+		} else {
+			var err error
+			if rd, err = h.describe(m, sql, 0); err != nil {
+				return err
+			}
+			if st != nil {
+				st.lastRD = newRDCache(m, gen, rd)
+			}
 		}
 		if e.kind == expDescS && e.stmt != nil {
 			e.stmt.rd = rd
@@ -739,19 +763,50 @@ func (h *hooks) onDataRow(m *pgproto3.DataRow) (pgproto3.BackendMessage, error) 
 
 // recordRow copies a (masked) row out of the reused message buffer for the
 // record: text values as they are, binary values as \x hex, NULL as nil.
+//
+// Three allocations per row whatever its width: the values share one
+// string (each value is a substring of it) and one []string backing the
+// pointers.
 func recordRow(row *pgproto3.DataRow, formats []int16) []*string {
-	out := make([]*string, len(row.Values))
+	n := 0
 	for i, v := range row.Values {
 		if v == nil {
 			continue
 		}
-		var s string
 		if formatOf(formats, i) == 1 {
-			s = `\x` + hex.EncodeToString(v)
+			n += 2 + hex.EncodedLen(len(v))
 		} else {
-			s = string(v)
+			n += len(v)
 		}
-		out[i] = &s
+	}
+	var b strings.Builder // String() shares its buffer: no copy
+	b.Grow(n)
+	for i, v := range row.Values {
+		if v == nil {
+			continue
+		}
+		if formatOf(formats, i) == 1 {
+			b.WriteString(`\x`)
+			b.WriteString(hex.EncodeToString(v))
+		} else {
+			b.Write(v)
+		}
+	}
+	all := b.String()
+	out := make([]*string, len(row.Values))
+	vals := make([]string, len(row.Values))
+	off := 0
+	for i, v := range row.Values {
+		if v == nil {
+			continue
+		}
+		l := len(v)
+		if formatOf(formats, i) == 1 {
+			l = 2 + hex.EncodedLen(len(v))
+		}
+		vals[i] = all[off : off+l]
+		off += l
+		out[i] = &vals[i]
 	}
 	return out
 }

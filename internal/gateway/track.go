@@ -3,6 +3,8 @@ package gateway
 import (
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/pgwarden/pgwarden/masking"
 )
 
@@ -70,6 +72,45 @@ type prepared struct {
 	actions  []string
 	deferred bool // needs an approval or planner estimate at Execute time
 	rd       *rowDesc
+	// lastRD is the plans built for the last RowDescription of a Describe
+	// of this statement or of one of its portals: drivers (libpq's
+	// PQexecPrepared, pgbench -M prepared) describe the portal on every
+	// execution, and the answer is the same each time. Reused only while
+	// the fields are identical and the catalog generation has not changed,
+	// so it is exactly what describe would build again. Server goroutine only.
+	lastRD *rdCache
+}
+
+// rdCache is a RowDescription (its fields copied) and the rowDesc built from it.
+type rdCache struct {
+	fields []pgproto3.FieldDescription // names copied out of the message buffer
+	gen    uint64                      // catalog generation it was built in
+	rd     *rowDesc
+}
+
+// matches reports whether m has exactly the cached fields.
+func (c *rdCache) matches(m *pgproto3.RowDescription, gen uint64) bool {
+	if c == nil || c.gen != gen || len(c.fields) != len(m.Fields) {
+		return false
+	}
+	for i := range m.Fields {
+		a, b := &c.fields[i], &m.Fields[i]
+		if a.TableOID != b.TableOID || a.TableAttributeNumber != b.TableAttributeNumber ||
+			a.DataTypeOID != b.DataTypeOID || a.DataTypeSize != b.DataTypeSize ||
+			a.TypeModifier != b.TypeModifier || a.Format != b.Format || string(a.Name) != string(b.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+func newRDCache(m *pgproto3.RowDescription, gen uint64, rd *rowDesc) *rdCache {
+	c := &rdCache{fields: make([]pgproto3.FieldDescription, len(m.Fields)), gen: gen, rd: rd}
+	for i, f := range m.Fields {
+		f.Name = append([]byte(nil), f.Name...)
+		c.fields[i] = f
+	}
+	return c
 }
 
 // portal is a bound portal.

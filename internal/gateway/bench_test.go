@@ -1,0 +1,173 @@
+package gateway
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/internal/pgerr"
+	"github.com/pgwarden/pgwarden/masking"
+	"github.com/pgwarden/pgwarden/pgwire"
+	"github.com/pgwarden/pgwarden/sessions"
+	"github.com/pgwarden/pgwarden/sqlpolicy"
+)
+
+// The hooks' per-transaction cost, without sockets: what pgwarden adds to
+// a prepared-statement round trip (pgbench -M prepared: Bind, Describe
+// portal, Execute, Sync) on top of relaying bytes.
+
+const (
+	oidCustomers = 16400
+	oidText      = 25
+	oidInt4      = 23
+)
+
+type fakeCatalog struct{}
+
+func (fakeCatalog) Column(_ context.Context, table uint32, attnum int16) (masking.ColumnRef, bool, error) {
+	if table != oidCustomers {
+		return masking.ColumnRef{}, false, nil
+	}
+	cols := []string{"", "id", "name", "email", "phone", "ssn", "credit_card", "address", "notes"}
+	if int(attnum) >= len(cols) || attnum < 1 {
+		return masking.ColumnRef{}, false, nil
+	}
+	typ := uint32(oidText)
+	if attnum == 1 {
+		typ = oidInt4
+	}
+	return masking.ColumnRef{Schema: "public", Table: "customers", Column: cols[attnum], TypeOID: typ}, true, nil
+}
+
+type fakeSession struct{ info pgwire.SessionInfo }
+
+func (s *fakeSession) Info() pgwire.SessionInfo              { return s.info }
+func (s *fakeSession) Notice(*pgproto3.NoticeResponse) error { return nil }
+func (s *fakeSession) Terminate(*pgerr.Error)                {}
+func (s *fakeSession) Query(context.Context, string, ...string) ([][]string, error) {
+	return nil, nil
+}
+
+func benchGateway(b testing.TB, mask, record bool) *Gateway {
+	b.Helper()
+	cfg := config.Default()
+	cfg.Policy.Roles = map[string]config.Role{"ingest": {Actions: []string{"search", "read", "insert"}, DBRole: "vector_writer"}}
+	if mask {
+		cfg.Masking.HMACKey = "bench-key"
+		cfg.Masking.Rules = []config.MaskRule{
+			{Table: "public.customers", Column: "email", Method: "email"},
+			{Table: "public.customers", Column: "ssn", Method: "partial", KeepLast: 4},
+			{Table: "public.customers", Column: "name", Method: "redact"},
+		}
+		cfg.Masking.Detectors = []string{"email", "phone", "credit_card", "ssn"}
+	}
+	cfg.Recording.Results = record
+	g := &Gateway{cfg: cfg, log: zerolog.Nop(), live: map[string]*hooks{}}
+	g.classifier = sqlpolicy.NewClassifier(4096)
+	g.policy = sqlpolicy.NewPolicy(cfg.Policy)
+	g.maskActive = mask
+	var err error
+	if g.masker, err = masking.New(cfg.Masking, fakeCatalog{}); err != nil {
+		b.Fatal(err)
+	}
+	if record {
+		if g.recorder, err = sessions.Open(cfg.Recording, config.Store{Dir: b.TempDir()}, zerolog.Nop(), nil); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = g.recorder.Close() })
+	}
+	return g
+}
+
+// benchPrepared runs one prepared statement returning rows rows of the
+// customers' (id, name, email, ssn) per iteration.
+func benchPrepared(b *testing.B, mask, record bool, rows int) {
+	g := benchGateway(b, mask, record)
+	ctx := context.Background()
+	s := &fakeSession{info: pgwire.SessionInfo{ID: "bench", Principal: identity.Principal{User: "bench@example.com", Groups: []string{"ingest"}}, Database: "vectors", BackendUser: "pgw_bench"}}
+	hk, err := g.newHooks(ctx, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := hk.(*hooks)
+	defer h.Close("client_closed", nil)
+	sql := "SELECT id, name, email, ssn FROM customers WHERE id > $1 LIMIT 10"
+	if v := h.OnClient(ctx, &pgproto3.Parse{Name: "P0_1", Query: sql}); v.Refuse != nil {
+		b.Fatal(v.Refuse)
+	}
+	h.OnClient(ctx, &pgproto3.Sync{})
+	h.OnServer(&pgproto3.ParseComplete{})
+	h.OnServer(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+
+	rd := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("id"), TableOID: oidCustomers, TableAttributeNumber: 1, DataTypeOID: oidInt4, DataTypeSize: 4, TypeModifier: -1},
+		{Name: []byte("name"), TableOID: oidCustomers, TableAttributeNumber: 2, DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1},
+		{Name: []byte("email"), TableOID: oidCustomers, TableAttributeNumber: 3, DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1},
+		{Name: []byte("ssn"), TableOID: oidCustomers, TableAttributeNumber: 5, DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1},
+	}}
+	row := &pgproto3.DataRow{Values: [][]byte{[]byte("12345"), []byte("Customer 12345"), []byte("customer12345@example.com"), []byte("123-45-6789")}}
+	bind := &pgproto3.Bind{PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("42")}}
+	desc := &pgproto3.Describe{ObjectType: 'P'}
+	exec := &pgproto3.Execute{}
+	sync := &pgproto3.Sync{}
+	cc := &pgproto3.CommandComplete{CommandTag: []byte("SELECT 10")}
+	rfq := &pgproto3.ReadyForQuery{TxStatus: 'I'}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, m := range []pgproto3.FrontendMessage{bind, desc, exec, sync} {
+			if v := h.OnClient(ctx, m); v.Refuse != nil {
+				b.Fatal(v.Refuse)
+			}
+		}
+		for _, m := range []pgproto3.BackendMessage{&pgproto3.BindComplete{}, rd} {
+			if h.WantServer(typeOf(m)) {
+				if _, err := h.OnServer(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		for r := 0; r < rows; r++ {
+			if h.WantServer('D') {
+				out, err := h.OnServer(row)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if mask && string(out.(*pgproto3.DataRow).Values[2]) == "customer12345@example.com" {
+					b.Fatal("email not masked")
+				}
+			}
+		}
+		for _, m := range []pgproto3.BackendMessage{cc, rfq} {
+			if _, err := h.OnServer(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	if len(h.q) != 0 {
+		b.Fatalf("%d expectations left", len(h.q))
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tx/s")
+	_ = time.Now
+}
+
+func typeOf(m pgproto3.BackendMessage) byte {
+	switch m.(type) {
+	case *pgproto3.BindComplete:
+		return '2'
+	case *pgproto3.RowDescription:
+		return 'T'
+	}
+	return 0
+}
+
+func BenchmarkHooksPrepared10RowsPlain(b *testing.B)          { benchPrepared(b, false, false, 10) }
+func BenchmarkHooksPrepared10RowsMasked(b *testing.B)         { benchPrepared(b, true, false, 10) }
+func BenchmarkHooksPrepared10RowsMaskedRecorded(b *testing.B) { benchPrepared(b, true, true, 10) }
+func BenchmarkHooksPrepared1RowRecorded(b *testing.B)         { benchPrepared(b, false, true, 1) }

@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/pgwire"
+)
+
+func TestRecordRow(t *testing.T) {
+	row := &pgproto3.DataRow{Values: [][]byte{[]byte("abc"), nil, {0x01, 0xff}, {}, []byte("z")}}
+	got := recordRow(row, []int16{0, 0, 1, 0, 0})
+	want := []*string{sp("abc"), nil, sp(`\x01ff`), sp(""), sp("z")}
+	if len(got) != len(want) {
+		t.Fatalf("len %d", len(got))
+	}
+	for i := range want {
+		if (got[i] == nil) != (want[i] == nil) || got[i] != nil && *got[i] != *want[i] {
+			t.Fatalf("value %d: got %v want %v", i, deref(got[i]), deref(want[i]))
+		}
+	}
+	// The record owns its copy: reusing the message buffer changes nothing.
+	row.Values[0][0] = 'X'
+	if *got[0] != "abc" {
+		t.Fatalf("record aliases the message buffer: %q", *got[0])
+	}
+}
+
+func sp(s string) *string { return &s }
+
+func deref(p *string) string {
+	if p == nil {
+		return "<NULL>"
+	}
+	return *p
+}
+
+func TestRowDescCacheMatches(t *testing.T) {
+	m := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("email"), TableOID: oidCustomers, TableAttributeNumber: 3, DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1},
+	}}
+	c := newRDCache(m, 7, &rowDesc{})
+	if !c.matches(m, 7) {
+		t.Fatal("identical description does not match")
+	}
+	if c.matches(m, 8) {
+		t.Fatal("matches across a catalog generation change")
+	}
+	m.Fields[0].Name[0] = 'E' // the message buffer is reused: the cache keeps its own copy
+	if c.matches(m, 7) {
+		t.Fatal("matches a renamed column")
+	}
+	m.Fields[0].Name[0] = 'e'
+	for _, change := range []func(f *pgproto3.FieldDescription){
+		func(f *pgproto3.FieldDescription) { f.TableOID++ },
+		func(f *pgproto3.FieldDescription) { f.TableAttributeNumber++ },
+		func(f *pgproto3.FieldDescription) { f.DataTypeOID++ },
+		func(f *pgproto3.FieldDescription) { f.Format = 1 },
+	} {
+		m2 := &pgproto3.RowDescription{Fields: append([]pgproto3.FieldDescription(nil), m.Fields...)}
+		change(&m2.Fields[0])
+		if c.matches(m2, 7) {
+			t.Fatalf("matches a changed field %+v", m2.Fields[0])
+		}
+	}
+	if c.matches(&pgproto3.RowDescription{}, 7) || (*rdCache)(nil).matches(m, 7) {
+		t.Fatal("matches a different width / nil cache")
+	}
+}
+
+// A prepared statement executed twice with a portal Describe each time
+// reuses its masking plan, and still masks; a different description of
+// the same statement gets a fresh plan.
+func TestPreparedDescribeReusesPlan(t *testing.T) {
+	g := benchGateway(t, true, false)
+	ctx := context.Background()
+	s := &fakeSession{info: pgwire.SessionInfo{ID: "t", Principal: identity.Principal{User: "u@example.com", Groups: []string{"ingest"}}}}
+	hk, err := g.newHooks(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hk.(*hooks)
+	if v := h.OnClient(ctx, &pgproto3.Parse{Name: "s", Query: "SELECT id, email FROM customers"}); v.Refuse != nil {
+		t.Fatal(v.Refuse)
+	}
+	h.OnServer(&pgproto3.ParseComplete{})
+	rd := func(name string) *pgproto3.RowDescription {
+		return &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+			{Name: []byte("id"), TableOID: oidCustomers, TableAttributeNumber: 1, DataTypeOID: oidInt4, DataTypeSize: 4, TypeModifier: -1},
+			{Name: []byte(name), TableOID: oidCustomers, TableAttributeNumber: 3, DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1},
+		}}
+	}
+	var plans []any
+	for i, name := range []string{"email", "email", "mail"} {
+		for _, m := range []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}} {
+			if v := h.OnClient(ctx, m); v.Refuse != nil {
+				t.Fatal(v.Refuse)
+			}
+		}
+		h.OnServer(&pgproto3.BindComplete{})
+		if _, err := h.OnServer(rd(name)); err != nil {
+			t.Fatal(err)
+		}
+		if !h.WantServer('D') {
+			t.Fatalf("run %d: rows not inspected", i)
+		}
+		out, err := h.OnServer(&pgproto3.DataRow{Values: [][]byte{[]byte("1"), []byte("someone@example.com")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := string(out.(*pgproto3.DataRow).Values[1]); v == "someone@example.com" {
+			t.Fatalf("run %d: email not masked", i)
+		}
+		plans = append(plans, h.active.plan)
+		h.OnServer(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+		h.OnServer(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	}
+	if plans[0] != plans[1] {
+		t.Fatal("same description: plan rebuilt")
+	}
+	if plans[1] == plans[2] {
+		t.Fatal("different description: plan reused")
+	}
+}
