@@ -360,10 +360,25 @@ func (c *client) runEntry(ctx context.Context, e corpusEntry) []result {
 // reach the analyst byte for byte as PostgreSQL sent them.
 var nonPII = map[string]bool{"id": true, "title": true, "dist": true, "embedding": true, "count": true, "rn": true, "source": true, "tags": true, "attname": true}
 
+// TestMaskingCorpus runs the corpus with derived: mask (the default) and
+// again with derived: deny + deny_predicates (more refusals, same rules).
 func TestMaskingCorpus(t *testing.T) {
 	maskingObjects(t)
+	for _, deny := range []bool{false, true} {
+		t.Run(map[bool]string{false: "derived=mask", true: "derived=deny"}[deny], func(t *testing.T) {
+			runMaskingCorpus(t, deny)
+		})
+	}
+}
+
+func runMaskingCorpus(t *testing.T, deny bool) {
 	pii := loadSeedPII(t)
-	w := startGateway(t, maskingCorpusConfig)
+	w := startGateway(t, func(c *config.Config) {
+		maskingCorpusConfig(c)
+		if deny {
+			c.Masking.Derived, c.Masking.DenyPredicates = "deny", true
+		}
+	})
 	corpus := loadE2ECorpus(t)
 	ctx := context.Background()
 
@@ -395,6 +410,7 @@ func TestMaskingCorpus(t *testing.T) {
 				gotA := ana.runEntry(qctx, e)
 				gotD := dba.runEntry(qctx, e)
 				cancel()
+				scriptRefused := false // later statements of a script may fail differently then
 				for i := range want {
 					label := fmt.Sprintf("[%s] %s", mode, e.stmts[i])
 					dr, a, d := &want[i], &gotA[i], &gotD[i]
@@ -411,7 +427,14 @@ func TestMaskingCorpus(t *testing.T) {
 						if !strings.Contains(a.err, "pgwarden: ") && dr.code != "42501" {
 							t.Errorf("%s: 42501 not from pgwarden: %s", label, a.err)
 						}
+						if strings.HasPrefix(a.err, "FATAL") {
+							t.Errorf("%s: refused by ending the session: %s", label, a.err)
+						}
 						refused++
+						scriptRefused = true
+						continue
+					}
+					if scriptRefused {
 						continue
 					}
 					if a.code != dr.code {
@@ -422,7 +445,7 @@ func TestMaskingCorpus(t *testing.T) {
 						continue // the same error as PostgreSQL's, masked
 					}
 					if len(a.rows) != len(dr.rows) || !slices.Equal(a.fields, dr.fields) {
-						t.Errorf("%s: analyst got %d rows %v, direct %d rows %v", label, len(a.rows), a.fields, len(dr.rows), dr.fields)
+						t.Errorf("%s: analyst got %d rows %v (%s), direct %d rows %v", label, len(a.rows), a.fields, a.err, len(dr.rows), dr.fields)
 						continue
 					}
 					for ri := range dr.rows {
@@ -444,8 +467,349 @@ func TestMaskingCorpus(t *testing.T) {
 	if maskedRows < 1000 {
 		t.Fatalf("only %d values were rewritten: the corpus does not exercise masking", maskedRows)
 	}
+	if deny && refused < 150 {
+		t.Fatalf("derived: deny refused only %d statement results", refused)
+	}
 }
 
 func rowsEqual(a, b [][][]byte) bool {
 	return slices.EqualFunc(a, b, func(x, y [][]byte) bool { return slices.EqualFunc(x, y, bytes.Equal) })
+}
+
+// kNN through the gateway with masking on: the same ids and distances as
+// PostgreSQL directly, in text and binary; with a `null` rule on the
+// embedding the distances still come back while the embedding is NULL.
+func TestMaskingKNNParity(t *testing.T) {
+	ctx := context.Background()
+	vec := queryVector("nearest neighbour search over embeddings")
+	const sql = "SELECT id, metadata, embedding, embedding <-> $1::vector AS dist FROM documents ORDER BY embedding <-> $1::vector LIMIT 10"
+	type row struct{ id, meta, emb, dist []byte }
+	collect := func(t *testing.T, conn *pgx.Conn, format int16) []row {
+		t.Helper()
+		rr := conn.PgConn().ExecParams(ctx, sql, [][]byte{[]byte(vec)}, nil, nil, []int16{format})
+		var out []row
+		for rr.NextRow() {
+			v := copyRow(rr.Values())
+			out = append(out, row{v[0], v[1], v[2], v[3]})
+		}
+		if _, err := rr.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 10 {
+			t.Fatalf("%d rows", len(out))
+		}
+		return out
+	}
+	pii := loadSeedPII(t)
+	for _, nullEmbedding := range []bool{false, true} {
+		t.Run(fmt.Sprintf("null_embedding=%v", nullEmbedding), func(t *testing.T) {
+			w := startGateway(t, func(c *config.Config) {
+				if nullEmbedding {
+					c.Masking.Rules = append(c.Masking.Rules, config.MaskRule{Table: "public.documents", Column: "embedding", Method: "null"})
+				}
+			})
+			ana := w.connect(t, "alice@example.com", "analyst")
+			for _, format := range []int16{0, 1} {
+				want := collect(t, direct(t), format)
+				got := collect(t, ana, format)
+				for i := range want {
+					if !bytes.Equal(got[i].id, want[i].id) || !bytes.Equal(got[i].dist, want[i].dist) {
+						t.Fatalf("format %d row %d: id/dist %q/%q, direct %q/%q", format, i, got[i].id, got[i].dist, want[i].id, want[i].dist)
+					}
+					if nullEmbedding {
+						if got[i].emb != nil {
+							t.Fatalf("format %d row %d: embedding not NULL under a null rule (%d bytes)", format, i, len(got[i].emb))
+						}
+					} else if !bytes.Equal(got[i].emb, want[i].emb) {
+						t.Fatalf("format %d row %d: embedding changed", format, i)
+					}
+					if found := pii.find(got[i].meta); found != "" {
+						t.Fatalf("format %d row %d: metadata carries raw %q", format, i, found)
+					}
+					if pii.find(want[i].meta) == "" || bytes.Equal(got[i].meta, want[i].meta) {
+						t.Fatalf("format %d row %d: metadata was not masked", format, i)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Prepared statements: the driver Parses and Describes once, then only
+// Binds and Executes (no fresh RowDescription). Every execution is masked,
+// in text and binary result formats, via pgx's statement cache and via
+// pgconn's ExecStatement directly.
+func TestMaskingDescribeOnce(t *testing.T) {
+	w := startGateway(t, nil)
+	pii := loadSeedPII(t)
+	ctx := context.Background()
+	const sql = "SELECT id, name, email, ssn, phone, credit_card, address FROM customers WHERE id <= $1 ORDER BY id"
+	check := func(t *testing.T, label string, rows [][][]byte) {
+		t.Helper()
+		if len(rows) != 20 {
+			t.Fatalf("%s: %d rows, want 20", label, len(rows))
+		}
+		for _, r := range rows {
+			for _, v := range r[1:] {
+				if found := pii.find(v); found != "" {
+					t.Fatalf("%s: raw %q", label, found)
+				}
+			}
+			if len(r[2]) == 0 || !bytes.Contains(r[2], []byte("****@")) {
+				t.Fatalf("%s: email not masked by its rule: %q", label, r[2])
+			}
+		}
+	}
+	t.Run("pgx cache statement", func(t *testing.T) {
+		cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+		cc.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+		conn := w.connectWith(t, cc)
+		for i := 0; i < 5; i++ {
+			for _, f := range []int16{pgx.TextFormatCode, pgx.BinaryFormatCode} {
+				rows, err := conn.Query(ctx, sql, pgx.QueryResultFormats{f}, 20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got [][][]byte
+				for rows.Next() {
+					got = append(got, copyRow(rows.RawValues()))
+				}
+				rows.Close()
+				if rows.Err() != nil {
+					t.Fatal(rows.Err())
+				}
+				check(t, fmt.Sprintf("run %d format %d", i, f), got)
+			}
+		}
+		var n int
+		must0(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", sql).Scan(&n))
+		if n != 1 {
+			t.Fatalf("%d server-side prepared statements for the query, want 1 (prepared once)", n)
+		}
+	})
+	t.Run("pgconn ExecStatement", func(t *testing.T) {
+		conn := w.connect(t, "alice@example.com", "analyst").PgConn()
+		sd, err := conn.Prepare(ctx, "masked_once", sql, nil) // Parse + Describe S
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			for _, f := range []int16{0, 1} {
+				// Bind + Execute + Sync only: no Describe
+				rr := conn.ExecStatement(ctx, sd, [][]byte{[]byte("20")}, nil, []int16{f})
+				var got [][][]byte
+				for rr.NextRow() {
+					got = append(got, copyRow(rr.Values()))
+				}
+				if _, err := rr.Close(); err != nil {
+					t.Fatal(err)
+				}
+				check(t, fmt.Sprintf("run %d format %d", i, f), got)
+			}
+		}
+	})
+}
+
+// Errors, notices and notifications carry PII in free text.
+func TestMaskingErrorsNoticesNotifications(t *testing.T) {
+	maskingObjects(t)
+	w := startGateway(t, nil)
+	pii := loadSeedPII(t)
+	ctx := context.Background()
+	d := direct(t)
+	var ssn, email, phone string
+	must0(t, d.QueryRow(ctx, "SELECT ssn, email, phone FROM customers WHERE id = 1").Scan(&ssn, &email, &phone))
+
+	var notices []*pgconn.Notice
+	var mu sync.Mutex
+	cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+	cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { mu.Lock(); notices = append(notices, n); mu.Unlock() }
+	ana := w.connectWith(t, cc)
+
+	t.Run("error", func(t *testing.T) {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+			_, err := ana.Exec(ctx, "SELECT ssn::int FROM customers ORDER BY id", mode)
+			var pe *pgconn.PgError
+			if !errorsAs(err, &pe) || pe.Code != "22P02" {
+				t.Fatalf("%v: want 22P02, got %v", mode, err)
+			}
+			if strings.Contains(pe.Message, ssn) || pii.find([]byte(pe.Message+pe.Detail+pe.Where)) != "" {
+				t.Fatalf("%v: the error echoes the ssn: %q", mode, pe.Message)
+			}
+			if !strings.Contains(pe.Message, "invalid input syntax for type integer") {
+				t.Fatalf("%v: error text lost: %q", mode, pe.Message)
+			}
+		}
+		// control: the dba (unmask) sees PostgreSQL's own text, with the value
+		dba := w.connect(t, "dba-1@example.com", "dba")
+		_, err := dba.Exec(ctx, "SELECT ssn::int FROM customers ORDER BY id")
+		if err == nil || !strings.Contains(err.Error(), ssn) {
+			t.Fatalf("dba error should echo the value like PostgreSQL does: %v", err)
+		}
+	})
+	t.Run("notice", func(t *testing.T) {
+		mu.Lock()
+		notices = nil
+		mu.Unlock()
+		var one int
+		must0(t, ana.QueryRow(ctx, "SELECT mask_e2e.chatty(1)").Scan(&one))
+		mu.Lock()
+		got := notices
+		mu.Unlock()
+		if len(got) != 2 {
+			t.Fatalf("%d notices, want 2 (NOTICE + WARNING)", len(got))
+		}
+		for _, n := range got {
+			all := n.Message + "|" + n.Detail + "|" + n.Where
+			if found := pii.find([]byte(all)); found != "" {
+				t.Fatalf("notice carries raw %q: %q", found, all)
+			}
+		}
+		if !strings.HasPrefix(got[0].Message, "customer 1 can be reached at ") {
+			t.Fatalf("notice text lost: %q", got[0].Message)
+		}
+	})
+	t.Run("notification", func(t *testing.T) {
+		must(ana.Exec(ctx, "LISTEN mask_e2e_chan"))
+		payload := fmt.Sprintf("new lead %s, phone %s, ssn %s", email, phone, ssn)
+		must(d.Exec(ctx, "SELECT pg_notify('mask_e2e_chan', $1)", payload))
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := ana.WaitForNotification(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Channel != "mask_e2e_chan" || !strings.HasPrefix(n.Payload, "new lead ") {
+			t.Fatalf("notification %q %q", n.Channel, n.Payload)
+		}
+		for _, raw := range []string{email, phone, ssn} {
+			if strings.Contains(n.Payload, raw) {
+				t.Fatalf("payload carries raw %q: %q", raw, n.Payload)
+			}
+		}
+	})
+}
+
+// derived: deny refuses an expression over a masked column before it runs;
+// plain masked columns still come back masked. deny_predicates refuses a
+// filter on a masked column.
+func TestMaskingDerivedDenyAndPredicates(t *testing.T) {
+	w := startGateway(t, func(c *config.Config) {
+		c.Masking.Derived = "deny"
+		c.Masking.DenyPredicates = true
+	})
+	pii := loadSeedPII(t)
+	ctx := context.Background()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+			cc.DefaultQueryExecMode = mode
+			conn := w.connectWith(t, cc)
+			for _, sql := range []string{
+				"SELECT upper(email) FROM customers",
+				"SELECT row_to_json(c) FROM customers c",
+				"SELECT c::text FROM customers c",
+				"SELECT name || ssn FROM customers",
+				"WITH x AS (SELECT email FROM customers) SELECT lower(email) FROM x",
+				"SELECT jsonb_path_query(metadata, '$.email') FROM documents",
+				"SELECT id FROM customers WHERE email LIKE 'a%'",
+				"SELECT id FROM customers WHERE ssn = '123-45-6789'",
+			} {
+				_, err := conn.Exec(ctx, sql)
+				if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "pgwarden: ") {
+					t.Errorf("%s: want pgwarden 42501, got %v", sql, err)
+				}
+			}
+			// the session is usable and plain masked columns are masked
+			rows, err := conn.Query(ctx, "SELECT id, email, ssn, phone FROM customers ORDER BY id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for rows.Next() {
+				n++
+				for _, v := range rows.RawValues()[1:] {
+					if found := pii.find(v); found != "" {
+						t.Fatalf("raw %q", found)
+					}
+				}
+			}
+			rows.Close()
+			if rows.Err() != nil || n != 200 {
+				t.Fatalf("%d rows, %v", n, rows.Err())
+			}
+		})
+	}
+}
+
+// COPY TO STDOUT: text and CSV are masked row by row; binary COPY of masked
+// columns is refused with 42501 before it runs and the session goes on.
+func TestMaskingCopy(t *testing.T) {
+	w := startGateway(t, maskingCorpusConfig)
+	pii := loadSeedPII(t)
+	ctx := context.Background()
+	conn := w.connect(t, "alice@example.com", "analyst")
+	for _, sql := range []string{
+		"COPY (SELECT id, name, email, ssn, phone, credit_card, address FROM customers ORDER BY id) TO STDOUT",
+		"COPY (SELECT id, name, email, ssn FROM customers ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)",
+		"COPY customers (id, email, phone, credit_card) TO STDOUT (FORMAT csv, DELIMITER ';', FORCE_QUOTE *)",
+		"COPY documents (id, metadata) TO STDOUT",
+	} {
+		var got, want bytes.Buffer
+		if _, err := direct(t).PgConn().CopyTo(ctx, &want, sql); err != nil {
+			t.Fatal(err)
+		}
+		tag, err := conn.PgConn().CopyTo(ctx, &got, sql)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if found := pii.find(got.Bytes()); found != "" {
+			t.Fatalf("%s: raw %q", sql, found)
+		}
+		gl, wl := bytes.Split(got.Bytes(), []byte("\n")), bytes.Split(want.Bytes(), []byte("\n"))
+		if len(gl) != len(wl) || tag.RowsAffected() != int64(len(wl)-1-boolInt(strings.Contains(sql, "HEADER"))) {
+			t.Fatalf("%s: %d lines (%s), direct %d", sql, len(gl), tag, len(wl))
+		}
+		for i := range wl { // ids (first field) unchanged
+			sep := []byte("\t")
+			if strings.Contains(sql, "csv") {
+				sep = []byte(",")
+				if strings.Contains(sql, "';'") {
+					sep = []byte(";")
+				}
+			}
+			if g, w := bytes.SplitN(gl[i], sep, 2)[0], bytes.SplitN(wl[i], sep, 2)[0]; !bytes.Equal(g, w) {
+				t.Fatalf("%s line %d: first field %q, direct %q", sql, i, g, w)
+			}
+		}
+	}
+	for _, sql := range []string{
+		"COPY (SELECT id, email FROM customers) TO STDOUT (FORMAT binary)",
+		"COPY customers TO STDOUT WITH (FORMAT binary)",
+		"COPY documents (id, metadata) TO STDOUT (FORMAT binary)",
+	} {
+		var buf bytes.Buffer
+		_, err := conn.PgConn().CopyTo(ctx, &buf, sql)
+		var pe *pgconn.PgError
+		if !errorsAs(err, &pe) || pe.Code != "42501" || pe.Severity != "ERROR" || !strings.Contains(pe.Message, "binary COPY") || buf.Len() != 0 {
+			t.Fatalf("%s: want ERROR 42501 about binary COPY and no data, got %v (%d bytes)", sql, err, buf.Len())
+		}
+	}
+	// the session survived, and binary COPY of unmasked columns still works
+	var buf, want bytes.Buffer
+	sql := "COPY (SELECT id, title, embedding FROM documents ORDER BY id LIMIT 20) TO STDOUT (FORMAT binary)"
+	if _, err := conn.PgConn().CopyTo(ctx, &buf, sql); err != nil {
+		t.Fatal(err)
+	}
+	must(direct(t).PgConn().CopyTo(ctx, &want, sql))
+	if !bytes.Equal(buf.Bytes(), want.Bytes()) {
+		t.Fatal("binary COPY of unmasked columns differs from direct")
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
