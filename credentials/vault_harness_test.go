@@ -312,7 +312,18 @@ func (e *vaultEnv) userToken(t testing.TB, key *rsa.PrivateKey, email string, gr
 // connectAs logs in to PostgreSQL with a lease's credential and reports
 // current_user and whether it is a member of group.
 func (e *vaultEnv) connectAs(ctx context.Context, l Lease) (*pgx.Conn, error) {
-	return pgx.Connect(ctx, e.PG.DSN(l.Username(), l.Password(), e.DB))
+	return e.connectUser(ctx, l.Username(), l.Password())
+}
+
+// connectUser logs in as user/password (Vault usernames may contain '@'
+// from the display name, so no URL).
+func (e *vaultEnv) connectUser(ctx context.Context, user, password string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(e.PG.SuperDSN(e.DB))
+	if err != nil {
+		return nil, err
+	}
+	cfg.User, cfg.Password = user, password
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 func (e *vaultEnv) roleExists(t testing.TB, name string) bool {
@@ -341,5 +352,3 @@ func (e *vaultEnv) waitRoleGone(t testing.TB, name string) {
 	}
 	t.Fatalf("role %s still exists after revocation", name)
 }
-
-var pgxConnect = pgx.Connect
