@@ -14,6 +14,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
@@ -474,7 +475,9 @@ func TestNewVaultConfigErrors(t *testing.T) {
 			t.Errorf("NewVault(%+v) = %v, want %q", c.cfg, err, c.want)
 		}
 	}
-	// An unreachable Vault at start is not fatal; Check reports it.
+	// An unreachable Vault at start is not fatal; Check reports it; Close
+	// stops the token goroutine.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	t.Setenv("VAULT_TOKEN", "s.not-a-real-token")
 	v, err := NewVault(ctx, config.Vault{Address: "http://127.0.0.1:1", Auth: "token", Mount: "database"}, zerolog.Nop())
 	if err != nil {
@@ -484,6 +487,8 @@ func TestNewVaultConfigErrors(t *testing.T) {
 	if err := v.Check(ctx); err == nil || !strings.Contains(err.Error(), "vault unreachable") || strings.Contains(err.Error(), "not-a-real-token") {
 		t.Fatalf("Check = %v", err)
 	}
+	_, err = v.Mint(ctx, Request{DBRoles: []string{"r"}})
+	wantMintError(t, err, "vault unreachable", "not-a-real-token")
 }
 
 func TestVaultConfigRoleOrder(t *testing.T) {
