@@ -125,3 +125,28 @@ func TestPreparedDescribeReusesPlan(t *testing.T) {
 		t.Fatal("different description: plan reused")
 	}
 }
+
+// The read-only fast path of maskRefusal never lets a write of masked
+// values through: the write is refused, the plain read is not checked.
+func TestMaskRefusalFastPathKeepsWriteCheck(t *testing.T) {
+	g := benchGateway(t, true, false)
+	ctx := context.Background()
+	s := &fakeSession{info: pgwire.SessionInfo{ID: "t", Principal: identity.Principal{User: "u@example.com", Groups: []string{"ingest"}}}}
+	hk, err := g.newHooks(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hk.(*hooks)
+	for sql, refused := range map[string]bool{
+		"SELECT id, email FROM customers WHERE id = 1":                                                   false,
+		"INSERT INTO ingest (title) SELECT email FROM customers":                                         true,
+		"WITH x AS (INSERT INTO ingest (title) SELECT email FROM customers RETURNING 1) SELECT * FROM x": true,
+		"SELECT email INTO copied FROM customers":                                                        true,
+	} {
+		v := h.OnClient(ctx, &pgproto3.Query{String: sql})
+		if (v.Refuse != nil) != refused {
+			t.Errorf("%s: refused=%v (%v), want %v", sql, v.Refuse != nil, v.Refuse, refused)
+		}
+		h.OnServer(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	}
+}
