@@ -182,3 +182,38 @@ func TestPolicyIngestCanInsert(t *testing.T) {
 		t.Fatalf("pol_i has %d rows after denied TRUNCATE", n)
 	}
 }
+
+// Some drivers send every statement through Parse; a SQL-level EXECUTE is
+// then classified by what its prepared statement does.
+func TestPolicyExecuteThroughParse(t *testing.T) {
+	w := startGateway(t, nil)
+	policyTable(t, "pol_x")
+	ctx := context.Background()
+	simple := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+	simple.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn := w.connectWith(t, simple)
+	must(conn.Exec(ctx, "PREPARE q AS SELECT count(*) FROM pol_x"))
+	var n int
+	// extended protocol (Parse/Bind/Execute) of "EXECUTE q"
+	must0(t, conn.QueryRow(ctx, "EXECUTE q", pgx.QueryExecModeExec).Scan(&n))
+	if n != 20 {
+		t.Fatalf("EXECUTE q through Parse returned %d", n)
+	}
+	// With bulk_rows 5 the planner's estimate (20 rows) makes the DELETE bulk.
+	w2 := startGateway(t, func(c *pgwardenConfig) { c.Policy.Approval.BulkRows = 5 })
+	ingest := w2.connConfig(t, "ingest-bot@example.com", w2.Issuer.token(t, "ingest-bot@example.com", "ingest"))
+	ingest.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	c2 := w2.connectWith(t, ingest)
+	must(c2.Exec(ctx, "PREPARE small AS DELETE FROM pol_x WHERE id = $1"))
+	must(c2.Exec(ctx, "PREPARE wipe AS DELETE FROM pol_x WHERE id > 0"))
+	if _, err := c2.Exec(ctx, "EXECUTE small(1)", pgx.QueryExecModeExec); err != nil {
+		t.Fatalf("EXECUTE of a one-row DELETE through Parse: %v", err)
+	}
+	_, err := c2.Exec(ctx, "EXECUTE wipe", pgx.QueryExecModeExec)
+	if sqlstate(err) != "42501" {
+		t.Fatal("EXECUTE of a bulk DELETE through Parse ran for ingest")
+	}
+	if n := tableCount(t, "pol_x"); n != 19 {
+		t.Fatalf("pol_x has %d rows, want 19", n)
+	}
+}

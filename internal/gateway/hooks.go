@@ -266,6 +266,9 @@ func (h *hooks) onQuery(ctx context.Context, m *pgproto3.Query) pgwire.Verdict {
 			}
 		}
 		runs[i] = &run{sql: st.SQL, full: sql, idx: i, actions: []string{actions[i]}, decision: decision, approval: approvalID, start: now}
+		if ms := h.maskSQLFor(st); ms != "" {
+			runs[i].full, runs[i].idx = ms, 0 // EXECUTE: trace the prepared statement
+		}
 	}
 	h.push(&expect{kind: expQuery, runs: runs})
 	return pgwire.Verdict{}
@@ -301,10 +304,9 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 		return pgwire.Verdict{Refuse: perr}
 	}
 	an, _ := h.pol.Parse(m.Name, m.Query)
-	var stmts []sqlpolicy.Statement
-	if an != nil {
-		stmts = an.Statements
-	}
+	// A Parse of SQL-level EXECUTE/PREPARE/DEALLOCATE (some drivers send
+	// every statement through Parse): EXECUTE is what its prepared statement does.
+	stmts := h.pol.Resolve(an)
 	p := &prepared{name: m.Name, sql: m.Query, actions: stmtActions(stmts)}
 	// Decided now with the unrefined statements; the planner estimate
 	// (bulk_delete) and approvals wait for Execute and its parameters.
@@ -329,6 +331,10 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 		}
 	}
 	p.deferred = p.deferred || d.NeedsApproval
+	h.pol.Apply(stmts) // a PREPARE/DEALLOCATE sent through Parse
+	if len(stmts) == 1 {
+		p.maskSQL = h.maskSQLFor(stmts[0])
+	}
 	h.mu.Lock()
 	h.stmts[m.Name] = p
 	if !h.skipping {
@@ -410,10 +416,11 @@ func (h *hooks) onExecute(ctx context.Context, m *pgproto3.Execute) pgwire.Verdi
 	}
 	r := &run{decision: "allow", start: time.Now()}
 	if pt != nil && pt.stmt != nil {
-		r.sql, r.full, r.params, r.actions = pt.stmt.sql, pt.stmt.sql, pt.params, pt.stmt.actions
+		r.sql, r.full, r.params, r.actions = pt.stmt.sql, pt.stmt.traceSQL(), pt.params, pt.stmt.actions
 		if pt.stmt.deferred {
 			st, _ := h.pol.Portal(m.Portal)
-			d := h.g.policy.Evaluate(ctx, h.groups, []sqlpolicy.Statement{st}, plainParams(pt.params), estimator{h})
+			stmts := h.pol.Resolve(&sqlpolicy.Analysis{Statements: []sqlpolicy.Statement{st}})
+			d := h.g.policy.Evaluate(ctx, h.groups, stmts, plainParams(pt.params), estimator{h})
 			r.actions = actionStrings(d.Actions, 1)
 			if !d.Allowed {
 				h.recordRefusal(pt.stmt.sql, pt.params, r.actions, "deny", d.Err)
@@ -703,7 +710,7 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 		}
 		sql := ""
 		if st != nil {
-			sql = st.sql
+			sql = st.traceSQL()
 		}
 		gen := h.g.catalogGeneration()
 		var rd *rowDesc
@@ -834,4 +841,17 @@ func formatOf(formats []int16, i int) int16 {
 		return formats[i]
 	}
 	return 0
+}
+
+// maskSQLFor is the SQL masking must trace for a resolved EXECUTE: the
+// PREPARE of its prepared statement ("" when st is no EXECUTE or unknown:
+// masking then treats expression columns as unknown and masks them).
+func (h *hooks) maskSQLFor(st sqlpolicy.Statement) string {
+	if st.Execute == "" {
+		return ""
+	}
+	if p, ok := h.pol.Lookup(st.Execute); ok {
+		return p.SQL
+	}
+	return ""
 }

@@ -69,6 +69,7 @@ type expect struct {
 type prepared struct {
 	name     string
 	sql      string
+	maskSQL  string // for a Parse of EXECUTE: the PREPARE masking traces
 	actions  []string
 	deferred bool // needs an approval or planner estimate at Execute time
 	rd       *rowDesc
@@ -128,4 +129,12 @@ type rowDesc struct {
 	plan    *masking.Plan
 	recPlan *masking.Plan
 	formats []int16 // from the RowDescription (Describe of a portal knows them)
+}
+
+// traceSQL is the SQL masking traces for the statement's rows.
+func (p *prepared) traceSQL() string {
+	if p.maskSQL != "" {
+		return p.maskSQL
+	}
+	return p.sql
 }
