@@ -245,7 +245,7 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 		return func(t *target) (Result, error) { return runPgbench(ctx, work, w, t, o.duration) }
 	}
 	steps := []step{
-		{"pgbench-S-simple", three, false, pb(pgbenchWorkload{Name: "pgbench-S-simple", Clients: 8, Mode: "simple", Args: []string{"-S"}})},
+		{"pgbench-S-simple", three, true, pb(pgbenchWorkload{Name: "pgbench-S-simple", Clients: 8, Mode: "simple", Args: []string{"-S"}})},
 		{"pgbench-S-prepared", three, true, pb(pgbenchWorkload{Name: "pgbench-S-prepared", Clients: 8, Mode: "prepared", Args: []string{"-S"}})},
 		{"knn", three, true, pb(pgbenchWorkload{Name: "knn", Clients: 8, Mode: "prepared", Args: []string{"-f", knn}})},
 		{"masked-read", []*target{direct, pgb, pgw, pgwNoMask}, true, pb(pgbenchWorkload{Name: "masked-read", Clients: 4, Mode: "prepared", Args: []string{"-f", masked}})},
@@ -285,14 +285,32 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 					fetchProfile(pgw, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), filepath.Join(o.profileDir, "cpu-"+s.name+".pprof"))
 				}()
 			}
+			var cpu0, r0, w0 int64
+			if t.PID != 0 {
+				cpu0, _ = cpuTicks(t.PID)
+				r0, w0, _ = syscallCounts(t.PID)
+			}
 			r, err := s.run(t)
+			if t.PID != 0 && err == nil && r.N > 0 && r.Unit != "KiB/session" {
+				if cpu1, err := cpuTicks(t.PID); err == nil {
+					// tx count: throughput × run time is what pgbench reports; N is what was logged
+					r.ProxyCPUus = float64(cpu1-cpu0) * 1e4 / float64(r.N)
+				}
+				if r1, w1, err := syscallCounts(t.PID); err == nil {
+					r.ProxyReads, r.ProxyWrites = float64(r1-r0)/float64(r.N), float64(w1-w0)/float64(r.N)
+				}
+			}
 			if profDone != nil {
 				<-profDone
 			}
 			if err != nil {
 				return err
 			}
-			logf("%-18s %-16s %10.1f %-11s p50 %8.0f µs  p99 %8.0f µs  (load %s)", r.Workload, r.Target, r.Throughput, r.Unit, r.P50us, r.P99us, loadAvg())
+			sc := ""
+			if r.ProxyReads+r.ProxyWrites > 0 { // Go uses read/write; pgbouncer's recv/send are not counted in /proc/<pid>/io
+				sc = fmt.Sprintf(", %.1f reads + %.1f writes/tx", r.ProxyReads, r.ProxyWrites)
+			}
+			logf("%-18s %-16s %10.1f %-11s p50 %8.0f µs  p99 %8.0f µs  proxy CPU %6.1f µs/tx%s  (load %s)", r.Workload, r.Target, r.Throughput, r.Unit, r.P50us, r.P99us, r.ProxyCPUus, sc, loadAvg())
 			rep.Results = append(rep.Results, r)
 		}
 	}

@@ -78,8 +78,8 @@ func printTable(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "\npgwarden benchmark — %s, %d cores (%s), %s RAM; load average %s → %s; %s per workload per target; total %s\n\n",
 		rep.Started.UTC().Format("2006-01-02 15:04 UTC"), rep.Machine.NProc, rep.Machine.CPU, rep.Machine.MemTotal,
 		rep.LoadAvgStart, rep.LoadAvgEnd, rep.DurationEach, rep.Elapsed)
-	fmt.Fprintf(w, "| %-18s | %-15s | %20s | %9s | %9s | %11s | %11s |\n", "workload", "target", "throughput", "p50", "p99", "pgw/direct", "pgw/pgbouncer")
-	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 20), strings.Repeat("-", 17), strings.Repeat("-", 22), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 13), strings.Repeat("-", 15))
+	fmt.Fprintf(w, "| %-18s | %-15s | %20s | %9s | %9s | %11s | %13s | %12s |\n", "workload", "target", "throughput", "p50", "p99", "pgw/direct", "pgw/pgbouncer", "proxy CPU/tx")
+	fmt.Fprintf(w, "|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 20), strings.Repeat("-", 17), strings.Repeat("-", 22), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 13), strings.Repeat("-", 15), strings.Repeat("-", 14))
 	for _, r := range rep.Results {
 		rd, rb := "", ""
 		if r.Target == "pgwarden" {
@@ -101,7 +101,11 @@ func printTable(w io.Writer, rep *Report) {
 			}
 		}
 		tp := fmt.Sprintf("%.1f %s", r.Throughput, r.Unit)
-		fmt.Fprintf(w, "| %-18s | %-15s | %20s | %9s | %9s | %11s | %13s |\n", r.Workload, r.Target, tp, fmtUS(r.P50us), fmtUS(r.P99us), rd, rb)
+		cpu := ""
+		if r.ProxyCPUus > 0 {
+			cpu = fmt.Sprintf("%.1f µs", r.ProxyCPUus)
+		}
+		fmt.Fprintf(w, "| %-18s | %-15s | %20s | %9s | %9s | %11s | %13s | %12s |\n", r.Workload, r.Target, tp, fmtUS(r.P50us), fmtUS(r.P99us), rd, rb, cpu)
 	}
 	fmt.Fprintln(w, "\ntargets (issue 8):")
 	for _, c := range rep.Checks {

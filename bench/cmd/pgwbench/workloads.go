@@ -29,6 +29,13 @@ type Result struct {
 	P99us      float64 `json:"p99_us"`
 	N          int     `json:"n"`
 	Errors     int     `json:"errors,omitempty"`
+	// ProxyCPUus is the CPU time (user+system) the proxy process spent per
+	// transaction: far less sensitive to machine load than throughput.
+	ProxyCPUus float64 `json:"proxy_cpu_us_per_tx,omitempty"`
+	// ProxyReads and ProxyWrites are the proxy's read(2)/write(2)-family
+	// syscalls per transaction (/proc/<pid>/io syscr, syscw).
+	ProxyReads  float64 `json:"proxy_reads_per_tx,omitempty"`
+	ProxyWrites float64 `json:"proxy_writes_per_tx,omitempty"`
 	Note       string  `json:"note,omitempty"`
 }
 
