@@ -36,7 +36,7 @@ type Result struct {
 	// syscalls per transaction (/proc/<pid>/io syscr, syscw).
 	ProxyReads  float64 `json:"proxy_reads_per_tx,omitempty"`
 	ProxyWrites float64 `json:"proxy_writes_per_tx,omitempty"`
-	Note       string  `json:"note,omitempty"`
+	Note        string  `json:"note,omitempty"`
 }
 
 func percentile(sorted []float64, p float64) float64 {
