@@ -732,6 +732,13 @@ func (ss *session) keepAlive(expiry time.Time) {
 			ss.log.Debug().Time("expiry", exp).Msg("credential renewed")
 			expiry = exp
 		case err == nil || errors.Is(err, credentials.ErrNotRenewable):
+			// The lease's final expiry: a provider that capped the
+			// renewal (e.g. Vault at max_ttl) returns a later one than
+			// before; one that refused returns the current or an earlier
+			// one.
+			if !exp.IsZero() {
+				expiry = exp
+			}
 			renewable = false
 		default:
 			// Transient failure: retry at 2/3 of what is left (shrinking),
