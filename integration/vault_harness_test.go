@@ -196,8 +196,10 @@ const (
 // startVaultGateway starts Vault with the database engine against the
 // upstream PostgreSQL and a pgwarden with credentials.provider vault and
 // credentials.vault.auth auth ("token": VAULT_TOKEN is the root token;
-// "jwt": Vault's jwt auth trusts the gateway's OIDC issuer, and the Vault
-// identity groups analyst, intern → reader-creds and ingest → writer-creds).
+// "approle": AppRole pgwarden with a periodic token allowed the reader and
+// writer creds and lease renew/revoke; "jwt": Vault's jwt auth trusts the
+// gateway's OIDC issuer, and the Vault identity groups analyst, intern →
+// reader-creds and ingest → writer-creds).
 //
 // Vault roles (all in the upstream's "vectors" database):
 // vector_reader and vector_writer (1m/5m, members of the seed roles of the
@@ -250,14 +252,37 @@ func startVaultGateway(t *testing.T, auth string, mutate func(*config.Config)) (
 		}
 	}
 
+	var roleID, secretID string
+	if auth == "approle" {
+		// As docs/vault.md says: a periodic token allowed the creds paths
+		// plus sys/leases/revoke (the default policy only grants renew).
+		if err := tv.Admin.Sys().PutPolicy("pgwarden-leases", `path "sys/leases/revoke" { capabilities = ["update"] }
+path "sys/leases/renew" { capabilities = ["update"] }`); err != nil {
+			t.Fatal(err)
+		}
+		if err := tv.Admin.Sys().EnableAuthWithOptions("approle", &vaultapi.EnableAuthOptions{Type: "approle"}); err != nil {
+			t.Fatal(err)
+		}
+		tv.write(t, "auth/approle/role/pgwarden", map[string]any{
+			"token_policies": []string{"reader-creds", "writer-creds", "pgwarden-leases"},
+			"token_period":   "1h",
+		})
+		rid, err := tv.Admin.Logical().Read("auth/approle/role/pgwarden/role-id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		roleID = rid.Data["role_id"].(string)
+		secretID = tv.write(t, "auth/approle/role/pgwarden/secret-id", nil).Data["secret_id"].(string)
+	}
 	if auth == "token" {
 		t.Setenv("VAULT_TOKEN", tv.Root)
 	} else {
-		t.Setenv("VAULT_TOKEN", "") // jwt must not depend on (or use) one
+		t.Setenv("VAULT_TOKEN", "") // jwt/approle must not depend on (or use) one
 	}
 	w := startGateway(t, func(cfg *config.Config) {
 		cfg.Credentials.Provider = "vault"
-		cfg.Credentials.Vault = config.Vault{Address: tv.Addr, Auth: auth, JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database"}
+		cfg.Credentials.Vault = config.Vault{Address: tv.Addr, Auth: auth, JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database",
+			RoleID: roleID, SecretID: secretID}
 		cfg.Credentials.Native.AdminDSN = "" // the gateway holds no database secret
 		if mutate != nil {
 			mutate(cfg)

@@ -361,3 +361,54 @@ func TestVaultStoppedMidRun(t *testing.T) {
 		t.Fatal("long session sees no documents")
 	}
 }
+
+// auth approle with the policy docs/vault.md prescribes: pgwarden logs in
+// itself (no VAULT_TOKEN), mints per-session roles and revokes them.
+func TestVaultAppRoleSession(t *testing.T) {
+	tv, w := startVaultGateway(t, "approle", nil)
+	ctx := context.Background()
+	d := direct(t)
+	if code, body := w.readyz(t); code != 200 {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+	conn, err := w.vaultConnect(t, "ivan@example.com", "ingest")
+	if err != nil {
+		t.Fatalf("connect: %v\n%s", err, tv.Log())
+	}
+	user := currentUser(t, conn)
+	if !strings.HasPrefix(user, "v-") || !strings.Contains(user, "approle") {
+		t.Fatalf("current_user %q: want a Vault role minted with the AppRole token", user)
+	}
+	if l := tv.leases(t, "vector_writer"); len(l) != 1 {
+		t.Fatalf("writer leases %v", l)
+	}
+	conn.Close(ctx)
+	if !waitVault(10*time.Second, func() bool {
+		return len(tv.leases(t, "vector_writer")) == 0 && !upstreamRoleExists(t, d, user)
+	}) {
+		t.Fatalf("after close: leases %v, role exists %v", tv.leases(t, "vector_writer"), upstreamRoleExists(t, d, user))
+	}
+}
+
+// A sealed Vault: new sessions get 08001 "vault is sealed", /readyz says so,
+// and a session that holds a credential goes on.
+func TestVaultSealed(t *testing.T) {
+	tv, w := startVaultGateway(t, "token", nil)
+	conn, err := w.vaultConnect(t, "alice@example.com", "analyst")
+	if err != nil {
+		t.Fatalf("connect: %v\n%s", err, tv.Log())
+	}
+	user := currentUser(t, conn)
+	if err := tv.Admin.Sys().Seal(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.vaultConnect(t, "bob@example.com", "analyst")
+	wantConnectRefused(t, err, "vault is sealed", tv.Root)
+	code, body := w.readyz(t)
+	if code != 503 || !strings.Contains(body, `"credentials":"vault is sealed"`) {
+		t.Fatalf("readyz with Vault sealed: %d %s", code, body)
+	}
+	if got := currentUser(t, conn); got != user {
+		t.Fatalf("existing session now %q, was %q", got, user)
+	}
+}
