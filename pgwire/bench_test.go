@@ -65,7 +65,7 @@ func relayPair(tb testing.TB, h Hooks) (client, upstream net.Conn, stop func()) 
 	ss.ur, ss.uw = bufio.NewReaderSize(gwUp, upReadBuf), bufio.NewWriterSize(gwUp, upWriteBuf)
 	ss.cf, ss.uf = newFramer(ss.cr, srv.cfg.MaxMessageBytes), newFramer(ss.ur, srv.cfg.MaxMessageBytes)
 	ss.ctx, ss.cancel = context.WithCancel(context.Background())
-	ss.hookCtx, ss.hookCancel = context.WithCancel(ss.ctx)
+	ss.hookCtx, ss.hookCancel = context.WithCancelCause(ss.ctx)
 	done := make(chan struct{})
 	go func() { ss.run(); close(done) }()
 	return client, upstream, func() {

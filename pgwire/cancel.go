@@ -77,7 +77,7 @@ func (s *Server) handleCancel(req *pgproto3.CancelRequest) {
 func (ss *session) cancelRequest() {
 	ss.hookMu.Lock()
 	if ss.inHook && ss.hookCancel != nil {
-		ss.hookCancel()
+		ss.hookCancel(ErrCancelRequest)
 		ss.hookMu.Unlock()
 		ss.log.Info().Msg("cancel request delivered to the blocking hook")
 		return

@@ -92,3 +92,8 @@ type Hooks interface {
 // upstream connection, before the client receives ReadyForQuery. An error
 // refuses the session (a *pgerr.Error is sent to the client as is).
 type HookFactory func(ctx context.Context, s Session) (Hooks, error)
+
+// ErrCancelRequest is the cause (context.Cause) of the context passed to
+// Hooks.OnClient when the client sent a CancelRequest for this session; a
+// context ended because the session ended has another cause.
+var ErrCancelRequest = errors.New("pgwire: client sent a CancelRequest")

@@ -343,7 +343,7 @@ func (ss *session) noteForwarded(typ byte) {
 func (ss *session) callOnClient(msg pgproto3.FrontendMessage) Verdict {
 	ss.hookMu.Lock()
 	if ss.hookCtx.Err() != nil && ss.ctx.Err() == nil {
-		ss.hookCtx, ss.hookCancel = context.WithCancel(ss.ctx)
+		ss.hookCtx, ss.hookCancel = context.WithCancelCause(ss.ctx)
 	}
 	ctx := ss.hookCtx
 	ss.inHook = true

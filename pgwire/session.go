@@ -80,7 +80,7 @@ type session struct {
 	hookMu     sync.Mutex
 	inHook     bool
 	hookCtx    context.Context
-	hookCancel context.CancelFunc
+	hookCancel context.CancelCauseFunc
 
 	endOnce  sync.Once
 	endMu    sync.Mutex
@@ -391,7 +391,7 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 	ss.uf = newFramer(ss.ur, s.cfg.MaxMessageBytes)
 	ss.ctx, ss.cancel = context.WithCancel(s.baseCtx)
 	defer ss.cancel()
-	ss.hookCtx, ss.hookCancel = context.WithCancel(ss.ctx)
+	ss.hookCtx, ss.hookCancel = context.WithCancelCause(ss.ctx)
 	var mk [8]byte
 	if _, err := rand.Read(mk[:]); err != nil {
 		up.Close()

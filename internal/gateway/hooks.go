@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/pgwarden/pgwarden/approvals"
@@ -43,6 +44,8 @@ type hooks struct {
 	maxRows   int
 	recording bool        // record result rows
 	unflushed atomic.Bool // events recorded since the last ReadyForQuery
+
+	types *pgtype.Map // binary parameter decoding (client goroutine only)
 
 	// server goroutine only
 	active *run
@@ -307,7 +310,7 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 	// A Parse of SQL-level EXECUTE/PREPARE/DEALLOCATE (some drivers send
 	// every statement through Parse): EXECUTE is what its prepared statement does.
 	stmts := h.pol.Resolve(an)
-	p := &prepared{name: m.Name, sql: m.Query, actions: stmtActions(stmts)}
+	p := &prepared{name: m.Name, sql: m.Query, actions: stmtActions(stmts), paramOIDs: append([]uint32(nil), m.ParameterOIDs...)}
 	// Decided now with the unrefined statements; the planner estimate
 	// (bulk_delete) and approvals wait for Execute and its parameters.
 	d := h.g.policy.DecideAll(h.groups, stmts)
@@ -352,7 +355,7 @@ func (h *hooks) onBind(m *pgproto3.Bind) pgwire.Verdict {
 	if st == nil {
 		st = &prepared{name: m.PreparedStatement} // PostgreSQL will refuse it
 	}
-	pt := &portal{name: m.DestinationPortal, stmt: st, params: textParams(m), formats: append([]int16(nil), m.ResultFormatCodes...)}
+	pt := &portal{name: m.DestinationPortal, stmt: st, params: h.textParams(m, st.paramOIDs), formats: append([]int16(nil), m.ResultFormatCodes...)}
 	h.portals[m.DestinationPortal] = pt
 	if !h.skipping {
 		h.q = append(h.q, &expect{kind: expBind, name: m.DestinationPortal, portal: pt})
@@ -361,8 +364,11 @@ func (h *hooks) onBind(m *pgproto3.Bind) pgwire.Verdict {
 }
 
 // textParams copies bind parameters out of the reused message buffer, in
+// text form: binary values of a known parameter type (from Parse or the
+// server's ParameterDescription) are decoded and re-encoded as text, so the
+// planner estimate and approvers see the value; others become \x hex.
 // text form (binary values as \x hex); nil is SQL NULL.
-func textParams(m *pgproto3.Bind) []*string {
+func (h *hooks) textParams(m *pgproto3.Bind, oids []uint32) []*string {
 	out := make([]*string, len(m.Parameters))
 	for i, v := range m.Parameters {
 		if v == nil {
@@ -380,13 +386,39 @@ func textParams(m *pgproto3.Bind) []*string {
 		}
 		var s string
 		if binary {
-			s = `\x` + hex.EncodeToString(v)
+			var ok bool
+			if i < len(oids) && oids[i] != 0 {
+				s, ok = h.binaryToText(oids[i], v)
+			}
+			if !ok {
+				s = `\x` + hex.EncodeToString(v)
+			}
 		} else {
 			s = string(v)
 		}
 		out[i] = &s
 	}
 	return out
+}
+
+// binaryToText converts one binary-format value of type oid to its text form.
+func (h *hooks) binaryToText(oid uint32, v []byte) (string, bool) {
+	if h.types == nil {
+		h.types = pgtype.NewMap()
+	}
+	t, ok := h.types.TypeForOID(oid)
+	if !ok {
+		return "", false
+	}
+	val, err := t.Codec.DecodeValue(h.types, oid, pgtype.BinaryFormatCode, v)
+	if err != nil {
+		return "", false
+	}
+	buf, err := h.types.Encode(oid, pgtype.TextFormatCode, val, nil)
+	if err != nil || buf == nil {
+		return "", false
+	}
+	return string(buf), true
 }
 
 func plainParams(ps []*string) []string {
@@ -483,7 +515,19 @@ func (h *hooks) hold(ctx context.Context, sql string, params []*string, actions 
 	if err := h.s.Notice(approvals.HeldNotice(a)); err != nil {
 		return "", pgerr.New(pgerr.QueryCanceled, "pgwarden: client gone while statement was held").WithCause(err)
 	}
-	out, err := mgr.Wait(ctx, a.ID)
+	// Only the client's CancelRequest withdraws the request; the session
+	// ending (client gone, gateway stopping) expires it instead.
+	wctx, wcancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), pgwire.ErrCancelRequest) {
+			wcancel()
+		} else {
+			mgr.SessionEnded(h.info.ID)
+		}
+	})
+	out, err := mgr.Wait(wctx, a.ID)
+	stop()
+	wcancel()
 	if err != nil && out.State == "" {
 		return "", pgerr.New(pgerr.QueryCanceled, "pgwarden: approval %s could not be awaited", a.ID).WithCause(err)
 	}
@@ -591,6 +635,12 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 		h.popKind(expBind)
 	case *pgproto3.CloseComplete:
 		h.popKind(expClose)
+	case *pgproto3.ParameterDescription:
+		h.mu.Lock()
+		if e := h.head(); e != nil && e.kind == expDescS && e.stmt != nil {
+			e.stmt.paramOIDs = append([]uint32(nil), m.ParameterOIDs...)
+		}
+		h.mu.Unlock()
 	case *pgproto3.NoData:
 		h.popKind(expDescS, expDescP)
 	// The relay forwards the original bytes when OnServer returns msg

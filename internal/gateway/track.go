@@ -67,12 +67,15 @@ type expect struct {
 
 // prepared is an extended-protocol prepared statement as the gateway knows it.
 type prepared struct {
-	name     string
-	sql      string
-	maskSQL  string // for a Parse of EXECUTE: the PREPARE masking traces
-	actions  []string
-	deferred bool // needs an approval or planner estimate at Execute time
-	rd       *rowDesc
+	name    string
+	sql     string
+	maskSQL string // for a Parse of EXECUTE: the PREPARE masking traces
+	// parameter types from Parse, then from the server's ParameterDescription
+	// (written by the server goroutine before the Bind that reads it is answered)
+	paramOIDs []uint32
+	actions   []string
+	deferred  bool // needs an approval or planner estimate at Execute time
+	rd        *rowDesc
 	// lastRD is the plans built for the last RowDescription of a Describe
 	// of this statement or of one of its portals: drivers (libpq's
 	// PQexecPrepared, pgbench -M prepared) describe the portal on every
