@@ -1,8 +1,9 @@
 # pgwarden — the two commands a newcomer needs are `make run` and `make test`.
 #
 #   make setup   install PostgreSQL 15 + pgvector 0.8 (scripts/setup.sh), the Go
-#                modules, and the Vault server the vault provider's tests use
-#                (scripts/vault-tool.sh); idempotent: installs nothing twice
+#                modules, the real clients of the compatibility suite, Chromium for
+#                the UI test, and the Vault and Hydra servers the tests run (built
+#                once into .tools/bin); idempotent: installs nothing twice
 #   make build   bin/pgwarden
 #   make test    go vet, then every test (real PostgreSQL/Vault servers started by the tests)
 #   make run     build and start `pgwarden dev` (the local stack); ARGS='--data DIR' to pass flags
@@ -32,6 +33,7 @@ setup-clients:
 	@scripts/setup-clients.sh
 
 setup: setup-pg setup-clients
+	@scripts/setup-browser.sh
 	@scripts/vault-tool.sh
 	@scripts/hydra-tool.sh
 
