@@ -14,18 +14,23 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/internal/gateway"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
 
@@ -279,7 +284,21 @@ path "sys/leases/renew" { capabilities = ["update"] }`); err != nil {
 	} else {
 		t.Setenv("VAULT_TOKEN", "") // jwt/approle must not depend on (or use) one
 	}
-	w := startGateway(t, func(cfg *config.Config) {
+	// The gateway's whole log (debug level), checked after it stopped:
+	// no Vault token, AppRole secret id or OIDC token in it.
+	logBuf := &syncBuffer{}
+	t.Cleanup(func() {
+		out := logBuf.String()
+		for name, secret := range map[string]string{"root token": tv.Root, "vault token": "hvs.", "secret_id": secretID, "JWT": "eyJ"} {
+			if secret != "" && strings.Contains(out, secret) {
+				t.Errorf("gateway log contains a %s", name)
+			}
+		}
+		if strings.Count(out, "\n") < 2 && !t.Failed() {
+			t.Errorf("gateway log is nearly empty (%d bytes): capture broken?", len(out))
+		}
+	})
+	w := startGatewayLogged(t, logBuf, func(cfg *config.Config) {
 		cfg.Credentials.Provider = "vault"
 		cfg.Credentials.Vault = config.Vault{Address: tv.Addr, Auth: auth, JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database",
 			RoleID: roleID, SecretID: secretID}
@@ -351,4 +370,77 @@ func waitVault(limit time.Duration, cond func() bool) bool {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return cond()
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startGatewayLogged is startGateway with the gateway's log at debug level
+// written to logw (and warnings and above to the test log).
+func startGatewayLogged(t testing.TB, logw io.Writer, mutate func(*config.Config)) *gw {
+	t.Helper()
+	is := newIssuer(t)
+	cfg := baseConfig(t, is)
+	if mutate != nil {
+		mutate(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	wl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.Admin.Listen = wl.Addr().String(), al.Addr().String()
+	log := zerolog.New(zerolog.MultiLevelWriter(logw, warnOnly{zerolog.NewTestWriter(t)})).Level(zerolog.DebugLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := gateway.New(ctx, cfg, gateway.Options{Log: log})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, wl, al) }()
+	w := &gw{Addr: cfg.Listen, AdminURL: "http://" + cfg.Admin.Listen, Cfg: cfg, Issuer: is, G: g}
+	w.stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("gateway did not stop within 20s")
+		}
+	}
+	t.Cleanup(w.stop)
+	return w
+}
+
+// warnOnly passes warnings and above to w.
+type warnOnly struct{ w io.Writer }
+
+func (f warnOnly) Write(p []byte) (int, error) { return len(p), nil }
+
+func (f warnOnly) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	if l < zerolog.WarnLevel {
+		return len(p), nil
+	}
+	return f.w.Write(p)
 }
