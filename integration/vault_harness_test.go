@@ -209,7 +209,7 @@ const (
 // Vault roles (all in the upstream's "vectors" database):
 // vector_reader and vector_writer (1m/5m, members of the seed roles of the
 // same name) and vector_short (4s/6s, member of vector_reader).
-func startVaultGateway(t *testing.T, auth string, mutate func(*config.Config)) (*itVault, *gw) {
+func startVaultGateway(t testing.TB, auth string, mutate func(*config.Config)) (*itVault, *gw) {
 	t.Helper()
 	vaultBin(t)
 	ctx := context.Background()

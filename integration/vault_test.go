@@ -412,3 +412,27 @@ func TestVaultSealed(t *testing.T) {
 		t.Fatalf("existing session now %q, was %q", got, user)
 	}
 }
+
+// BenchmarkVaultSession: one whole session through pgwarden with the vault
+// provider (token auth): TLS, token verification, creds read from Vault
+// (CREATE ROLE upstream), upstream scram login, SELECT 1, close (lease
+// revocation runs after the client is gone).
+func BenchmarkVaultSession(b *testing.B) {
+	tv, w := startVaultGateway(b, "token", nil)
+	ctx := context.Background()
+	cc := w.connConfig(b, "alice@example.com", w.Issuer.token(b, "alice@example.com", "analyst"))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		conn, err := pgx.ConnectConfig(ctx, cc)
+		if err != nil {
+			b.Fatalf("connect: %v\n%s", err, tv.Log())
+		}
+		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			b.Fatal(err)
+		}
+		conn.Close(ctx)
+	}
+	b.StopTimer()
+	waitVault(20*time.Second, func() bool { return len(tv.leases(b, "vector_reader")) == 0 })
+}
