@@ -38,6 +38,7 @@ import (
 
 type options struct {
 	duration   time.Duration
+	rounds     int
 	dataDir    string
 	out        string
 	pgwarden   string
@@ -49,7 +50,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "duration of each throughput workload per target (whole seconds)")
+	flag.DurationVar(&o.duration, "duration", 8*time.Second, "duration of each throughput workload per target and round (whole seconds)")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of each throughput workload per target (order reversed every other round)")
 	flag.StringVar(&o.dataDir, "data", filepath.Join(os.TempDir(), "pgwbench-data"), "cached, seeded PostgreSQL cluster (reused across runs)")
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "JSON results file")
 	flag.StringVar(&o.pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary")
@@ -132,7 +134,7 @@ type Report struct {
 
 func run(ctx context.Context, o options) error {
 	started := time.Now()
-	rep := &Report{Started: started, Machine: machine(), LoadAvgStart: loadAvg(), DurationEach: o.duration.String()}
+	rep := &Report{Started: started, Machine: machine(), LoadAvgStart: loadAvg(), DurationEach: fmt.Sprintf("%s × %d rounds", o.duration, o.rounds)}
 	if o.duration < 2*time.Second {
 		return fmt.Errorf("-duration must be at least 2s")
 	}
@@ -240,25 +242,30 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 		targets []*target
 		prof    bool
 		run     func(t *target) (Result, error)
+		rounds  int // 0: o.rounds
 	}
 	pb := func(w pgbenchWorkload) func(t *target) (Result, error) {
 		return func(t *target) (Result, error) { return runPgbench(ctx, work, w, t, o.duration) }
 	}
 	steps := []step{
-		{"pgbench-S-simple", three, true, pb(pgbenchWorkload{Name: "pgbench-S-simple", Clients: 8, Mode: "simple", Args: []string{"-S"}})},
-		{"pgbench-S-prepared", three, true, pb(pgbenchWorkload{Name: "pgbench-S-prepared", Clients: 8, Mode: "prepared", Args: []string{"-S"}})},
-		{"knn", three, true, pb(pgbenchWorkload{Name: "knn", Clients: 8, Mode: "prepared", Args: []string{"-f", knn}})},
-		{"masked-read", []*target{direct, pgb, pgw, pgwNoMask}, true, pb(pgbenchWorkload{Name: "masked-read", Clients: 4, Mode: "prepared", Args: []string{"-f", masked}})},
-		{"insert-batch", three, true, pb(pgbenchWorkload{Name: "insert-batch", Clients: 4, Mode: "simple", Args: insArgs})},
-		{"insert-copy", three, false, func(t *target) (Result, error) { return runCopy(ctx, t, 4, 100, o.duration) }},
-		{"connect-churn", three, true, func(t *target) (Result, error) { return runChurn(ctx, t, o.churnN) }},
+		{"pgbench-S-simple", three, true, pb(pgbenchWorkload{Name: "pgbench-S-simple", Clients: 8, Mode: "simple", Args: []string{"-S"}}), 0},
+		{"pgbench-S-prepared", three, true, pb(pgbenchWorkload{Name: "pgbench-S-prepared", Clients: 8, Mode: "prepared", Args: []string{"-S"}}), 0},
+		{"knn", three, true, pb(pgbenchWorkload{Name: "knn", Clients: 8, Mode: "prepared", Args: []string{"-f", knn}}), 0},
+		{"masked-read", []*target{direct, pgb, pgw, pgwNoMask}, true, pb(pgbenchWorkload{Name: "masked-read", Clients: 4, Mode: "prepared", Args: []string{"-f", masked}}), 0},
+		{"insert-batch", three, true, pb(pgbenchWorkload{Name: "insert-batch", Clients: 4, Mode: "simple", Args: insArgs}), 0},
+		{"insert-copy", three, false, func(t *target) (Result, error) { return runCopy(ctx, t, 4, 100, o.duration) }, 0},
+		{"connect-churn", three, true, func(t *target) (Result, error) { return runChurn(ctx, t, o.churnN) }, 1},
 		{"idle-sessions", []*target{pgb, pgw}, false, func(t *target) (Result, error) {
 			var hook func()
 			if profile && t == pgw {
-				hook = func() { fetchProfile(pgw, "/debug/pprof/heap", filepath.Join(o.profileDir, "heap-idle.pprof")) }
+				hook = func() {
+					fetchProfile(pgw, "/debug/pprof/heap", filepath.Join(o.profileDir, "heap-idle.pprof"))
+					fetchProfile(pgw, "/debug/pprof/heap?debug=1", filepath.Join(o.profileDir, "heap-idle.txt")) // ends with runtime.MemStats
+					fetchProfile(pgw, "/debug/pprof/goroutine?debug=1", filepath.Join(o.profileDir, "goroutines-idle.txt"))
+				}
 			}
 			return runIdle(ctx, t, o.idleN, hook)
-		}},
+		}, 1},
 	}
 	only := map[string]bool{}
 	for _, s := range strings.Split(o.only, ",") {
@@ -271,47 +278,64 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 			continue
 		}
 		n := len(s.targets)
+		rounds := s.rounds
+		if rounds == 0 {
+			rounds = o.rounds
+		}
+		// Round 0 runs the targets in rotated order (who goes first changes
+		// per workload), round 1 in the reverse order, and so on: drift in
+		// machine load hits every target alike.
+		byTarget := map[*target][]Result{}
+		for round := 0; round < rounds; round++ {
+			for j := 0; j < n; j++ {
+				k := j
+				if round%2 == 1 {
+					k = n - 1 - j
+				}
+				t := s.targets[(i+k)%n]
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				var profDone chan struct{}
+				if profile && s.prof && t == pgw && round == 0 {
+					profDone = make(chan struct{})
+					secs := int(o.duration.Seconds()) - 1
+					go func() {
+						defer close(profDone)
+						fetchProfile(pgw, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), filepath.Join(o.profileDir, "cpu-"+s.name+".pprof"))
+					}()
+				}
+				var cpu0, r0, w0 int64
+				if t.PID != 0 {
+					cpu0, _ = cpuTicks(t.PID)
+					r0, w0, _ = syscallCounts(t.PID)
+				}
+				r, err := s.run(t)
+				if t.PID != 0 && err == nil && r.N > 0 && r.Unit != "KiB/session" {
+					if cpu1, err := cpuTicks(t.PID); err == nil {
+						r.ProxyCPUus = float64(cpu1-cpu0) * 1e4 / float64(r.N) // ticks are 10 ms
+					}
+					if r1, w1, err := syscallCounts(t.PID); err == nil {
+						r.ProxyReads, r.ProxyWrites = float64(r1-r0)/float64(r.N), float64(w1-w0)/float64(r.N)
+					}
+				}
+				if profDone != nil {
+					<-profDone
+				}
+				if err != nil {
+					return err
+				}
+				sc := ""
+				if r.ProxyReads+r.ProxyWrites > 0 { // Go uses read/write; pgbouncer's recv/send are not counted in /proc/<pid>/io
+					sc = fmt.Sprintf(", %.1f reads + %.1f writes/tx", r.ProxyReads, r.ProxyWrites)
+				}
+				logf("%-18s %-16s %10.1f %-11s p50 %8.0f µs  p99 %8.0f µs  proxy CPU %6.1f µs/tx%s  (round %d, load %s)", r.Workload, r.Target, r.Throughput, r.Unit, r.P50us, r.P99us, r.ProxyCPUus, sc, round+1, loadAvg())
+				byTarget[t] = append(byTarget[t], r)
+			}
+		}
 		for j := 0; j < n; j++ {
-			t := s.targets[(i+j)%n] // rotate who goes first
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var profDone chan struct{}
-			if profile && s.prof && t == pgw {
-				profDone = make(chan struct{})
-				secs := int(o.duration.Seconds()) - 1
-				go func() {
-					defer close(profDone)
-					fetchProfile(pgw, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), filepath.Join(o.profileDir, "cpu-"+s.name+".pprof"))
-				}()
-			}
-			var cpu0, r0, w0 int64
-			if t.PID != 0 {
-				cpu0, _ = cpuTicks(t.PID)
-				r0, w0, _ = syscallCounts(t.PID)
-			}
-			r, err := s.run(t)
-			if t.PID != 0 && err == nil && r.N > 0 && r.Unit != "KiB/session" {
-				if cpu1, err := cpuTicks(t.PID); err == nil {
-					// tx count: throughput × run time is what pgbench reports; N is what was logged
-					r.ProxyCPUus = float64(cpu1-cpu0) * 1e4 / float64(r.N)
-				}
-				if r1, w1, err := syscallCounts(t.PID); err == nil {
-					r.ProxyReads, r.ProxyWrites = float64(r1-r0)/float64(r.N), float64(w1-w0)/float64(r.N)
-				}
-			}
-			if profDone != nil {
-				<-profDone
-			}
-			if err != nil {
-				return err
-			}
-			sc := ""
-			if r.ProxyReads+r.ProxyWrites > 0 { // Go uses read/write; pgbouncer's recv/send are not counted in /proc/<pid>/io
-				sc = fmt.Sprintf(", %.1f reads + %.1f writes/tx", r.ProxyReads, r.ProxyWrites)
-			}
-			logf("%-18s %-16s %10.1f %-11s p50 %8.0f µs  p99 %8.0f µs  proxy CPU %6.1f µs/tx%s  (load %s)", r.Workload, r.Target, r.Throughput, r.Unit, r.P50us, r.P99us, r.ProxyCPUus, sc, loadAvg())
-			rep.Results = append(rep.Results, r)
+			t := s.targets[(i+j)%n]
+			rep.Results = append(rep.Results, merge(byTarget[t]))
 		}
 	}
 	if profile {

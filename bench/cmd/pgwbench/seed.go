@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -115,6 +116,19 @@ func seed(ctx context.Context, c *pgtest.Cluster, adminPW, directPW string, logf
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return "", fmt.Errorf("grants: %w", err)
 		}
+	}
+	// The kNN workload must really be an HNSW index scan (the query vector
+	// comes from a scalar subquery on qvecs, evaluated once as an InitPlan).
+	rows, err := conn.Query(ctx, "EXPLAIN SELECT id FROM documents ORDER BY embedding <-> (SELECT v FROM qvecs WHERE id = 1) LIMIT 10")
+	if err != nil {
+		return "", err
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", err
+	}
+	if !strings.Contains(strings.Join(plan, "\n"), "documents_embedding_hnsw") {
+		return "", fmt.Errorf("the kNN query does not use the HNSW index:\n%s", strings.Join(plan, "\n"))
 	}
 	// pgwarden_admin (native provider). Seed inside Provision leaves the
 	// loaded tables alone (they have rows).

@@ -37,6 +37,38 @@ type Result struct {
 	ProxyReads  float64 `json:"proxy_reads_per_tx,omitempty"`
 	ProxyWrites float64 `json:"proxy_writes_per_tx,omitempty"`
 	Note        string  `json:"note,omitempty"`
+	Rounds      int     `json:"rounds,omitempty"`
+
+	lat []float64 // sorted samples, for merging rounds
+}
+
+// merge combines rounds of one workload on one target: mean throughput,
+// percentiles over all samples, CPU and syscalls weighted by transactions.
+func merge(rs []Result) Result {
+	if len(rs) == 1 {
+		rs[0].Rounds = 1
+		return rs[0]
+	}
+	out := rs[0]
+	out.Throughput, out.N, out.Errors, out.ProxyCPUus, out.ProxyReads, out.ProxyWrites, out.lat = 0, 0, 0, 0, 0, 0, nil
+	for _, r := range rs {
+		out.Throughput += r.Throughput / float64(len(rs))
+		out.N += r.N
+		out.Errors += r.Errors
+		out.ProxyCPUus += r.ProxyCPUus * float64(r.N)
+		out.ProxyReads += r.ProxyReads * float64(r.N)
+		out.ProxyWrites += r.ProxyWrites * float64(r.N)
+		out.lat = append(out.lat, r.lat...)
+	}
+	if out.N > 0 {
+		out.ProxyCPUus /= float64(out.N)
+		out.ProxyReads /= float64(out.N)
+		out.ProxyWrites /= float64(out.N)
+	}
+	slices.Sort(out.lat)
+	out.P50us, out.P99us = percentile(out.lat, 0.5), percentile(out.lat, 0.99)
+	out.Rounds = len(rs)
+	return out
 }
 
 func percentile(sorted []float64, p float64) float64 {
@@ -52,7 +84,7 @@ func latencyResult(workload, target string, lat []float64, elapsed time.Duration
 	return Result{
 		Workload: workload, Target: target, Unit: unit, N: len(lat), Errors: errs,
 		Throughput: float64(len(lat)) / elapsed.Seconds(),
-		P50us:      percentile(lat, 0.50), P99us: percentile(lat, 0.99),
+		P50us:      percentile(lat, 0.50), P99us: percentile(lat, 0.99), lat: lat,
 	}
 }
 
@@ -118,7 +150,7 @@ func runPgbench(ctx context.Context, dir string, w pgbenchWorkload, t *target, d
 	if m := regexp.MustCompile(`number of failed transactions: ([0-9]+)`).FindStringSubmatch(out); m != nil {
 		errs, _ = strconv.Atoi(m[1])
 	}
-	return Result{Workload: w.Name, Target: t.Name, Throughput: tps, Unit: "tx/s", P50us: percentile(lat, 0.5), P99us: percentile(lat, 0.99), N: len(lat), Errors: errs}, nil
+	return Result{Workload: w.Name, Target: t.Name, Throughput: tps, Unit: "tx/s", P50us: percentile(lat, 0.5), P99us: percentile(lat, 0.99), N: len(lat), Errors: errs, lat: lat}, nil
 }
 
 func connConfig(t *target) (*pgx.ConnConfig, error) {
