@@ -311,7 +311,7 @@ func TestVaultSealedAndUnreachable(t *testing.T) {
 		t.Fatalf("Renew while sealed: %v, want a transient error", err)
 	}
 
-	e.V.Stop()
+	e.V.Kill()
 	_, err = v.Mint(ctx, Request{DBRoles: []string{"vector_reader"}})
 	wantMintError(t, err, "vault unreachable", e.V.Root)
 	if err := v.Check(ctx); err == nil || !strings.Contains(err.Error(), "vault unreachable") {

@@ -100,7 +100,7 @@ func TestVaultTokenSessionLeaseRevoked(t *testing.T) {
 	tv, w := startVaultGateway(t, "token", nil)
 	ctx := context.Background()
 	d := direct(t)
-	if l := tv.leases(t, "vector_reader"); len(l) != 0 {
+	if l := tv.Leases(t, "vector_reader"); len(l) != 0 {
 		t.Fatalf("leases before any session: %v", l)
 	}
 
@@ -130,11 +130,11 @@ func TestVaultTokenSessionLeaseRevoked(t *testing.T) {
 		t.Fatalf("%d upstream backends of %s, want 1", backends, user)
 	}
 
-	leases := tv.leases(t, "vector_reader")
+	leases := tv.Leases(t, "vector_reader")
 	if len(leases) != 1 {
 		t.Fatalf("Vault leases of vector_reader during the session: %v, want 1", leases)
 	}
-	if issued := tv.leaseIssued(t, leases[0]); time.Since(issued) > time.Minute || time.Since(issued) < 0 {
+	if issued := tv.LeaseIssued(t, leases[0]); time.Since(issued) > time.Minute || time.Since(issued) < 0 {
 		t.Fatalf("lease %s issued at %v", leases[0], issued)
 	}
 
@@ -147,15 +147,15 @@ func TestVaultTokenSessionLeaseRevoked(t *testing.T) {
 	if user2 == user || !strings.HasPrefix(user2, "v-") {
 		t.Fatalf("second session's role %q (first %q)", user2, user)
 	}
-	if l := tv.leases(t, "vector_reader"); len(l) != 2 {
+	if l := tv.Leases(t, "vector_reader"); len(l) != 2 {
 		t.Fatalf("leases with two sessions: %v", l)
 	}
 
 	conn.Close(ctx)
 	if !waitVault(10*time.Second, func() bool {
-		return len(tv.leases(t, "vector_reader")) == 1 && !upstreamRoleExists(t, d, user)
+		return len(tv.Leases(t, "vector_reader")) == 1 && !upstreamRoleExists(t, d, user)
 	}) {
-		t.Fatalf("after close: leases %v, role %s exists %v", tv.leases(t, "vector_reader"), user, upstreamRoleExists(t, d, user))
+		t.Fatalf("after close: leases %v, role %s exists %v", tv.Leases(t, "vector_reader"), user, upstreamRoleExists(t, d, user))
 	}
 	// The other session is untouched.
 	if got := currentUser(t, conn2); got != user2 {
@@ -163,9 +163,9 @@ func TestVaultTokenSessionLeaseRevoked(t *testing.T) {
 	}
 	conn2.Close(ctx)
 	if !waitVault(10*time.Second, func() bool {
-		return len(tv.leases(t, "vector_reader")) == 0 && !upstreamRoleExists(t, d, user2)
+		return len(tv.Leases(t, "vector_reader")) == 0 && !upstreamRoleExists(t, d, user2)
 	}) {
-		t.Fatalf("after second close: leases %v", tv.leases(t, "vector_reader"))
+		t.Fatalf("after second close: leases %v", tv.Leases(t, "vector_reader"))
 	}
 
 	// A group whose db_role has no Vault role: 08001 naming it.
@@ -189,11 +189,11 @@ func TestVaultMaxTTLTerminatesSession(t *testing.T) {
 	if !strings.HasPrefix(user, "v-") {
 		t.Fatalf("current_user %q", user)
 	}
-	leases := tv.leases(t, "vector_short")
+	leases := tv.Leases(t, "vector_short")
 	if len(leases) != 1 {
 		t.Fatalf("leases of vector_short: %v", leases)
 	}
-	issued := tv.leaseIssued(t, leases[0])
+	issued := tv.LeaseIssued(t, leases[0])
 
 	lastOK, err, at := runUntilTerminated(t, conn, 20*time.Second)
 	wantTerminated(t, err)
@@ -205,9 +205,9 @@ func TestVaultMaxTTLTerminatesSession(t *testing.T) {
 		t.Fatalf("terminated %v after the lease was issued; want about max_ttl %v", got, vaultShortMaxTTL)
 	}
 	if !waitVault(10*time.Second, func() bool {
-		return len(tv.leases(t, "vector_short")) == 0 && !upstreamRoleExists(t, d, user)
+		return len(tv.Leases(t, "vector_short")) == 0 && !upstreamRoleExists(t, d, user)
 	}) {
-		t.Fatalf("after termination: leases %v, role exists %v", tv.leases(t, "vector_short"), upstreamRoleExists(t, d, user))
+		t.Fatalf("after termination: leases %v, role exists %v", tv.Leases(t, "vector_short"), upstreamRoleExists(t, d, user))
 	}
 }
 
@@ -252,10 +252,10 @@ func TestVaultJWTRolesDecidedByVaultPolicy(t *testing.T) {
 	if r, wr := roleOf(ui); r || !wr {
 		t.Fatalf("ingest's role %s: reader %v writer %v", ui, r, wr)
 	}
-	if l := tv.leases(t, "vector_reader"); len(l) != 1 {
+	if l := tv.Leases(t, "vector_reader"); len(l) != 1 {
 		t.Fatalf("reader leases %v", l)
 	}
-	if l := tv.leases(t, "vector_writer"); len(l) != 1 {
+	if l := tv.Leases(t, "vector_writer"); len(l) != 1 {
 		t.Fatalf("writer leases %v", l)
 	}
 
@@ -279,7 +279,7 @@ func TestVaultJWTRolesDecidedByVaultPolicy(t *testing.T) {
 	_, err = pgx.ConnectConfig(ctxc, w.connConfig(t, "ian@example.com", internTok))
 	cancel()
 	wantConnectRefused(t, err, "vault permission denied for database role vector_writer", internTok)
-	if l := tv.leases(t, "vector_writer"); len(l) != 1 {
+	if l := tv.Leases(t, "vector_writer"); len(l) != 1 {
 		t.Fatalf("writer leases after the refused intern: %v", l)
 	}
 
@@ -287,10 +287,10 @@ func TestVaultJWTRolesDecidedByVaultPolicy(t *testing.T) {
 	analyst.Close(ctx)
 	ingest.Close(ctx)
 	if !waitVault(10*time.Second, func() bool {
-		return len(tv.leases(t, "vector_reader"))+len(tv.leases(t, "vector_writer")) == 0 &&
+		return len(tv.Leases(t, "vector_reader"))+len(tv.Leases(t, "vector_writer")) == 0 &&
 			!upstreamRoleExists(t, d, ua) && !upstreamRoleExists(t, d, ui)
 	}) {
-		t.Fatalf("after close: reader leases %v writer leases %v", tv.leases(t, "vector_reader"), tv.leases(t, "vector_writer"))
+		t.Fatalf("after close: reader leases %v writer leases %v", tv.Leases(t, "vector_reader"), tv.Leases(t, "vector_writer"))
 	}
 	// pgwarden's JWT logins left no Vault tokens behind.
 	s, err := tv.Admin.Logical().List("auth/token/accessors")
@@ -319,11 +319,11 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leases := tv.leases(t, "vector_short")
+	leases := tv.Leases(t, "vector_short")
 	if len(leases) != 1 {
 		t.Fatalf("leases of vector_short: %v", leases)
 	}
-	issued := tv.leaseIssued(t, leases[0])
+	issued := tv.LeaseIssued(t, leases[0])
 	longUser := currentUser(t, long)
 
 	tv.Kill()
@@ -379,14 +379,14 @@ func TestVaultAppRoleSession(t *testing.T) {
 	if !strings.HasPrefix(user, "v-") || !strings.Contains(user, "approle") {
 		t.Fatalf("current_user %q: want a Vault role minted with the AppRole token", user)
 	}
-	if l := tv.leases(t, "vector_writer"); len(l) != 1 {
+	if l := tv.Leases(t, "vector_writer"); len(l) != 1 {
 		t.Fatalf("writer leases %v", l)
 	}
 	conn.Close(ctx)
 	if !waitVault(10*time.Second, func() bool {
-		return len(tv.leases(t, "vector_writer")) == 0 && !upstreamRoleExists(t, d, user)
+		return len(tv.Leases(t, "vector_writer")) == 0 && !upstreamRoleExists(t, d, user)
 	}) {
-		t.Fatalf("after close: leases %v, role exists %v", tv.leases(t, "vector_writer"), upstreamRoleExists(t, d, user))
+		t.Fatalf("after close: leases %v, role exists %v", tv.Leases(t, "vector_writer"), upstreamRoleExists(t, d, user))
 	}
 }
 
@@ -434,5 +434,5 @@ func BenchmarkVaultSession(b *testing.B) {
 		conn.Close(ctx)
 	}
 	b.StopTimer()
-	waitVault(20*time.Second, func() bool { return len(tv.leases(b, "vector_reader")) == 0 })
+	waitVault(20*time.Second, func() bool { return len(tv.Leases(b, "vector_reader")) == 0 })
 }
