@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -105,13 +106,29 @@ func baseConfig(t testing.TB, is *oidcIssuer) *config.Config {
 	return cfg
 }
 
-// startGateway runs pgwarden in process with baseConfig changed by mutate.
+// startGateway runs pgwarden in process with baseConfig changed by mutate,
+// logging warnings and above to the test log.
 func startGateway(t testing.TB, mutate func(*config.Config)) *gw {
+	t.Helper()
+	return startGatewayWith(t, gwOptions{Mutate: mutate})
+}
+
+// gwOptions are startGatewayWith's knobs; the zero value is startGateway(t, nil).
+type gwOptions struct {
+	Mutate func(*config.Config) // changes baseConfig before validation
+	// Log, when set, receives the gateway's whole log at debug level
+	// (warnings and above still go to the test log too).
+	Log io.Writer
+}
+
+// startGatewayWith runs pgwarden in process as opts say and stops it at
+// cleanup.
+func startGatewayWith(t testing.TB, opts gwOptions) *gw {
 	t.Helper()
 	is := newIssuer(t)
 	cfg := baseConfig(t, is)
-	if mutate != nil {
-		mutate(cfg)
+	if opts.Mutate != nil {
+		opts.Mutate(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -126,6 +143,9 @@ func startGateway(t testing.TB, mutate func(*config.Config)) *gw {
 	}
 	cfg.Listen, cfg.Admin.Listen = wl.Addr().String(), al.Addr().String()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	if opts.Log != nil {
+		log = zerolog.New(zerolog.MultiLevelWriter(opts.Log, warnOnly{zerolog.NewTestWriter(t)})).Level(zerolog.DebugLevel)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, err := gateway.New(ctx, cfg, gateway.Options{Log: log})
 	if err != nil {
@@ -145,6 +165,18 @@ func startGateway(t testing.TB, mutate func(*config.Config)) *gw {
 	}
 	t.Cleanup(w.stop)
 	return w
+}
+
+// warnOnly passes warnings and above to w.
+type warnOnly struct{ w io.Writer }
+
+func (f warnOnly) Write(p []byte) (int, error) { return len(p), nil }
+
+func (f warnOnly) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	if l < zerolog.WarnLevel {
+		return len(p), nil
+	}
+	return f.w.Write(p)
 }
 
 func (w *gw) hostPort() (string, string) {

@@ -11,7 +11,6 @@ package integration
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,10 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/config"
-	"github.com/pgwarden/pgwarden/internal/gateway"
 	"github.com/pgwarden/pgwarden/internal/vaulttest"
 )
 
@@ -99,7 +96,7 @@ path "sys/leases/renew" { capabilities = ["update"] }`)
 			t.Errorf("gateway log is nearly empty (%d bytes): capture broken?", len(out))
 		}
 	})
-	w := startGatewayLogged(t, logBuf, func(cfg *config.Config) {
+	w := startGatewayWith(t, gwOptions{Log: logBuf, Mutate: func(cfg *config.Config) {
 		cfg.Credentials.Provider = "vault"
 		cfg.Credentials.Vault = config.Vault{Address: tv.Addr, Auth: auth, JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database",
 			RoleID: roleID, SecretID: secretID}
@@ -107,7 +104,7 @@ path "sys/leases/renew" { capabilities = ["update"] }`)
 		if mutate != nil {
 			mutate(cfg)
 		}
-	})
+	}})
 
 	if auth == "jwt" {
 		// Vault trusts the same issuer pgwarden verifies tokens from.
@@ -172,59 +169,4 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// startGatewayLogged is startGateway with the gateway's log at debug level
-// written to logw (and warnings and above to the test log).
-func startGatewayLogged(t testing.TB, logw io.Writer, mutate func(*config.Config)) *gw {
-	t.Helper()
-	is := newIssuer(t)
-	cfg := baseConfig(t, is)
-	if mutate != nil {
-		mutate(cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	wl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	al, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen, cfg.Admin.Listen = wl.Addr().String(), al.Addr().String()
-	log := zerolog.New(zerolog.MultiLevelWriter(logw, warnOnly{zerolog.NewTestWriter(t)})).Level(zerolog.DebugLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := gateway.New(ctx, cfg, gateway.Options{Log: log})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, wl, al) }()
-	w := &gw{Addr: cfg.Listen, AdminURL: "http://" + cfg.Admin.Listen, Cfg: cfg, Issuer: is, G: g}
-	w.stop = func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("gateway did not stop within 20s")
-		}
-	}
-	t.Cleanup(w.stop)
-	return w
-}
-
-// warnOnly passes warnings and above to w.
-type warnOnly struct{ w io.Writer }
-
-func (f warnOnly) Write(p []byte) (int, error) { return len(p), nil }
-
-func (f warnOnly) WriteLevel(l zerolog.Level, p []byte) (int, error) {
-	if l < zerolog.WarnLevel {
-		return len(p), nil
-	}
-	return f.w.Write(p)
 }
