@@ -496,9 +496,13 @@ func mustEncode(m pgproto3.Message) []byte {
 	return b
 }
 
+// dsnQuoter is built once: a strings.Replacer's first use builds a 256-entry
+// table (~3.5 KiB), which per call was ~14 KiB of garbage per connection.
+var dsnQuoter = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+
 // quoteDSN quotes a keyword/value connection-string value.
 func quoteDSN(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+	return "'" + dsnQuoter.Replace(v) + "'"
 }
 
 func (s *Server) connectUpstream(ctx context.Context, lease credentials.Lease, database string, params map[string]string) (*pgconn.PgConn, error) {
