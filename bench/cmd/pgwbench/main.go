@@ -260,7 +260,7 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 			if profile && t == pgw {
 				hook = func() {
 					fetchProfile(pgw, "/debug/pprof/heap", filepath.Join(o.profileDir, "heap-idle.pprof"))
-					fetchProfile(pgw, "/debug/pprof/heap?debug=1", filepath.Join(o.profileDir, "heap-idle.txt")) // ends with runtime.MemStats
+					fetchProfile(pgw, "/debug/pprof/heap?debug=1&gc=1", filepath.Join(o.profileDir, "heap-idle.txt")) // after a GC (RSS was taken before); ends with runtime.MemStats
 					fetchProfile(pgw, "/debug/pprof/goroutine?debug=1", filepath.Join(o.profileDir, "goroutines-idle.txt"))
 				}
 			}
