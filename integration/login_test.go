@@ -2,38 +2,17 @@ package integration
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity/devissuer"
+	"github.com/pgwarden/pgwarden/identity/devissuer/devissuertest"
 	"github.com/pgwarden/pgwarden/internal/login"
 )
-
-type promptBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (p *promptBuf) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.b.Write(b)
-}
-
-func (p *promptBuf) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.b.String()
-}
 
 // TestLoginDeviceFlowThroughGateway: a person logs in with the device flow
 // against the development issuer (zitadel's OpenID Provider), approves in
@@ -41,39 +20,16 @@ func (p *promptBuf) String() string {
 // connects through pgwarden — with pgx and with the real psql using the
 // environment `pgwarden psql` builds.
 func TestLoginDeviceFlowThroughGateway(t *testing.T) {
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	is, err := devissuer.Open(t.TempDir(), srv.URL+"/dev-issuer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.SetDeviceOptions(devissuer.DeviceOptions{PollInterval: time.Second})
-	mux.Handle("/dev-issuer/", is.Handler())
+	is, _ := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second})
 
 	w := startGateway(t, func(c *config.Config) { c.Auth.OIDC.Issuer = is.URL() })
 
-	prompt := &promptBuf{}
+	prompt := &devissuertest.Buffer{}
 	cl, err := login.New(login.Options{Issuer: is.URL(), CacheDir: t.TempDir(), Prompt: prompt})
 	if err != nil {
 		t.Fatal(err)
 	}
-	approved := make(chan error, 1)
-	go func() {
-		re := regexp.MustCompile(`enter the code ([A-Z]{4}-[A-Z]{4})`)
-		for i := 0; i < 400; i++ {
-			if m := re.FindStringSubmatch(prompt.String()); m != nil {
-				resp, err := http.PostForm(is.URL()+devissuer.DevicePath, url.Values{"user_code": {m[1]}, "user": {"alice@example.com"}, "groups": {"analyst"}})
-				if err == nil {
-					resp.Body.Close()
-				}
-				approved <- err
-				return
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
-		approved <- os.ErrDeadlineExceeded
-	}()
+	approved := devissuertest.Approve(prompt, is.URL(), devissuertest.Approval{User: "alice@example.com", Groups: "analyst"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tok, err := cl.Token(ctx)

@@ -3,40 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/identity/devissuer"
+	"github.com/pgwarden/pgwarden/identity/devissuer/devissuertest"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // loginEnv serves a dev issuer and points the user cache/config dirs at
 // temporary ones.
@@ -44,41 +22,8 @@ func loginEnv(t *testing.T) *devissuer.Issuer {
 	t.Helper()
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(t.TempDir(), "cache"))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(t.TempDir(), "config"))
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	is, err := devissuer.Open(t.TempDir(), srv.URL+"/dev-issuer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.SetDeviceOptions(devissuer.DeviceOptions{PollInterval: time.Second})
-	mux.Handle("/dev-issuer/", is.Handler())
+	is, _ := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second})
 	return is
-}
-
-var userCodeRE = regexp.MustCompile(`enter the code ([A-Z]{4}-[A-Z]{4})`)
-
-// approve approves the code the CLI shows on stderr (bounded wait).
-func approve(stderr *lockedBuf, issuer, user, groups string) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		for i := 0; i < 400; i++ {
-			if m := userCodeRE.FindStringSubmatch(stderr.String()); m != nil {
-				resp, err := http.PostForm(issuer+devissuer.DevicePath, url.Values{"user_code": {m[1]}, "user": {user}, "groups": {groups}})
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = errors.New(resp.Status)
-					}
-				}
-				done <- err
-				return
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
-		done <- errors.New("no user code shown")
-	}()
-	return done
 }
 
 func TestLoginPrintIsExactlyTheToken(t *testing.T) {
@@ -86,8 +31,8 @@ func TestLoginPrintIsExactlyTheToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var stdout bytes.Buffer
-	stderr := &lockedBuf{}
-	approved := approve(stderr, is.URL(), "carol@example.com", "analyst")
+	stderr := &devissuertest.Buffer{}
+	approved := devissuertest.Approve(stderr, is.URL(), devissuertest.Approval{User: "carol@example.com", Groups: "analyst"})
 	if code := run(ctx, []string{"login", "--print", "--issuer", is.URL()}, &stdout, stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -113,7 +58,7 @@ func TestLoginPrintIsExactlyTheToken(t *testing.T) {
 	}
 	// Second run: the cached token, no prompt.
 	stdout.Reset()
-	stderr2 := &lockedBuf{}
+	stderr2 := &devissuertest.Buffer{}
 	if code := run(ctx, []string{"login", "--print", "--issuer", is.URL()}, &stdout, stderr2); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr2.String())
 	}
@@ -138,8 +83,8 @@ func TestLoginFromClientConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var stdout bytes.Buffer
-	stderr := &lockedBuf{}
-	approved := approve(stderr, is.URL(), "dave@example.com", "ingest")
+	stderr := &devissuertest.Buffer{}
+	approved := devissuertest.Approve(stderr, is.URL(), devissuertest.Approval{User: "dave@example.com", Groups: "ingest"})
 	if code := run(ctx, []string{"login"}, &stdout, stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -150,13 +95,13 @@ func TestLoginFromClientConfig(t *testing.T) {
 	// A bad client config is a usage error (exit 2) naming the key.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("gateway:\n  sslmode: disable\n"), 0o600)
-	stderr = &lockedBuf{}
+	stderr = &devissuertest.Buffer{}
 	if code := run(ctx, []string{"login", "--config", bad}, &stdout, stderr); code != 2 || !strings.Contains(stderr.String(), "gateway.sslmode") {
 		t.Fatalf("bad config: exit %d %s", code, stderr.String())
 	}
 	// No issuer anywhere: exit 2.
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	stderr = &lockedBuf{}
+	stderr = &devissuertest.Buffer{}
 	if code := run(ctx, []string{"login"}, &stdout, stderr); code != 2 || !strings.Contains(stderr.String(), "no issuer") {
 		t.Fatalf("no issuer: exit %d %s", code, stderr.String())
 	}
@@ -179,8 +124,8 @@ func TestPsqlExecsWithTokenAndGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var stdout bytes.Buffer
-	stderr := &lockedBuf{}
-	approved := approve(stderr, is.URL(), "erin@example.com", "analyst")
+	stderr := &devissuertest.Buffer{}
+	approved := devissuertest.Approve(stderr, is.URL(), devissuertest.Approval{User: "erin@example.com", Groups: "analyst"})
 	if code := run(ctx, []string{"psql", "--config", cfg, "-c", "select 1", "-At"}, &stdout, stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}

@@ -4,13 +4,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pgwarden/pgwarden/identity/devissuer"
+	"github.com/pgwarden/pgwarden/identity/devissuer/devissuertest"
 )
 
 type tokenResp struct {
@@ -32,20 +32,6 @@ func post(t *testing.T, u string, form url.Values) (int, tokenResp, map[string]a
 	json.Unmarshal(b, &tr)
 	json.Unmarshal(b, &m)
 	return resp.StatusCode, tr, m
-}
-
-func deviceIssuer(t *testing.T, o devissuer.DeviceOptions) (*devissuer.Issuer, *httptest.Server) {
-	t.Helper()
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	is, err := devissuer.Open(t.TempDir(), srv.URL+"/dev-issuer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.SetDeviceOptions(o)
-	mux.Handle("/dev-issuer/", is.Handler())
-	return is, srv
 }
 
 func startDevice(t *testing.T, is *devissuer.Issuer) (deviceCode, userCode string, disc map[string]any) {
@@ -79,7 +65,7 @@ func poll(t *testing.T, is *devissuer.Issuer, dc string) (int, tokenResp) {
 // answers: authorization_pending, slow_down when polled too fast, the token
 // after approval, and the device code used only once.
 func TestDevicePendingSlowDownApproveOnce(t *testing.T) {
-	is, _ := deviceIssuer(t, devissuer.DeviceOptions{PollInterval: time.Second})
+	is, _ := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second})
 	dc, uc, _ := startDevice(t, is)
 	if code, tr := poll(t, is, dc); code != 400 || tr.Error != "authorization_pending" {
 		t.Fatalf("first poll: %d %q", code, tr.Error)
@@ -123,7 +109,7 @@ func TestDevicePendingSlowDownApproveOnce(t *testing.T) {
 }
 
 func TestDeviceDeniedAndExpired(t *testing.T) {
-	is, _ := deviceIssuer(t, devissuer.DeviceOptions{PollInterval: time.Second, CodeTTL: time.Second})
+	is, _ := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second, CodeTTL: time.Second})
 	dc, uc, _ := startDevice(t, is)
 	if code, _, _ := post(t, is.URL()+devissuer.DevicePath, url.Values{"user_code": {uc}, "action": {"deny"}}); code != 200 {
 		t.Fatalf("deny: %d", code)
@@ -142,7 +128,7 @@ func TestDeviceDeniedAndExpired(t *testing.T) {
 }
 
 func TestDevicePageAndClientChecks(t *testing.T) {
-	is, srv := deviceIssuer(t, devissuer.DeviceOptions{PollInterval: time.Second})
+	is, srv := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second})
 	_, uc, _ := startDevice(t, is)
 	// The page pre-fills the code from the verification_uri_complete link, escaped.
 	resp, err := http.Get(is.URL() + devissuer.DevicePath + "?user_code=" + url.QueryEscape(`<script>`+uc))

@@ -15,22 +15,8 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/identity/devissuer"
+	"github.com/pgwarden/pgwarden/identity/devissuer/devissuertest"
 )
-
-// serve mounts the issuer at /dev-issuer/ on a real HTTP server, as the
-// admin listener does, and returns the issuer.
-func serve(t *testing.T, dataDir string) (*devissuer.Issuer, *httptest.Server) {
-	t.Helper()
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	is, err := devissuer.Open(dataDir, srv.URL+"/dev-issuer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux.Handle("/dev-issuer/", is.Handler())
-	return is, srv
-}
 
 func verifier(t *testing.T, issuer string) *identity.OIDC {
 	t.Helper()
@@ -47,7 +33,7 @@ func verifier(t *testing.T, issuer string) *identity.OIDC {
 // TestDiscoveryAndJWKSFlow is the real OIDC flow: discovery over HTTP,
 // JWKS over HTTP, a token minted by the dev issuer verified by NewOIDC.
 func TestDiscoveryAndJWKSFlow(t *testing.T) {
-	is, srv := serve(t, t.TempDir())
+	is, srv := devissuertest.Serve(t, t.TempDir())
 	if is.URL() != srv.URL+"/dev-issuer" {
 		t.Fatalf("URL() = %q", is.URL())
 	}
@@ -78,7 +64,7 @@ func TestDiscoveryAndJWKSFlow(t *testing.T) {
 }
 
 func TestHandlerRoutes(t *testing.T) {
-	is, srv := serve(t, t.TempDir())
+	is, srv := devissuertest.Serve(t, t.TempDir())
 	get := func(path string) (*http.Response, map[string]any) {
 		resp, err := http.Get(srv.URL + path)
 		if err != nil {
@@ -114,7 +100,7 @@ func TestHandlerRoutes(t *testing.T) {
 
 func TestKeyPersistsAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
-	is1, srv1 := serve(t, dir)
+	is1, srv1 := devissuertest.Serve(t, dir)
 	tok, err := is1.Mint("bob@example.com", []string{"ingest"}, time.Hour, "pgwarden")
 	if err != nil {
 		t.Fatal(err)

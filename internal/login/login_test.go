@@ -4,11 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -17,69 +15,9 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/identity/devissuer"
+	"github.com/pgwarden/pgwarden/identity/devissuer/devissuertest"
 	"github.com/pgwarden/pgwarden/internal/login"
 )
-
-// syncBuf is a prompt writer the approver goroutine can read.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func serveIssuer(t *testing.T, o devissuer.DeviceOptions) (*devissuer.Issuer, *httptest.Server) {
-	t.Helper()
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	is, err := devissuer.Open(t.TempDir(), srv.URL+"/dev-issuer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.SetDeviceOptions(o)
-	mux.Handle("/dev-issuer/", is.Handler())
-	return is, srv
-}
-
-var codeRE = regexp.MustCompile(`user_code=([A-Z]{4}-[A-Z]{4})`)
-
-// approveFromPrompt waits (bounded) for the prompt to show a code, then
-// approves it through the verification page, as a person would.
-func approveFromPrompt(t *testing.T, prompt *syncBuf, issuerURL, user, groups, action string) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		for i := 0; i < 200; i++ {
-			if m := codeRE.FindStringSubmatch(prompt.String()); m != nil {
-				resp, err := http.PostForm(issuerURL+devissuer.DevicePath, url.Values{"user_code": {m[1]}, "user": {user}, "groups": {groups}, "action": {action}})
-				if err != nil {
-					done <- err
-					return
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					done <- &url.Error{Op: "approve", URL: resp.Status, Err: os.ErrInvalid}
-					return
-				}
-				done <- nil
-				return
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
-		done <- os.ErrDeadlineExceeded
-	}()
-	return done
-}
 
 func verifier(t *testing.T, issuer string) *identity.OIDC {
 	v, err := identity.NewOIDC(context.Background(), config.OIDC{Issuer: issuer, Audience: "pgwarden", UsernameClaim: "email", GroupsClaim: "groups", ClockSkew: 5 * time.Second})
@@ -91,14 +29,14 @@ func verifier(t *testing.T, issuer string) *identity.OIDC {
 }
 
 func TestLoginDeviceFlowTokenVerifies(t *testing.T) {
-	is, _ := serveIssuer(t, devissuer.DeviceOptions{PollInterval: time.Second})
-	prompt := &syncBuf{}
+	is, _ := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second})
+	prompt := &devissuertest.Buffer{}
 	cacheDir := filepath.Join(t.TempDir(), "cache", "pgwarden")
 	c, err := login.New(login.Options{Issuer: is.URL(), CacheDir: cacheDir, Prompt: prompt})
 	if err != nil {
 		t.Fatal(err)
 	}
-	approved := approveFromPrompt(t, prompt, is.URL(), "alice@example.com", "analyst, ingest", "approve")
+	approved := devissuertest.Approve(prompt, is.URL(), devissuertest.Approval{User: "alice@example.com", Groups: "analyst, ingest", Action: "approve", Code: devissuertest.CompleteURI})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tok, err := c.Login(ctx)
@@ -149,8 +87,8 @@ func TestLoginDeviceFlowTokenVerifies(t *testing.T) {
 }
 
 func TestLoginRefreshAfterExpiry(t *testing.T) {
-	is, _ := serveIssuer(t, devissuer.DeviceOptions{PollInterval: time.Second, AccessTTL: 31 * time.Second})
-	prompt := &syncBuf{}
+	is, _ := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second, AccessTTL: 31 * time.Second})
+	prompt := &devissuertest.Buffer{}
 	now := time.Now()
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -158,7 +96,7 @@ func TestLoginRefreshAfterExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	approved := approveFromPrompt(t, prompt, is.URL(), "bob@example.com", "ingest", "approve")
+	approved := devissuertest.Approve(prompt, is.URL(), devissuertest.Approval{User: "bob@example.com", Groups: "ingest", Action: "approve", Code: devissuertest.CompleteURI})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	first, err := c.Token(ctx)
@@ -196,10 +134,10 @@ func TestLoginRefreshAfterExpiry(t *testing.T) {
 }
 
 func TestLoginDenied(t *testing.T) {
-	is, _ := serveIssuer(t, devissuer.DeviceOptions{PollInterval: time.Second})
-	prompt := &syncBuf{}
+	is, _ := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second})
+	prompt := &devissuertest.Buffer{}
 	c, _ := login.New(login.Options{Issuer: is.URL(), CacheDir: t.TempDir(), Prompt: prompt})
-	denied := approveFromPrompt(t, prompt, is.URL(), "", "", "deny")
+	denied := devissuertest.Approve(prompt, is.URL(), devissuertest.Approval{User: "", Groups: "", Action: "deny", Code: devissuertest.CompleteURI})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := c.Login(ctx)
