@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,22 +86,14 @@ func baseConfig(t testing.TB, is *oidcIssuer) *config.Config {
 	cfg.Upstream.SSLMode = "disable"
 	cfg.Auth.OIDC.Issuer = is.URL
 	cfg.Credentials.Native.AdminDSN = upstream.adminDSN
-	cfg.Policy.Roles = map[string]config.Role{
-		"analyst": {Actions: []string{"search", "read"}, DBRole: "vector_reader"},
-		"ingest":  {Actions: []string{"search", "read", "insert", "update", "delete"}, DBRole: "vector_writer"},
-		"dba":     {Actions: []string{"all"}, DBRole: "vector_admin", Unmask: true},
-	}
+	cfg.Policy.Roles = devstack.DemoRoles()
 	cfg.Policy.Approval.Approvers = []string{"dba"}
 	cfg.Masking.HMACKey = "test-mask-key"
-	cfg.Masking.Rules = []config.MaskRule{
-		{Table: "public.customers", Column: "email", Method: "email"},
-		{Table: "public.customers", Column: "ssn", Method: "partial", KeepLast: 4},
-		{Table: "public.customers", Column: "credit_card", Method: "partial", KeepLast: 4},
-		{Table: "public.customers", Column: "name", Method: "redact"},
-		{Table: "public.customers", Column: "address", Method: "redact"},
-		{Table: "public.documents", Column: "metadata", JSONKeys: []string{"email", "phone", "name", "author"}, Method: "redact"},
-		{Column: "phone", Method: "hash"},
-	}
+	// The demo rules without customers.notes: tests that need the free-text
+	// column masked add its rule themselves (maskingCorpusConfig).
+	cfg.Masking.Rules = slices.DeleteFunc(devstack.DemoMaskRules(), func(r config.MaskRule) bool {
+		return r.Table == "public.customers" && r.Column == "notes"
+	})
 	cfg.Store.Dir = t.TempDir()
 	cfg.Log.Level = "warn"
 	return cfg

@@ -82,27 +82,14 @@ func devConfig(dataDir, listen, adminListen, issuerURL string, stack *devstack.S
 	cfg.Auth.OIDC.Issuer = issuerURL
 	cfg.Credentials.Provider = "native"
 	cfg.Credentials.Native.AdminDSN = stack.AdminDSN
-	cfg.Policy.Roles = map[string]config.Role{
-		"analyst": {Actions: []string{"search", "read"}, DBRole: "vector_reader"},
-		"ingest":  {Actions: []string{"search", "read", "insert", "update", "delete"}, DBRole: "vector_writer"},
-		"dba":     {Actions: []string{"all"}, DBRole: "vector_admin", Unmask: true},
-	}
+	cfg.Policy.Roles = devstack.DemoRoles()
 	cfg.Policy.Approval.Approvers = []string{"dba"}
 	key, err := secretFile(filepath.Join(dataDir, "mask-key"))
 	if err != nil {
 		return nil, err
 	}
 	cfg.Masking.HMACKey = key
-	cfg.Masking.Rules = []config.MaskRule{
-		{Table: "public.customers", Column: "email", Method: "email"},
-		{Table: "public.customers", Column: "ssn", Method: "partial", KeepLast: 4},
-		{Table: "public.customers", Column: "credit_card", Method: "partial", KeepLast: 4},
-		{Table: "public.customers", Column: "name", Method: "redact"},
-		{Table: "public.customers", Column: "address", Method: "redact"},
-		{Table: "public.customers", Column: "notes", Method: "redact"}, // free text naming people: no detector finds names
-		{Table: "public.documents", Column: "metadata", JSONKeys: []string{"email", "phone", "name", "author"}, Method: "redact"},
-		{Column: "phone", Method: "hash"},
-	}
+	cfg.Masking.Rules = devstack.DemoMaskRules()
 	cfg.Masking.Detectors = []string{"email", "phone", "credit_card", "ssn"}
 	cfg.Store.Dir = filepath.Join(dataDir, "store")
 	if err := cfg.Validate(); err != nil {

@@ -15,6 +15,11 @@
 //     customers(id, name, email, phone, ssn, credit_card, address, notes)
 //     with 200 rows of synthetic PII.
 //
+// The demo database's own policy lives next to its schema: DemoRoles (the
+// SPEC's analyst/ingest/dba roles over vector_reader/writer/admin) and
+// DemoMaskRules (the seed's PII columns), used by `pgwarden dev` and by the
+// integration tests' base configuration.
+//
 // Embeddings come from Embed: feature hashing of word unigrams and bigrams
 // into 384 dimensions, L2-normalised, so texts sharing words are near and
 // tests can compute query vectors without a model.
