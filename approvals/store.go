@@ -58,11 +58,8 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
-		var ids []string
-		if err := tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
-			ids = append(ids, string(k))
-			return nil
-		}); err != nil {
+		ids, err := openIDs(tx)
+		if err != nil {
 			return err
 		}
 		for _, id := range ids {
@@ -204,17 +201,25 @@ func (s *Store) update(id string, fn func(a *Approval) (write bool, err error)) 
 	return out, ferr
 }
 
+// openIDs lists the ids in the open (pending or approved) index. They are
+// collected first so the caller may change the index while going through them.
+func openIDs(tx *bolt.Tx) ([]string, error) {
+	var ids []string
+	err := tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
+		ids = append(ids, string(k))
+		return nil
+	})
+	return ids, err
+}
+
 // updateOpen runs fn on every open (pending or approved) request in one
 // write transaction and returns those fn changed.
 func (s *Store) updateOpen(fn func(a *Approval) bool) ([]*Approval, error) {
 	var changed []*Approval
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		changed = changed[:0]
-		var ids []string
-		if err := tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
-			ids = append(ids, string(k))
-			return nil
-		}); err != nil {
+		ids, err := openIDs(tx)
+		if err != nil {
 			return err
 		}
 		for _, id := range ids {
