@@ -186,18 +186,8 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 		}
 	}
 	// Close the sessions a crash left open, chained like any event.
-	ids := make([]string, 0, len(r.open))
-	for id := range r.open {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return r.open[ids[i]].seq < r.open[ids[j]].seq })
-	for _, id := range ids {
-		ev := r.open[id].info
-		ev.Type, ev.Reason, ev.Time = TypeSessionEnd, ReasonGatewayRestart, r.now().Format(TimeFormat)
-		r.add(&ev)
-	}
-	if len(ids) > 0 {
-		r.log.Warn().Int("sessions", len(ids)).Msg("recovered sessions left open by a crash (session_end gateway_restart)")
+	if n := r.endOpen(ReasonGatewayRestart); n > 0 {
+		r.log.Warn().Int("sessions", n).Msg("recovered sessions left open by a crash (session_end gateway_restart)")
 	}
 	if err := r.flush(); err != nil {
 		return nil, fmt.Errorf("sessions: writing recovery events: %w", err)
@@ -486,16 +476,7 @@ func (r *Recorder) writer() {
 				break
 			}
 			finish() // track the drained events first (their session_ends close sessions)
-			ids := make([]string, 0, len(r.open))
-			for id := range r.open {
-				ids = append(ids, id)
-			}
-			sort.Slice(ids, func(i, j int) bool { return r.open[ids[i]].seq < r.open[ids[j]].seq })
-			for _, id := range ids {
-				ev := r.open[id].info
-				ev.Type, ev.Reason, ev.Time = TypeSessionEnd, ReasonGatewayShutdown, r.now().Format(TimeFormat)
-				r.add(&ev)
-			}
+			r.endOpen(ReasonGatewayShutdown)
 			finish()
 			_ = r.sync()
 			if r.seg != nil {
@@ -504,6 +485,22 @@ func (r *Recorder) writer() {
 			return
 		}
 	}
+}
+
+// endOpen adds a session_end with reason for every session still open,
+// in the order they started (chained like any event), and returns how many.
+func (r *Recorder) endOpen(reason string) int {
+	ids := make([]string, 0, len(r.open))
+	for id := range r.open {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return r.open[ids[i]].seq < r.open[ids[j]].seq })
+	for _, id := range ids {
+		ev := r.open[id].info
+		ev.Type, ev.Reason, ev.Time = TypeSessionEnd, reason, r.now().Format(TimeFormat)
+		r.add(&ev)
+	}
+	return len(ids)
 }
 
 // add chains, encodes and buffers one event; flush writes the buffer.
