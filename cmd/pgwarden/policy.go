@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -26,12 +25,7 @@ func policyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var gs []string
-			for _, s := range strings.Split(groups, ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					gs = append(gs, s)
-				}
-			}
+			gs := splitGroups(groups)
 			if err := sqlpolicy.Explain(g.stdout, cfg, gs, args[0]); err != nil {
 				return err
 			}

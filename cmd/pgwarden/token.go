@@ -28,12 +28,7 @@ func tokenCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var gs []string
-			for _, s := range strings.Split(groups, ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					gs = append(gs, s)
-				}
-			}
+			gs := splitGroups(groups)
 			tok, err := iss.Mint(user, gs, ttl, audience)
 			if err != nil {
 				return err
@@ -48,4 +43,16 @@ func tokenCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&dataDir, "data", defaultDevData, "data directory of the running `pgwarden dev`")
 	c.Flags().StringVar(&audience, "audience", "pgwarden", "token audience")
 	return c
+}
+
+// splitGroups is the --groups flag's value as a list: comma-separated,
+// blanks trimmed, empty items dropped (nil when there are none).
+func splitGroups(groups string) []string {
+	var gs []string
+	for _, s := range strings.Split(groups, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			gs = append(gs, s)
+		}
+	}
+	return gs
 }
