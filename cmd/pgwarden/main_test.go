@@ -69,6 +69,7 @@ func TestExitCodes(t *testing.T) {
 		{"bad value names its path", []string{"serve", "--config", writeConfig(t, strings.Replace(testConfig, "actions: [search, read]", "actions: [search, reed]", 1))}, 2, "policy.roles.analyst.actions[1]"},
 		{"missing config file", []string{"serve", "--config", "/nonexistent/pgwarden.yaml"}, 2, "config"},
 		{"serve without --config", []string{"serve"}, 2, "--config is required"},
+		{"policy explain without --config", []string{"policy", "explain", "SELECT 1"}, 2, "--config is required"},
 		{"unknown flag", []string{"version", "--bogus"}, 2, "bogus"},
 		{"token without a dev stack", []string{"token", "--user", "a@example.com", "--data", t.TempDir()}, 1, "pgwarden dev"},
 		{"version", []string{"version"}, 0, ""},

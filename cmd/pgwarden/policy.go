@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/masking"
 	"github.com/pgwarden/pgwarden/sqlpolicy"
 )
@@ -18,10 +17,7 @@ func policyCmd(g *globals) *cobra.Command {
 		Short: "print the statements of SQL, their actions, the decision and which masking applies, without any database",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cfgPath == "" {
-				return usageError{errorf("--config is required")}
-			}
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadRequiredConfig(cfgPath)
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/internal/gateway"
 )
 
@@ -18,10 +17,7 @@ func serveCmd(g *globals) *cobra.Command {
 		Short: "run the gateway: the Postgres listener and the admin HTTP listener",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cfgPath == "" {
-				return usageError{errorf("--config is required")}
-			}
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadRequiredConfig(cfgPath)
 			if err != nil {
 				return err
 			}

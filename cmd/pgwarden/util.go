@@ -18,6 +18,14 @@ func loadOptionalConfig(path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
+// loadRequiredConfig loads --config, a usage error when it is not given.
+func loadRequiredConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageError{errorf("--config is required")}
+	}
+	return config.Load(path)
+}
+
 // tokenFrom resolves a bearer token: the flag, else PGWARDEN_TOKEN.
 func tokenFrom(flag string) (string, error) {
 	if flag != "" {
