@@ -241,7 +241,7 @@ func freeLocalAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// lockedBuffer collects a child's stderr.
+// lockedBuffer is a goroutine-safe buffer (a child's stderr, a gateway log).
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -84,7 +83,7 @@ path "sys/leases/renew" { capabilities = ["update"] }`)
 	}
 	// The gateway's whole log (debug level), checked after it stopped:
 	// no Vault token, AppRole secret id or OIDC token in it.
-	logBuf := &syncBuffer{}
+	logBuf := &lockedBuffer{}
 	t.Cleanup(func() {
 		out := logBuf.String()
 		for name, secret := range map[string]string{"root token": tv.Root, "vault token": "hvs.", "secret_id": secretID, "JWT": "eyJ"} {
@@ -151,22 +150,4 @@ func waitVault(limit time.Duration, cond func() bool) bool {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return cond()
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
