@@ -438,19 +438,23 @@ func (r *Recorder) writer() {
 			_ = r.sync()
 		}
 	}
+	// drain handles what is already queued without waiting: at most limit
+	// items, all of them when limit < 0.
+	drain := func(limit int) {
+		for n := 0; limit < 0 || n < limit; n++ {
+			select {
+			case it := <-r.q:
+				handle(it)
+			default:
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case it := <-r.q:
 			handle(it)
-			for n := 0; n < maxBatch; n++ {
-				select {
-				case it := <-r.q:
-					handle(it)
-					continue
-				default:
-				}
-				break
-			}
+			drain(maxBatch)
 			finish()
 		case <-tk.C:
 			if r.health.Load() != nil {
@@ -466,15 +470,7 @@ func (r *Recorder) writer() {
 				r.retention()
 			}
 		case <-r.stop:
-			for {
-				select {
-				case it := <-r.q:
-					handle(it)
-					continue
-				default:
-				}
-				break
-			}
+			drain(-1)
 			finish() // track the drained events first (their session_ends close sessions)
 			r.endOpen(ReasonGatewayShutdown)
 			finish()
