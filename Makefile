@@ -9,7 +9,7 @@
 #   make run     build and start `pgwarden dev` (the local stack); ARGS='--data DIR' to pass flags
 #   make fuzz    run every Fuzz target for FUZZTIME (default 20s) each
 #   make bench   pgwarden vs direct PostgreSQL vs pgbouncer in one run (bench/cmd/pgwbench,
-#                ~8 min on 2 cores; PROFILE=1 writes pgwarden profiles, BENCH_DURATION=10s)
+#                ~8 min on 2 cores; PROFILE=1 writes pgwarden profiles, BENCH_DURATION=8s, 2 rounds)
 #   make bench-micro  the Go micro-benchmarks (go test -bench, allocations reported)
 #
 # PKGS narrows test/fuzz/bench to some packages, e.g. make fuzz PKGS=./credentials/... FUZZTIME=5s
@@ -59,7 +59,7 @@ fuzz:
 	done
 
 # One table (stdout) + bench/results/latest.json; see docs/performance.md.
-BENCH_DURATION ?= 10s
+BENCH_DURATION ?= 8s
 bench: setup-pg build
 	@scripts/setup-bench.sh
 	$(GO) run ./bench/cmd/pgwbench -duration $(BENCH_DURATION) -out bench/results/latest.json $(if $(PROFILE),-profile bench/results/profiles)
