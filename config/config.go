@@ -548,8 +548,13 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.Store.Dir == "" && c.Store.DSN == "" {
-		return &Error{Path: "store.dir", Msg: "store.dir or store.dsn is required"}
+	if c.Store.DSN != "" {
+		// Refused rather than ignored: recordings and approvals would silently
+		// stay local while the operator believes gateways share them.
+		return &Error{Path: "store.dsn", Msg: "a shared PostgreSQL store is not supported yet; use store.dir"}
+	}
+	if c.Store.Dir == "" {
+		return &Error{Path: "store.dir", Msg: "required"}
 	}
 	if c.Limits.MaxConnections <= 0 {
 		return &Error{Path: "limits.max_connections", Msg: "must be positive"}

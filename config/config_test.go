@@ -41,6 +41,7 @@ func TestErrorsNameTheKeyPath(t *testing.T) {
 		minimal + "masking: { rules: [ { column: x, method: hash } ] }\n":    "masking.hmac_key",
 		minimal + "recording: { sinks: [ { type: webhook } ] }\n":            "recording.sinks[0].url",
 		minimal + "policy: { approval: { mode: later } }\n":                  "policy.approval.mode",
+		minimal + "store: { dsn: postgres://h/db }\n":                        "store.dsn",
 		"listen: [1, 2]\n": "listen: expected a single value",
 	}
 	for doc, want := range cases {
