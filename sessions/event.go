@@ -84,33 +84,20 @@ func (e *Event) TimeValue() time.Time {
 
 // encoder appends canonical event lines to a reused buffer.
 type encoder struct {
-	buf bytes.Buffer
-	enc *json.Encoder
+	buf []byte
 	sum [sha256.Size]byte
 	hex [sha256.Size * 2]byte
 }
 
-func newEncoder() *encoder {
-	e := &encoder{}
-	e.enc = json.NewEncoder(&e.buf)
-	e.enc.SetEscapeHTML(false) // keep <-> readable; the canonical form is this encoding
-	return e
-}
+func newEncoder() *encoder { return &encoder{buf: make([]byte, 0, 4096)} }
 
-// canonical returns the canonical form of ev: its JSON encoding (struct
-// field order, no HTML escaping, no whitespace) with the hash field absent.
+// canonical returns the canonical form of ev: its JSON encoding as
+// encoding/json writes it (struct field order, no HTML escaping, no
+// whitespace) with the hash field absent, produced by appendCanonical.
 // The returned slice is valid until the next call.
 func (e *encoder) canonical(ev *Event) ([]byte, error) {
-	h := ev.Hash
-	ev.Hash = ""
-	e.buf.Reset()
-	err := e.enc.Encode(ev)
-	ev.Hash = h
-	if err != nil {
-		return nil, err
-	}
-	b := e.buf.Bytes()
-	return b[:len(b)-1], nil // drop the encoder's '\n'
+	e.buf = appendCanonical(e.buf[:0], ev, false)
+	return e.buf, nil
 }
 
 // line computes ev.Hash over the canonical form and returns the full line
@@ -124,11 +111,10 @@ func (e *encoder) line(ev *Event) ([]byte, error) {
 	hex.Encode(e.hex[:], e.sum[:])
 	ev.Hash = string(e.hex[:])
 	// c is "{...}" without hash: splice `,"hash":"..."}` at the end.
-	e.buf.Truncate(len(c) - 1)
-	e.buf.WriteString(`,"hash":"`)
-	e.buf.Write(e.hex[:])
-	e.buf.WriteString("\"}\n")
-	return e.buf.Bytes(), nil
+	e.buf = append(e.buf[:len(c)-1], `,"hash":"`...)
+	e.buf = append(e.buf, e.hex[:]...)
+	e.buf = append(e.buf, "\"}\n"...)
+	return e.buf, nil
 }
 
 // checkLine verifies one stored line (without its '\n'): strict decoding,
