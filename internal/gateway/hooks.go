@@ -36,7 +36,8 @@ type hooks struct {
 
 	mu        sync.Mutex
 	q         []*expect
-	skipping  bool // an extended-protocol error was seen; messages until Sync get no answer
+	qbuf      []*expect // q's backing array from its front (pushLocked)
+	skipping  bool      // an extended-protocol error was seen; messages until Sync get no answer
 	stmts     map[string]*prepared
 	portals   map[string]*portal
 	reason    string // SET pgwarden.reason
@@ -109,9 +110,9 @@ func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwi
 				if st == nil {
 					st = &prepared{name: m.Name} // unknown to us: PostgreSQL answers with an error
 				}
-				h.q = append(h.q, &expect{kind: expDescS, name: m.Name, stmt: st})
+				h.pushLocked(&expect{kind: expDescS, name: m.Name, stmt: st})
 			} else {
-				h.q = append(h.q, &expect{kind: expDescP, name: m.Name, portal: h.portals[m.Name]})
+				h.pushLocked(&expect{kind: expDescP, name: m.Name, portal: h.portals[m.Name]})
 			}
 		}
 		h.mu.Unlock()
@@ -124,13 +125,13 @@ func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwi
 			delete(h.portals, m.Name)
 		}
 		if !h.skipping {
-			h.q = append(h.q, &expect{kind: expClose})
+			h.pushLocked(&expect{kind: expClose})
 		}
 		h.mu.Unlock()
 	case *pgproto3.Sync:
 		h.mu.Lock()
 		h.skipping = false
-		h.q = append(h.q, &expect{kind: expSync})
+		h.pushLocked(&expect{kind: expSync})
 		h.mu.Unlock()
 	case *pgproto3.FunctionCall:
 		if perr := h.recordingRefusal(); perr != nil {
@@ -154,8 +155,31 @@ func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwi
 
 func (h *hooks) push(e *expect) {
 	h.mu.Lock()
-	h.q = append(h.q, e)
+	h.pushLocked(e)
 	h.mu.Unlock()
+}
+
+// pushLocked appends e to the expectation FIFO (h.mu held). An empty FIFO
+// starts again at the front of its backing array, so a session in the
+// usual request/response rhythm appends without growing it.
+func (h *hooks) pushLocked(e *expect) {
+	if len(h.q) == 0 && h.qbuf != nil {
+		h.q = h.qbuf[:0]
+	}
+	c := cap(h.q)
+	h.q = append(h.q, e)
+	if cap(h.q) != c { // a new backing array
+		h.qbuf = h.q[:0]
+	}
+}
+
+// popLocked removes the first n expectations (h.mu held), clearing their
+// slots so that a finished statement's run and rows are not kept alive.
+func (h *hooks) popLocked(n int) {
+	for i := 0; i < n; i++ {
+		h.q[i] = nil
+	}
+	h.q = h.q[n:]
 }
 
 // recordingRefusal is non-nil when statements must not run because the
@@ -341,7 +365,7 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 	h.mu.Lock()
 	h.stmts[m.Name] = p
 	if !h.skipping {
-		h.q = append(h.q, &expect{kind: expParse, name: m.Name, stmt: p})
+		h.pushLocked(&expect{kind: expParse, name: m.Name, stmt: p})
 	}
 	h.mu.Unlock()
 	return pgwire.Verdict{}
@@ -358,7 +382,7 @@ func (h *hooks) onBind(m *pgproto3.Bind) pgwire.Verdict {
 	pt := &portal{name: m.DestinationPortal, stmt: st, params: h.textParams(m, st.paramOIDs), formats: append([]int16(nil), m.ResultFormatCodes...)}
 	h.portals[m.DestinationPortal] = pt
 	if !h.skipping {
-		h.q = append(h.q, &expect{kind: expBind, name: m.DestinationPortal, portal: pt})
+		h.pushLocked(&expect{kind: expBind, name: m.DestinationPortal, portal: pt})
 	}
 	return pgwire.Verdict{}
 }
@@ -610,7 +634,7 @@ func (h *hooks) popKind(kinds ...expectKind) *expect {
 	}
 	for _, k := range kinds {
 		if e.kind == k {
-			h.q = h.q[1:]
+			h.popLocked(1)
 			return e
 		}
 	}

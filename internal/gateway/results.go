@@ -26,7 +26,7 @@ func (h *hooks) finish(tag []byte, errText string) {
 		}
 	case e.kind == expExecute:
 		r = e.run
-		h.q = h.q[1:]
+		h.popLocked(1)
 	}
 	h.mu.Unlock()
 	h.active = nil
@@ -92,7 +92,7 @@ func (h *hooks) onError(m *pgproto3.ErrorResponse) {
 			}
 			i++
 		}
-		h.q = h.q[i:]
+		h.popLocked(i)
 		if len(h.q) == 0 {
 			h.skipping = true
 		}
@@ -108,16 +108,14 @@ func (h *hooks) onReady() {
 	if h.rec != nil && h.unflushed.Swap(false) {
 		// Before the client learns its statement is done, the record of it is
 		// written (write(2): it survives a kill -9 of the gateway).
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := h.rec.Flush(ctx); err != nil {
+		if err := h.rec.FlushTimeout(5 * time.Second); err != nil {
 			h.g.log.Error().Err(err).Str("session", h.info.ID).Msg("recording flush failed")
 		}
-		cancel()
 	}
 	h.mu.Lock()
 	for len(h.q) > 0 {
 		k := h.q[0].kind
-		h.q = h.q[1:]
+		h.popLocked(1)
 		if k == expSync || k == expQuery || k == expFunc {
 			break
 		}
