@@ -708,6 +708,13 @@ type SessionRecorder struct {
 	r     *Recorder
 	base  Event
 	ended atomic.Bool
+
+	// FlushTimeout's reused barrier channel and timer (under flushMu): no
+	// allocation per statement. A barrier abandoned on timeout keeps its
+	// channel (the writer still answers it); the next call makes a new one.
+	flushMu sync.Mutex
+	flushCh chan error
+	flushT  *time.Timer
 }
 
 // ID returns the session id.
@@ -772,3 +779,39 @@ func (s *SessionRecorder) End(reason string) error {
 
 // Flush waits until this session's events so far are written (see Recorder.Flush).
 func (s *SessionRecorder) Flush(ctx context.Context) error { return s.r.Flush(ctx) }
+
+// FlushTimeout is Flush with a timeout instead of a context, for the
+// per-statement barrier: the same guarantee (everything enqueued before
+// the call is written, write(2), when it returns nil) without allocating.
+func (s *SessionRecorder) FlushTimeout(d time.Duration) error {
+	r := s.r
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	if s.flushCh == nil {
+		s.flushCh = make(chan error, 1)
+	}
+	if s.flushT == nil {
+		s.flushT = time.NewTimer(d)
+	} else {
+		s.flushT.Reset(d) // Go >= 1.23: no stale value after Reset
+	}
+	defer s.flushT.Stop()
+	ch := s.flushCh
+	select {
+	case r.q <- item{barrier: ch}:
+	case <-s.flushT.C:
+		return context.DeadlineExceeded
+	case <-r.stop:
+		return ErrClosed
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-s.flushT.C:
+		s.flushCh = nil // the writer answers into the abandoned channel later
+		return context.DeadlineExceeded
+	}
+}
