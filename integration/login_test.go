@@ -51,15 +51,13 @@ func TestLoginDeviceFlowThroughGateway(t *testing.T) {
 	}
 
 	// The real psql with the environment `pgwarden psql` execs it with.
-	if _, err := exec.LookPath("psql"); err != nil {
-		t.Skip("psql not installed")
-	}
+	psql := needTool(t, "psql", "scripts/setup.sh installs postgresql-client")
 	h, p := w.hostPort()
 	var gwCfg login.ClientConfig
 	gwCfg.Gateway.Host, gwCfg.Gateway.DBName = h, "vectors"
 	gwCfg.Gateway.Port = mustAtoi(t, p)
 	env := login.PsqlEnv(scrubPGEnv(os.Environ()), &gwCfg, tok.AccessToken)
-	cmd := exec.CommandContext(ctx, "psql", "-X", "-At", "-c", "SELECT current_setting('is_superuser'), count(*) > 0 FROM documents")
+	cmd := exec.CommandContext(ctx, psql, "-X", "-At", "-c", "SELECT current_setting('is_superuser'), count(*) > 0 FROM documents")
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "off|t" {

@@ -764,10 +764,7 @@ func TestSessionRecordingSurvivesKill9(t *testing.T) {
 // ones too) and new sessions are refused with 08001 "pgwarden: ...";
 // fail_open: they run and pgwarden_recording_dropped_total counts the gap.
 func TestSessionRecordingFailClosed(t *testing.T) {
-	prlimit, err := exec.LookPath("prlimit")
-	if err != nil {
-		t.Skip("prlimit(1) not installed: cannot make the store unwritable from outside as root")
-	}
+	prlimit := needTool(t, "prlimit", "util-linux; it makes the store unwritable from outside as root")
 	bin := pgwardenBinary(t)
 	for _, failOpen := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fail_open=%v", failOpen), func(t *testing.T) {
