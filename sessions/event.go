@@ -95,18 +95,15 @@ func newEncoder() *encoder { return &encoder{buf: make([]byte, 0, 4096)} }
 // encoding/json writes it (struct field order, no HTML escaping, no
 // whitespace) with the hash field absent, produced by appendCanonical.
 // The returned slice is valid until the next call.
-func (e *encoder) canonical(ev *Event) ([]byte, error) {
+func (e *encoder) canonical(ev *Event) []byte {
 	e.buf = appendCanonical(e.buf[:0], ev, false)
-	return e.buf, nil
+	return e.buf
 }
 
 // line computes ev.Hash over the canonical form and returns the full line
 // (with hash, ending in '\n'). Valid until the next call.
-func (e *encoder) line(ev *Event) ([]byte, error) {
-	c, err := e.canonical(ev)
-	if err != nil {
-		return nil, err
-	}
+func (e *encoder) line(ev *Event) []byte {
+	c := e.canonical(ev)
 	e.sum = sha256.Sum256(c)
 	hex.Encode(e.hex[:], e.sum[:])
 	ev.Hash = string(e.hex[:])
@@ -114,7 +111,7 @@ func (e *encoder) line(ev *Event) ([]byte, error) {
 	e.buf = append(e.buf[:len(c)-1], `,"hash":"`...)
 	e.buf = append(e.buf, e.hex[:]...)
 	e.buf = append(e.buf, "\"}\n"...)
-	return e.buf, nil
+	return e.buf
 }
 
 // checkLine verifies one stored line (without its '\n'): strict decoding,
@@ -131,10 +128,7 @@ func (e *encoder) checkLine(raw []byte, ev *Event) error {
 		return errors.New("trailing data after the event")
 	}
 	stored := ev.Hash
-	want, err := e.line(ev)
-	if err != nil {
-		return err
-	}
+	want := e.line(ev)
 	if ev.Hash != stored {
 		ev.Hash = stored
 		return fmt.Errorf("hash mismatch: content does not match its hash %s", short(stored))

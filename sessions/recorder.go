@@ -139,12 +139,11 @@ type Recorder struct {
 	hookWG   sync.WaitGroup
 }
 
+// pendingInfo is one encoded, not yet written event: ev as chained (Seq,
+// Hash, identity fields for the open-session set) and its time.
 type pendingInfo struct {
-	typ, session string
-	seq          int64
-	hash         string
-	t            time.Time
-	info         Event
+	t  time.Time
+	ev Event
 }
 
 // Open opens (creating if needed) the file store under st.Dir/sessions,
@@ -239,7 +238,7 @@ func (r *Recorder) recover() error {
 				meta.first = t
 			}
 			meta.lastSeq, meta.lastHash, meta.last = ev.Seq, ev.Hash, t
-			r.track(ev.Type, ev.Session, ev.Seq, &ev)
+			r.track(&ev)
 		}
 		meta.size = lr.off
 		frag := append([]byte(nil), lr.rest()...)
@@ -265,9 +264,9 @@ func (r *Recorder) recover() error {
 	}
 	if h, ok, err := readHead(r.dir); err == nil && ok && h.Seq > r.seq {
 		r.log.Error().Int64("head_seq", h.Seq).Int64("store_seq", r.seq).Msg("store ends before its head: events were lost or removed")
-		ev := Event{Type: TypeError, Time: r.now().Format(TimeFormat),
+		ev := Event{Type: TypeError,
 			Error: fmt.Sprintf("recovery: store ends at seq %d but head.json recorded seq %d (%s)", r.seq, h.Seq, short(h.Hash))}
-		r.add(&ev)
+		r.add(&ev, r.now())
 	}
 	if n := len(r.segs); n > 0 {
 		f, err := openSegFile(filepath.Join(r.dir, r.segs[n-1].name))
@@ -280,16 +279,16 @@ func (r *Recorder) recover() error {
 }
 
 // track updates the open-session set from one event.
-func (r *Recorder) track(typ, session string, seq int64, ev *Event) {
-	if session == "" {
+func (r *Recorder) track(ev *Event) {
+	if ev.Session == "" {
 		return
 	}
-	if typ == TypeSessionEnd {
-		delete(r.open, session)
+	if ev.Type == TypeSessionEnd {
+		delete(r.open, ev.Session)
 		return
 	}
-	if _, ok := r.open[session]; !ok {
-		r.open[session] = openSess{seq: seq, info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
+	if _, ok := r.open[ev.Session]; !ok {
+		r.open[ev.Session] = openSess{seq: ev.Seq, info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
 			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, BackendUser: ev.BackendUser}}
 	}
 }
@@ -425,8 +424,7 @@ func (r *Recorder) writer() {
 			barriers = append(barriers, it.barrier)
 			return
 		}
-		it.ev.Time = it.t.Format(TimeFormat)
-		r.add(&it.ev)
+		r.add(&it.ev, it.t)
 	}
 	finish := func() {
 		err := r.flush()
@@ -493,27 +491,24 @@ func (r *Recorder) endOpen(reason string) int {
 	sort.Slice(ids, func(i, j int) bool { return r.open[ids[i]].seq < r.open[ids[j]].seq })
 	for _, id := range ids {
 		ev := r.open[id].info
-		ev.Type, ev.Reason, ev.Time = TypeSessionEnd, reason, r.now().Format(TimeFormat)
-		r.add(&ev)
+		ev.Type, ev.Reason = TypeSessionEnd, reason
+		r.add(&ev, r.now())
 	}
 	return len(ids)
 }
 
-// add chains, encodes and buffers one event; flush writes the buffer.
-func (r *Recorder) add(ev *Event) {
+// add stamps ev with t, chains, encodes and buffers it; flush writes the
+// buffer.
+func (r *Recorder) add(ev *Event, t time.Time) {
 	if ev.Type == TypeStatement || ev.Type == TypeApproval || ev.Type == TypeError {
 		if sql, secret := redactSQL(ev.SQL); secret {
 			ev.SQL, ev.Params = sql, nil
 		}
 	}
+	ev.Time = t.Format(TimeFormat)
 	ev.Seq = r.seq + 1
 	ev.PrevHash = r.last
-	line, err := r.enc.line(ev)
-	if err != nil { // cannot happen for these types; never write a broken chain
-		r.log.Error().Err(err).Msg("encoding event")
-		r.m.dropped.Inc()
-		return
-	}
+	line := r.enc.line(ev)
 	// rotation by size: this event starts a new segment
 	if n := len(r.segs); r.seg != nil && n > 0 && r.cfg.RotateBytes > 0 &&
 		r.segs[n-1].size+int64(r.pending.Len()+len(line)) > r.cfg.RotateBytes && r.segs[n-1].size+int64(r.pending.Len()) > 0 {
@@ -525,7 +520,7 @@ func (r *Recorder) add(ev *Event) {
 	}
 	r.pending.Write(line)
 	r.seq, r.last = ev.Seq, ev.Hash
-	r.pendEv = append(r.pendEv, pendingInfo{typ: ev.Type, session: ev.Session, seq: ev.Seq, hash: ev.Hash, t: ev.TimeValue(), info: *ev})
+	r.pendEv = append(r.pendEv, pendingInfo{t: t, ev: *ev})
 }
 
 // flush appends the pending buffer to the active segment (one write).
@@ -537,13 +532,13 @@ func (r *Recorder) flush() error {
 	}
 	first := r.pendEv[0]
 	if r.seg == nil {
-		name := segName(first.seq)
+		name := segName(first.ev.Seq)
 		f, err := openSegFile(filepath.Join(r.dir, name))
 		if err != nil {
 			return r.writeFailed(err)
 		}
 		r.seg = f
-		r.segs = append(r.segs, segMeta{name: name, firstSeq: first.seq, first: first.t})
+		r.segs = append(r.segs, segMeta{name: name, firstSeq: first.ev.Seq, first: first.t})
 	}
 	meta := &r.segs[len(r.segs)-1]
 	if _, err := r.seg.Write(r.pending.Bytes()); err != nil {
@@ -555,13 +550,13 @@ func (r *Recorder) flush() error {
 	}
 	lastEv := r.pendEv[len(r.pendEv)-1]
 	meta.size += int64(r.pending.Len())
-	meta.lastSeq, meta.lastHash, meta.last = lastEv.seq, lastEv.hash, lastEv.t
+	meta.lastSeq, meta.lastHash, meta.last = lastEv.ev.Seq, lastEv.ev.Hash, lastEv.t
 	r.dirty = true
 	end := false
 	for i := range r.pendEv {
-		p := &r.pendEv[i]
-		r.track(p.typ, p.session, p.seq, &p.info)
-		end = end || p.typ == TypeSessionEnd
+		p := &r.pendEv[i].ev
+		r.track(p)
+		end = end || p.Type == TypeSessionEnd
 	}
 	r.m.events.Add(float64(len(r.pendEv)))
 	if r.stdout != nil {
@@ -694,10 +689,10 @@ func (r *Recorder) retention() {
 	if purged == nil {
 		return
 	}
-	ev := Event{Type: TypeRetention, Time: r.now().Format(TimeFormat), Reason: "retention",
+	ev := Event{Type: TypeRetention, Reason: "retention",
 		PurgedThroughSeq: purged.lastSeq, PurgedThroughHash: purged.lastHash}
 	r.segs = append(r.segs[:0], r.segs[n:]...)
-	r.add(&ev)
+	r.add(&ev, r.now())
 	_ = r.flush()
 	r.log.Info().Int("segments", n).Int64("through_seq", ev.PurgedThroughSeq).Msg("retention deleted old segments")
 }
