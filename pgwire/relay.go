@@ -25,8 +25,24 @@ const maxPendingBatch = 1 << 20
 var (
 	errUpstreamLost = pgerr.Fatal(pgerr.ConnectionFailure, "upstream connection lost")
 	errExpired      = pgerr.Fatal(pgerr.AdminShutdown, "session credential expired; reconnect for a new one")
-	errInternal     = pgerr.Fatal(pgerr.InternalError, "internal error")
 )
+
+// asFatal returns e with FATAL severity (a copy when it had another one):
+// whatever ends a session reaches the client as FATAL.
+func asFatal(e *pgerr.Error) *pgerr.Error {
+	if e.Severity == pgerr.SeverityFatal {
+		return e
+	}
+	c := *e
+	c.Severity = pgerr.SeverityFatal
+	return &c
+}
+
+// internalError is the FATAL XX000 a client sees for a pgwarden fault;
+// cause is for the logs only.
+func internalError(cause error) *pgerr.Error {
+	return pgerr.Fatal(pgerr.InternalError, "internal error").WithCause(cause)
+}
 
 // writeErr marks an error writing to the other side (vs reading own side).
 type writeErr struct{ error }
@@ -147,12 +163,7 @@ func (ss *session) clientLoop() {
 		ss.end(reasonClientTerminated, nil, nil)
 	default:
 		if pe, ok := pgerr.As(err); ok {
-			if pe.Severity != pgerr.SeverityFatal {
-				c := *pe
-				c.Severity = pgerr.SeverityFatal
-				pe = &c
-			}
-			ss.end(reasonError, pe, err)
+			ss.end(reasonError, asFatal(pe), err)
 			return
 		}
 		var we writeErr
@@ -307,7 +318,7 @@ func (ss *session) hookClient(typ byte, n int) error {
 		rt := frontendType(v.Replace)
 		out, err := v.Replace.Encode(ss.pending)
 		if err != nil {
-			return pgerr.Fatal(pgerr.InternalError, "internal error").WithCause(err)
+			return internalError(err)
 		}
 		ss.pending = out
 		ss.noteForwarded(rt)
@@ -383,13 +394,11 @@ func (ss *session) refuse(typ byte, msg pgproto3.FrontendMessage, e *pgerr.Error
 		poison, ptyp = &pgproto3.CopyFail{Message: marker}, 'f'
 		rfq = ss.rfqSent // answered by the COPY statement's own ReadyForQuery
 	default: // Sync, Flush, Terminate cannot be refused without desynchronising
-		c := *e
-		c.Severity = pgerr.SeverityFatal
-		return &c
+		return asFatal(e)
 	}
 	out, err := poison.Encode(ss.pending)
 	if err != nil {
-		return pgerr.Fatal(pgerr.InternalError, "internal error").WithCause(err)
+		return internalError(err)
 	}
 	ss.pending = out
 	ss.st.Lock()
@@ -405,12 +414,7 @@ func (ss *session) refuse(typ byte, msg pgproto3.FrontendMessage, e *pgerr.Error
 func (ss *session) serverLoop() {
 	err := ss.serverLoopErr()
 	if pe, ok := pgerr.As(err); ok {
-		if pe.Severity != pgerr.SeverityFatal {
-			c := *pe
-			c.Severity = pgerr.SeverityFatal
-			pe = &c
-		}
-		ss.end(reasonError, pe, err)
+		ss.end(reasonError, asFatal(pe), err)
 		return
 	}
 	var we writeErr
@@ -636,7 +640,7 @@ func (ss *session) hookServerBody(typ byte, body []byte) error {
 		if _, ok := pgerr.As(err); ok {
 			return err
 		}
-		return pgerr.Fatal(pgerr.InternalError, "internal error").WithCause(err)
+		return internalError(err)
 	}
 	if out == nil {
 		return nil
@@ -647,21 +651,15 @@ func (ss *session) hookServerBody(typ byte, body []byte) error {
 		_, _ = ss.cw.Write(ss.uf.header())
 		_, err = ss.cw.Write(body)
 	} else {
-		var b []byte
-		b, err = out.Encode(ss.wbuf[:0])
-		if err == nil {
-			ss.wbuf = b
-			_, err = ss.cw.Write(b)
-			if err != nil {
-				err = writeErr{err}
-			}
-		} else {
-			return pgerr.Fatal(pgerr.InternalError, "internal error").WithCause(err)
+		b, eerr := out.Encode(ss.wbuf[:0])
+		if eerr != nil {
+			return internalError(eerr)
 		}
-		if cap(ss.wbuf) > keepBodyCap {
-			ss.wbuf = nil
+		_, err = ss.cw.Write(b)
+		if cap(b) > keepBodyCap {
+			b = nil
 		}
-		return err
+		ss.wbuf = b
 	}
 	if err != nil {
 		return writeErr{err}
@@ -694,12 +692,7 @@ func (ss *session) Terminate(err *pgerr.Error) {
 	if err == nil {
 		err = pgerr.Fatal(pgerr.AdminShutdown, "session terminated")
 	}
-	if err.Severity != pgerr.SeverityFatal {
-		c := *err
-		c.Severity = pgerr.SeverityFatal
-		err = &c
-	}
-	ss.end(reasonTerminated, err, nil)
+	ss.end(reasonTerminated, asFatal(err), nil)
 }
 
 // keepAlive renews the lease at 2/3 of its remaining lifetime and ends the

@@ -331,7 +331,7 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 
 	sessionID, err := newSessionID()
 	if err != nil {
-		fail(pgerr.Fatal(pgerr.InternalError, "internal error"))
+		fail(internalError(err))
 		return reasonError
 	}
 	log = log.With().Str("session", sessionID).Logger()
@@ -395,13 +395,13 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 	var mk [8]byte
 	if _, err := rand.Read(mk[:]); err != nil {
 		up.Close()
-		fail(pgerr.Fatal(pgerr.InternalError, "internal error"))
+		fail(internalError(err))
 		return reasonError
 	}
 	ss.marker = "pgwarden_refused_" + hex.EncodeToString(mk[:]) + "_"
 	if err := s.cancels.register(ss); err != nil {
 		up.Close()
-		fail(pgerr.Fatal(pgerr.InternalError, "internal error"))
+		fail(internalError(err))
 		return reasonError
 	}
 	defer s.cancels.unregister(ss)
@@ -412,14 +412,10 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 			pe, ok := pgerr.As(err)
 			if !ok {
 				pe = pgerr.Fatal(pgerr.UnableToConnect, "session setup failed").WithCause(err)
-			} else if pe.Severity != pgerr.SeverityFatal {
-				c := *pe
-				c.Severity = pgerr.SeverityFatal
-				pe = &c
 			}
 			log.Error().Err(err).Msg("session hooks refused the session")
 			ss.closeUpstream()
-			fail(pe)
+			fail(asFatal(pe))
 			return "hooks_failed"
 		}
 		ss.hooks = h
