@@ -127,7 +127,7 @@ func (f *framer) skip() error {
 	return nil
 }
 
-// raw returns the header of the current message (valid until next).
+// header returns the header of the current message (valid until next).
 func (f *framer) header() []byte { return f.hdr[:] }
 
 func unexpectedEOF(err error) error {
@@ -135,9 +135,4 @@ func unexpectedEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// appendHeader appends a message header for a body of n bytes.
-func appendHeader(dst []byte, typ byte, n int) []byte {
-	return append(dst, typ, byte((n+4)>>24), byte((n+4)>>16), byte((n+4)>>8), byte(n+4))
 }

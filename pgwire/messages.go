@@ -63,39 +63,6 @@ func decodeFrontend(m *frontendMsgs, typ byte, body []byte) (pgproto3.FrontendMe
 	return msg, nil
 }
 
-// frontendType returns the type byte of a client message.
-func frontendType(m pgproto3.FrontendMessage) byte {
-	switch m.(type) {
-	case *pgproto3.Query:
-		return 'Q'
-	case *pgproto3.Parse:
-		return 'P'
-	case *pgproto3.Bind:
-		return 'B'
-	case *pgproto3.Describe:
-		return 'D'
-	case *pgproto3.Execute:
-		return 'E'
-	case *pgproto3.Close:
-		return 'C'
-	case *pgproto3.Sync:
-		return 'S'
-	case *pgproto3.Flush:
-		return 'H'
-	case *pgproto3.FunctionCall:
-		return 'F'
-	case *pgproto3.CopyData:
-		return 'd'
-	case *pgproto3.CopyDone:
-		return 'c'
-	case *pgproto3.CopyFail:
-		return 'f'
-	case *pgproto3.Terminate:
-		return 'X'
-	}
-	return 0
-}
-
 // backendMsgs are per-session flyweights for wanted server messages.
 type backendMsgs struct {
 	authOK          pgproto3.AuthenticationOk

@@ -315,13 +315,13 @@ func (ss *session) hookClient(typ byte, n int) error {
 	case v.Refuse != nil:
 		return ss.refuse(typ, msg, v.Refuse)
 	case v.Replace != nil:
-		rt := frontendType(v.Replace)
+		start := len(ss.pending)
 		out, err := v.Replace.Encode(ss.pending)
 		if err != nil {
 			return internalError(err)
 		}
 		ss.pending = out
-		ss.noteForwarded(rt)
+		ss.noteForwarded(out[start]) // the replacement's own type byte
 	default:
 		ss.pending = append(ss.pending, f.header()...)
 		ss.pending = append(ss.pending, body...)

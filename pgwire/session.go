@@ -134,7 +134,7 @@ func (s *Server) handleConn(raw net.Conn) {
 	}
 }
 
-// hsFail sends a FATAL error during the handshake and reports outcome.
+// hsFail sends a FATAL error during the handshake (before the buffered writer exists).
 func hsFail(w io.Writer, e *pgerr.Error) {
 	buf, err := e.Response().Encode(nil)
 	if err == nil {
