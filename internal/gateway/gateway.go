@@ -212,23 +212,23 @@ func (g *Gateway) checkUpstream(ctx context.Context) error {
 // another session's absence).
 func (g *Gateway) observeApproval(ev approvals.Event) {
 	a := ev.Approval
-	if a == nil {
+	// The approvals manager logs every change itself. "executed" is recorded
+	// by the session that ran the statement, once it completed (in retry mode
+	// that is not the session that held it).
+	if a == nil || ev.Type == "executed" {
 		return
 	}
-	g.log.Info().Str("approval", a.ID).Str("state", ev.Type).Str("requester", a.Requester).
-		Str("session", a.Session).Str("action", a.Action).Msg("approval " + ev.Type)
 	g.liveMu.Lock()
 	h := g.live[a.Session]
 	g.liveMu.Unlock()
-	if h == nil || h.rec == nil {
+	if h == nil {
 		return
 	}
 	state := ev.Type
 	if state == "hold" {
 		state = "pending"
 	}
-	reason := a.Comment
-	_ = h.rec.Approval(sessions.ApprovalEvent{ID: a.ID, State: state, SQL: a.SQL, Actions: []string{a.Action}, DecidedBy: a.DecidedBy, Reason: reason})
+	h.recordApproval(sessions.ApprovalEvent{ID: a.ID, State: state, SQL: a.SQL, Actions: []string{a.Action}, DecidedBy: a.DecidedBy, Reason: a.Comment})
 }
 
 // Run listens on the configured addresses until ctx is cancelled.

@@ -49,8 +49,8 @@ func (h *hooks) recordRun(r *run, tag []byte, errText string) {
 		Columns: r.columns, Rows: r.rows, RowsTotal: total,
 		Duration: time.Since(r.start), Error: errText, ApprovalID: r.approval,
 	})
-	if r.approval != "" && h.g.approvals != nil {
-		h.recordApproval(r.approval, "executed", r.sql)
+	if r.approval != "" {
+		h.recordApproval(sessions.ApprovalEvent{ID: r.approval, State: "executed", SQL: r.sql, Actions: r.actions})
 	}
 }
 
@@ -190,10 +190,15 @@ func (h *hooks) recordRefusal(sql string, params []*string, actions []string, de
 	h.recordStatement(sessions.StatementEvent{SQL: sql, Params: params, Actions: actions, Decision: decision, Error: perr.Message})
 }
 
-func (h *hooks) recordApproval(id, state, sql string) {
+// recordApproval records an approval state change in this session (from
+// either goroutine, or the approvals manager's); the next ReadyForQuery
+// waits until it is written.
+func (h *hooks) recordApproval(ev sessions.ApprovalEvent) {
 	if h.rec == nil {
 		return
 	}
 	h.unflushed.Store(true)
-	_ = h.rec.Approval(sessions.ApprovalEvent{ID: id, State: state, SQL: sql})
+	if err := h.rec.Approval(ev); err != nil {
+		h.g.log.Error().Err(err).Str("session", h.info.ID).Msg("recording an approval event failed")
+	}
 }
