@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
@@ -272,6 +273,38 @@ func (g *gateway) connect(t *testing.T, user string, extra string) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// connectNotices connects like connect and collects the messages of the
+// NoticeResponses the client receives.
+func (g *gateway) connectNotices(t *testing.T, user string) (*pgx.Conn, <-chan string) {
+	t.Helper()
+	notices := make(chan string, 4)
+	cfg, err := pgx.ParseConfig(g.dsn(user, "good-"+user, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n.Message }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect through gateway: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn, notices
+}
+
+// nextNotice waits (bounded) for the next notice message.
+func nextNotice(t *testing.T, notices <-chan string) string {
+	t.Helper()
+	select {
+	case n := <-notices:
+		return n
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notice")
+		return ""
+	}
 }
 
 // eventually polls cond (bounded) until it holds.

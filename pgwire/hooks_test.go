@@ -255,17 +255,7 @@ func TestHookNoticeAndSideQuery(t *testing.T) {
 		return Verdict{}
 	}})
 	ctx := tctx(t)
-	notices := make(chan string, 4)
-	cfg, err := pgx.ParseConfig(g.dsn("sam", "good-sam", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n.Message }
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn, notices := g.connectNotices(t, "sam")
 	var user string
 	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
 		t.Fatal(err)
@@ -278,13 +268,8 @@ func TestHookNoticeAndSideQuery(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT 'hold_me'").Scan(&s); err != nil || s != "hold_me" {
 		t.Fatalf("held statement: %v %q", err, s)
 	}
-	select {
-	case n := <-notices:
-		if n != "pgwarden: held for approval ap-1" {
-			t.Fatalf("notice %q", n)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notice")
+	if n := nextNotice(t, notices); n != "pgwarden: held for approval ap-1" {
+		t.Fatalf("notice %q", n)
 	}
 	r := <-results
 	if r.err != nil || len(r.rows) != 1 || r.rows[0][0] != user || r.rows[0][1] != "arg" || r.rows[0][2] != "2" {

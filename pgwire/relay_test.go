@@ -134,27 +134,12 @@ func TestRelayNoticeAndNotify(t *testing.T) {
 	c := needPG(t)
 	g := startGateway(t, c, nil)
 	ctx := tctx(t)
-	notices := make(chan string, 4)
-	cfg, err := pgx.ParseConfig(g.dsn("carol", "good-carol", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n.Message }
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn, notices := g.connectNotices(t, "carol")
 	if _, err := conn.Exec(ctx, "DO $$ BEGIN RAISE NOTICE 'hello %', 42; END $$"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case n := <-notices:
-		if n != "hello 42" {
-			t.Fatalf("notice %q", n)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notice")
+	if n := nextNotice(t, notices); n != "hello 42" {
+		t.Fatalf("notice %q", n)
 	}
 
 	other := g.connect(t, "dave", "")
