@@ -143,16 +143,6 @@ type Event struct {
 	Approval *Approval // a copy, safe to keep
 }
 
-// Decision maps the event to the session record's decision field
-// ("hold", "approved", "denied"; "" for the others).
-func (e Event) Decision() string {
-	switch e.Type {
-	case "hold", "approved", "denied":
-		return e.Type
-	}
-	return ""
-}
-
 // Sentinel kinds; every error returned by the Manager for a refusal wraps
 // one of these (errors.Is) and carries a message fit for an API client.
 var (

@@ -354,9 +354,6 @@ func (l *vaultLease) Expiry() time.Time {
 // LeaseID is Vault's lease id (not a secret: it grants nothing by itself).
 func (l *vaultLease) LeaseID() string { return l.leaseID }
 
-// Role is the Vault database role the credential was read from.
-func (l *vaultLease) Role() string { return l.role }
-
 // Renew extends the lease by its initial TTL. When Vault caps the TTL (the
 // role's max_ttl, or with jwt the login token's max TTL, is reached) or
 // refuses, it returns ErrNotRenewable and Expiry is then the final expiry.
