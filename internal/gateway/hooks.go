@@ -391,25 +391,15 @@ func (h *hooks) onBind(m *pgproto3.Bind) pgwire.Verdict {
 // text form: binary values of a known parameter type (from Parse or the
 // server's ParameterDescription) are decoded and re-encoded as text, so the
 // planner estimate and approvers see the value; others become \x hex.
-// text form (binary values as \x hex); nil is SQL NULL.
+// nil is SQL NULL.
 func (h *hooks) textParams(m *pgproto3.Bind, oids []uint32) []*string {
 	out := make([]*string, len(m.Parameters))
 	for i, v := range m.Parameters {
 		if v == nil {
 			continue
 		}
-		binary := false
-		switch len(m.ParameterFormatCodes) {
-		case 0:
-		case 1:
-			binary = m.ParameterFormatCodes[0] == 1
-		default:
-			if i < len(m.ParameterFormatCodes) {
-				binary = m.ParameterFormatCodes[i] == 1
-			}
-		}
 		var s string
-		if binary {
+		if formatOf(m.ParameterFormatCodes, i) == 1 {
 			var ok bool
 			if i < len(oids) && oids[i] != 0 {
 				s, ok = h.binaryToText(oids[i], v)
@@ -748,9 +738,6 @@ func (h *hooks) describe(m *pgproto3.RowDescription, sql string, idx int) (*rowD
 	for i, f := range m.Fields {
 		rd.columns[i] = string(f.Name)
 	}
-	if h.g.masker == nil {
-		return rd, nil
-	}
 	q := &masking.Query{SQL: sql, Stmt: idx}
 	planFn := h.g.masker.Plan
 	if h.unmask {
@@ -880,7 +867,10 @@ func recordRow(row *pgproto3.DataRow, formats []int16) []*string {
 		}
 		if formatOf(formats, i) == 1 {
 			b.WriteString(`\x`)
-			b.WriteString(hex.EncodeToString(v))
+			for _, c := range v { // hex without an intermediate string per value
+				b.WriteByte(hexDigits[c>>4])
+				b.WriteByte(hexDigits[c&0xf])
+			}
 		} else {
 			b.Write(v)
 		}
@@ -904,6 +894,10 @@ func recordRow(row *pgproto3.DataRow, formats []int16) []*string {
 	return out
 }
 
+const hexDigits = "0123456789abcdef"
+
+// formatOf is the format code of column (or parameter) i under the
+// protocol's rule: no codes = text, one code = all, else one per column.
 func formatOf(formats []int16, i int) int16 {
 	switch len(formats) {
 	case 0:
