@@ -287,3 +287,35 @@ func TestStartupTimeout(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "connection untracked", func() bool { return value(t, g.srv.m.conns) == 0 })
 }
+
+// TestMalformedAfterStartup: malformed bytes in the password phase and in
+// the relay reach the client as a FATAL 08P01 ErrorResponse.
+func TestMalformedAfterStartup(t *testing.T) {
+	c := needPG(t)
+	g := startGateway(t, c, nil)
+	pw := func(token string) []byte {
+		b, _ := (&pgproto3.PasswordMessage{Password: token}).Encode(nil)
+		return b
+	}
+	for _, tc := range []struct {
+		name, user string
+		after      []byte // sent after the startup packet
+		msg        string
+	}{
+		{"query instead of password", "kim", []byte{'Q', 0, 0, 0, 5, 0}, "pgwarden: expected a password message"},
+		{"password length below 4", "kim", []byte{'p', 0, 0, 0, 3}, "pgwarden: invalid message length"},
+		{"relay length below 4", "lee", append(pw("good-lee"), 'Q', 0, 0, 0, 2), "pgwarden: invalid message length"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, r := rawStartup(t, g.addr, startupBytes(map[string]string{"user": tc.user, "database": "vectors"}))
+			if _, err := conn.Write(tc.after); err != nil {
+				t.Fatal(err)
+			}
+			e := readError(t, r)
+			if e.Code != "08P01" || e.Severity != "FATAL" || e.Message != tc.msg {
+				t.Fatalf("got %s %s %q", e.Severity, e.Code, e.Message)
+			}
+		})
+	}
+	eventually(t, 5*time.Second, "lease revoked", func() bool { return g.prov.liveCount() == 0 })
+}
