@@ -25,9 +25,7 @@ func TestCompatPgx(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
 			connect := func(user string, groups ...string) *pgx.Conn {
-				cc := w.connConfig(t, user, w.Issuer.token(t, user, groups...))
-				cc.DefaultQueryExecMode = mode
-				return w.connectWith(t, cc)
+				return w.connectMode(t, mode, user, groups...)
 			}
 			t.Run("insert", func(t *testing.T) {
 				conn := connect("ingest-bot@example.com", "ingest")

@@ -61,9 +61,7 @@ func TestPgxSimpleAndExtended(t *testing.T) {
 	want := ids(t, must(direct(t).Query(ctx, knnSQL, vec)))
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
-			cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
-			cc.DefaultQueryExecMode = mode
-			conn := w.connectWith(t, cc)
+			conn := w.connectMode(t, mode, "alice@example.com", "analyst")
 			for i := 0; i < 3; i++ { // repeated: prepared-statement caches
 				got := ids(t, must(conn.Query(ctx, knnSQL, vec)))
 				if fmt.Sprint(got) != fmt.Sprint(want) {

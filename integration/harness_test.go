@@ -197,6 +197,14 @@ func (w *gw) connect(t testing.TB, user string, groups ...string) *pgx.Conn {
 	return w.connectWith(t, w.connConfig(t, user, w.Issuer.token(t, user, groups...)))
 }
 
+// connectMode is connect with pgx's DefaultQueryExecMode set to mode.
+func (w *gw) connectMode(t testing.TB, mode pgx.QueryExecMode, user string, groups ...string) *pgx.Conn {
+	t.Helper()
+	cc := w.connConfig(t, user, w.Issuer.token(t, user, groups...))
+	cc.DefaultQueryExecMode = mode
+	return w.connectWith(t, cc)
+}
+
 func (w *gw) connectWith(t testing.TB, cc *pgx.ConnConfig) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -561,9 +561,7 @@ func TestMaskingDescribeOnce(t *testing.T) {
 		}
 	}
 	t.Run("pgx cache statement", func(t *testing.T) {
-		cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
-		cc.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
-		conn := w.connectWith(t, cc)
+		conn := w.connectMode(t, pgx.QueryExecModeCacheStatement, "alice@example.com", "analyst")
 		for i := 0; i < 5; i++ {
 			for _, f := range []int16{pgx.TextFormatCode, pgx.BinaryFormatCode} {
 				rows, err := conn.Query(ctx, sql, pgx.QueryResultFormats{f}, 20)
@@ -702,9 +700,7 @@ func TestMaskingDerivedDenyAndPredicates(t *testing.T) {
 	ctx := context.Background()
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
 		t.Run(mode.String(), func(t *testing.T) {
-			cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
-			cc.DefaultQueryExecMode = mode
-			conn := w.connectWith(t, cc)
+			conn := w.connectMode(t, mode, "alice@example.com", "analyst")
 			for _, sql := range []string{
 				"SELECT upper(email) FROM customers",
 				"SELECT row_to_json(c) FROM customers c",

@@ -32,9 +32,7 @@ func TestPolicyAnalystCannotWrite(t *testing.T) {
 	ctx := context.Background()
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		t.Run(mode.String(), func(t *testing.T) {
-			cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
-			cc.DefaultQueryExecMode = mode
-			conn := w.connectWith(t, cc)
+			conn := w.connectMode(t, mode, "alice@example.com", "analyst")
 			// allowed: search and read
 			var id int
 			must0(t, conn.QueryRow(ctx, "SELECT id FROM pol_a ORDER BY embedding <-> '[3,3,3]' LIMIT 1").Scan(&id))
@@ -85,9 +83,7 @@ func TestPolicyPreparedStatementEvasion(t *testing.T) {
 	w := startGateway(t, nil)
 	policyTable(t, "pol_p")
 	ctx := context.Background()
-	cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
-	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	conn := w.connectWith(t, cc)
+	conn := w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "alice@example.com", "analyst")
 	_, err := conn.Exec(ctx, "PREPARE p AS DELETE FROM pol_p")
 	if sqlstate(err) != "42501" {
 		t.Fatalf("PREPARE of a delete: want 42501, got %v", err)
@@ -129,9 +125,7 @@ func TestPolicyDeniedInsideTransaction(t *testing.T) {
 	ctx := context.Background()
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		t.Run(mode.String(), func(t *testing.T) {
-			cc := w.connConfig(t, "ingest-bot@example.com", w.Issuer.token(t, "ingest-bot@example.com", "ingest"))
-			cc.DefaultQueryExecMode = mode
-			conn := w.connectWith(t, cc)
+			conn := w.connectMode(t, mode, "ingest-bot@example.com", "ingest")
 			tx, err := conn.Begin(ctx)
 			must0(t, err)
 			must(tx.Exec(ctx, "INSERT INTO pol_t VALUES (300, 'in tx', '[1,2,3]')"))
@@ -160,9 +154,7 @@ func TestPolicyIngestCanInsert(t *testing.T) {
 	w := startGateway(t, nil)
 	policyTable(t, "pol_i")
 	ctx := context.Background()
-	simple := w.connConfig(t, "ingest-bot@example.com", w.Issuer.token(t, "ingest-bot@example.com", "ingest"))
-	simple.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	c1 := w.connectWith(t, simple)
+	c1 := w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "ingest-bot@example.com", "ingest")
 	must(c1.Exec(ctx, "INSERT INTO pol_i VALUES (101, 'simple', '[1,0,0]')"))
 	c2 := w.connect(t, "ingest-bot@example.com", "ingest")
 	must(c2.Exec(ctx, "INSERT INTO pol_i VALUES ($1, $2, $3::vector)", 102, "extended", "[0,1,0]"))
@@ -189,9 +181,7 @@ func TestPolicyExecuteThroughParse(t *testing.T) {
 	w := startGateway(t, nil)
 	policyTable(t, "pol_x")
 	ctx := context.Background()
-	simple := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
-	simple.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	conn := w.connectWith(t, simple)
+	conn := w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "alice@example.com", "analyst")
 	must(conn.Exec(ctx, "PREPARE q AS SELECT count(*) FROM pol_x"))
 	var n int
 	// extended protocol (Parse/Bind/Execute) of "EXECUTE q"
@@ -201,9 +191,7 @@ func TestPolicyExecuteThroughParse(t *testing.T) {
 	}
 	// With bulk_rows 5 the planner's estimate (20 rows) makes the DELETE bulk.
 	w2 := startGateway(t, func(c *pgwardenConfig) { c.Policy.Approval.BulkRows = 5 })
-	ingest := w2.connConfig(t, "ingest-bot@example.com", w2.Issuer.token(t, "ingest-bot@example.com", "ingest"))
-	ingest.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	c2 := w2.connectWith(t, ingest)
+	c2 := w2.connectMode(t, pgx.QueryExecModeSimpleProtocol, "ingest-bot@example.com", "ingest")
 	must(c2.Exec(ctx, "PREPARE small AS DELETE FROM pol_x WHERE id = $1"))
 	must(c2.Exec(ctx, "PREPARE wipe AS DELETE FROM pol_x WHERE id > 0"))
 	if _, err := c2.Exec(ctx, "EXECUTE small(1)", pgx.QueryExecModeExec); err != nil {
