@@ -15,17 +15,20 @@ import (
 // quoted newlines); Apply takes one such message. Like Plan, it is not safe
 // for concurrent use and the returned bytes are valid until the next Apply.
 type CopyPlan struct {
-	p         *Plan
-	csv       bool
-	delim     byte
-	quote     byte
-	escape    byte
-	null      string
-	header    bool // a header line is still to come
-	out       []byte
-	raw       []byte
-	fieldBufs []byte
+	p      *Plan // per-column fields (none when all) and the scratch buffers
+	all    bool  // the width is unknown: every field is redacted whole
+	csv    bool
+	delim  byte
+	quote  byte
+	escape byte
+	null   string
+	header bool // a header line is still to come
+	out    []byte
+	raw    []byte
 }
+
+// redactField is what every field of a CopyPlan with unknown width gets.
+var redactField = field{kind: kRedact, cls: clsText}
 
 var errMalformedCopy = errors.New("masking: malformed COPY data row")
 
@@ -140,10 +143,10 @@ func (e *Engine) PlanCopy(ctx context.Context, sql string, cols ...string) (*Cop
 	if format == "binary" {
 		return nil, pgerr.New(pgerr.InsufficientPrivilege, "binary COPY of masked columns is not supported; use text or csv")
 	}
-	cp.p = newPlan(fields, make([]int16, len(fields)), e.hmacKey)
-	if !exact {
-		cp.p = nil // unknown width: mask every field
-		cp.fieldBufs = nil
+	if exact {
+		cp.p = newPlan(fields, make([]int16, len(fields)), e.hmacKey)
+	} else {
+		cp.p, cp.all = newPlan(nil, nil, e.hmacKey), true // unknown width: mask every field
 	}
 	return cp, nil
 }
@@ -208,18 +211,16 @@ func (c *CopyPlan) Apply(data []byte) ([]byte, error) {
 		masked := false
 		if !isNull {
 			var f *field
-			if c.p == nil {
-				f = &field{kind: kRedact, cls: clsText}
-			} else if n < len(c.p.fields) {
+			switch {
+			case c.all:
+				f = &redactField
+			case n < len(c.p.fields):
 				f = &c.p.fields[n]
-			} else {
+			default:
 				return nil, errMalformedCopy
 			}
 			if f.kind != kPass {
 				p := c.p
-				if p == nil {
-					p = &Plan{}
-				}
 				p.buf = p.buf[:0]
 				ch, null, err := p.maskValue(f, raw, 0)
 				if err != nil {
@@ -247,7 +248,7 @@ func (c *CopyPlan) Apply(data []byte) ([]byte, error) {
 			if next+1 != len(data) {
 				return nil, errMalformedCopy
 			}
-			if c.p != nil && n != len(c.p.fields) {
+			if !c.all && n != len(c.p.fields) {
 				return nil, errMalformedCopy
 			}
 			c.out = append(c.out, '\n')
@@ -255,7 +256,7 @@ func (c *CopyPlan) Apply(data []byte) ([]byte, error) {
 		}
 		if data[next] == '\r' && c.csv && next+2 == len(data) && data[next+1] == '\n' {
 			c.out = append(c.out, '\r', '\n')
-			if c.p != nil && n != len(c.p.fields) {
+			if !c.all && n != len(c.p.fields) {
 				return nil, errMalformedCopy
 			}
 			break
