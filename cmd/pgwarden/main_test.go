@@ -100,3 +100,24 @@ func TestConfigEnvExpansion(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 }
+
+func TestSessionsSince(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, testConfig+"store: { dir: "+dir+" }\n")
+	if code, _, errs := runCLI("sessions", "list", "--config", cfg); code != 1 || !strings.Contains(errs, "no session recordings under "+dir) {
+		t.Fatalf("empty store: exit %d, %q", code, errs)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sessions"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI("sessions", "list", "--config", cfg, "--since", "1h"); code != 0 {
+		t.Fatalf("--since 1h: exit %d: %s", code, errs)
+	}
+	if code, _, errs := runCLI("sessions", "export", "--config", cfg, "--since", "2026-11-28T00:00:00Z"); code != 0 {
+		t.Fatalf("--since RFC 3339: exit %d: %s", code, errs)
+	}
+	code, _, errs := runCLI("sessions", "list", "--config", cfg, "--since", "last tuesday")
+	if code != 2 || !strings.Contains(errs, "since") {
+		t.Fatalf("bad --since: exit %d, %q", code, errs)
+	}
+}

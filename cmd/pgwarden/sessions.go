@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"text/tabwriter"
@@ -28,7 +30,11 @@ func (f *sessionsFlags) store() (*sessions.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sessions.OpenStore(cfg.Store.Dir)
+	st, err := sessions.OpenStore(cfg.Store.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errorf("no session recordings under %s (store.dir of %s): has pgwarden run with this configuration?", cfg.Store.Dir, f.cfgPath)
+	}
+	return st, err
 }
 
 // api fetches path from the admin API into v.
@@ -87,7 +93,7 @@ func sessionsCmd(g *globals) *cobra.Command {
 				}
 				flt := sessions.Filter{User: user, Action: action, Decision: decision}
 				if since != "" {
-					t, err := parseSince(since)
+					t, err := sessions.ParseSince(since, time.Now())
 					if err != nil {
 						return usageError{err}
 					}
@@ -170,7 +176,7 @@ func sessionsCmd(g *globals) *cobra.Command {
 			var t time.Time
 			if exSince != "" {
 				var err error
-				if t, err = parseSince(exSince); err != nil {
+				if t, err = sessions.ParseSince(exSince, time.Now()); err != nil {
 					return usageError{err}
 				}
 			}
@@ -207,16 +213,4 @@ func sessionsCmd(g *globals) *cobra.Command {
 	}
 	root.AddCommand(list, show, replay, export, verify)
 	return root
-}
-
-// parseSince accepts an RFC 3339 time or a duration ago ("24h").
-func parseSince(s string) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
-		return time.Now().Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, errorf("--since %q: want an RFC 3339 time or a duration like 24h", s)
-	}
-	return t, nil
 }
