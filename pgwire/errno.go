@@ -1,5 +1,0 @@
-package pgwire
-
-import "syscall"
-
-var errTooManyOpenFiles error = syscall.EMFILE
