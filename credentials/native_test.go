@@ -304,8 +304,7 @@ func TestNativeSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A fresh provider sweeps at start (as after a crash).
-	n2 := newNative(t, c, 15*time.Minute)
-	_ = n2
+	newNative(t, c, 15*time.Minute)
 	for name, want := range map[string]bool{
 		live.Username(): true, expired.Username(): false, owner.Username(): false,
 		"pgw_foreign_role": true, "other_expired": true, "pgwarden_admin": true,

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -99,7 +100,7 @@ func TestCompatPgbench(t *testing.T) {
 			t.Run("denied", func(t *testing.T) {
 				out, stderr, err := bench(t, "alice@example.com", analyst, mode, "-f", script("denied.pgbench"))
 				var ee *exec.ExitError
-				if !errorsAs(err, &ee) || ee.ExitCode() != 2 {
+				if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 					t.Fatalf("pgbench DELETE as analyst: want exit 2 (client aborted), got %v\n%s\n%s", err, out, stderr)
 				}
 				// pgbench prints the server's message but not the SQLSTATE

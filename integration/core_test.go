@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const knnSQL = "SELECT id FROM documents ORDER BY embedding <-> $1::vector LIMIT 5"
@@ -438,5 +437,3 @@ func must0(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
-
-var _ = pgconn.PgError{}

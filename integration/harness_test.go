@@ -3,10 +3,10 @@ package integration
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,11 +243,8 @@ func (w *gw) psql(t testing.TB, user, token string, args ...string) (string, str
 
 // sqlstate returns the SQLSTATE of a PostgreSQL error ("" if none).
 func sqlstate(err error) string {
-	if pe, ok := err.(*pgconn.PgError); ok {
-		return pe.Code
-	}
 	var pe *pgconn.PgError
-	if errorsAs(err, &pe) {
+	if errors.As(err, &pe) {
 		return pe.Code
 	}
 	return ""
@@ -255,5 +252,3 @@ func sqlstate(err error) string {
 
 // queryVector is the embedding of text as a pgvector literal.
 func queryVector(text string) string { return devstack.VectorLiteral(devstack.Embed(text)) }
-
-var _ = url.QueryEscape

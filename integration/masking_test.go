@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -148,7 +149,7 @@ func (r *result) setErr(err error) {
 	r.err = err.Error()
 	r.errAll = err.Error()
 	var pe *pgconn.PgError
-	if errorsAs(err, &pe) {
+	if errors.As(err, &pe) {
 		r.err = pe.Severity + " " + pe.Code + ": " + pe.Message
 		r.errAll = strings.Join([]string{pe.Message, pe.Detail, pe.Hint, pe.Where, pe.SchemaName, pe.TableName, pe.ColumnName, pe.ConstraintName, pe.InternalQuery}, "\x00")
 	}
@@ -628,7 +629,7 @@ func TestMaskingErrorsNoticesNotifications(t *testing.T) {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
 			_, err := ana.Exec(ctx, "SELECT ssn::int FROM customers ORDER BY id", mode)
 			var pe *pgconn.PgError
-			if !errorsAs(err, &pe) || pe.Code != "22P02" {
+			if !errors.As(err, &pe) || pe.Code != "22P02" {
 				t.Fatalf("%v: want 22P02, got %v", mode, err)
 			}
 			if strings.Contains(pe.Message, ssn) || pii.find([]byte(pe.Message+pe.Detail+pe.Where)) != "" {
@@ -787,7 +788,7 @@ func TestMaskingCopy(t *testing.T) {
 		var buf bytes.Buffer
 		_, err := conn.PgConn().CopyTo(ctx, &buf, sql)
 		var pe *pgconn.PgError
-		if !errorsAs(err, &pe) || pe.Code != "42501" || pe.Severity != "ERROR" || !strings.Contains(pe.Message, "binary COPY") || buf.Len() != 0 {
+		if !errors.As(err, &pe) || pe.Code != "42501" || pe.Severity != "ERROR" || !strings.Contains(pe.Message, "binary COPY") || buf.Len() != 0 {
 			t.Fatalf("%s: want ERROR 42501 about binary COPY and no data, got %v (%d bytes)", sql, err, buf.Len())
 		}
 	}
