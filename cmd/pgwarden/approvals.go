@@ -11,7 +11,7 @@ import (
 )
 
 // adminURL resolves the admin API address: --admin, else admin.listen of
-// --config, else the SPEC default.
+// --config, else approvals.DefaultAdminURL (the SPEC default).
 func adminURL(flag, cfgPath string) (string, error) {
 	if flag != "" {
 		return strings.TrimSuffix(flag, "/"), nil
@@ -23,29 +23,29 @@ func adminURL(flag, cfgPath string) (string, error) {
 	if cfg != nil && cfg.Admin.Listen != "" {
 		return "http://" + cfg.Admin.Listen, nil
 	}
-	return "http://127.0.0.1:6480", nil
+	return approvals.DefaultAdminURL, nil
 }
 
 func approvalsCmd(g *globals) *cobra.Command {
-	var admin, cfgPath, token string
-	c := &cobra.Command{
+	return &cobra.Command{
 		Use:   "approvals list | show ID | approve ID [--comment C] | deny ID --reason R",
 		Short: "the approver's tool: list, inspect and decide held statements through the admin API",
-		// The subcommand grammar is parsed by approvals.RunCLI.
+		// The subcommand grammar is parsed by approvals.RunCLI; --admin,
+		// --config and --token may stand anywhere (approvals.SplitGlobalFlags).
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rest, err := takeFlags(args, map[string]*string{"--admin": &admin, "--config": &cfgPath, "--token": &token})
+			gf, rest, err := approvals.SplitGlobalFlags(args)
 			if err != nil {
 				return usageError{err}
 			}
 			if len(rest) == 0 || rest[0] == "-h" || rest[0] == "--help" || rest[0] == "help" {
 				return cmd.Help()
 			}
-			base, err := adminURL(admin, cfgPath)
+			base, err := adminURL(gf.Admin, gf.Config)
 			if err != nil {
 				return err
 			}
-			tok, err := tokenFrom(token)
+			tok, err := tokenFrom(gf.Token)
 			if err != nil {
 				return err
 			}
@@ -56,29 +56,4 @@ func approvalsCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	return c
-}
-
-// takeFlags removes --name VALUE / --name=VALUE pairs for the given names
-// from args and returns the rest in order.
-func takeFlags(args []string, flags map[string]*string) ([]string, error) {
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name, val, hasVal := strings.Cut(a, "=")
-		dst, ok := flags[name]
-		if !ok {
-			rest = append(rest, a)
-			continue
-		}
-		if !hasVal {
-			if i+1 >= len(args) {
-				return nil, errorf("%s needs a value", name)
-			}
-			i++
-			val = args[i]
-		}
-		*dst = val
-	}
-	return rest, nil
 }
