@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
 )
 
@@ -182,17 +181,6 @@ func RetryError(a *Approval, validity time.Duration) *pgerr.Error {
 		"pgwarden: statement held for approval %s; an approver runs: pgwarden approvals approve %s; then run the identical statement again (valid %s after approval)",
 		a.ID, a.ID, validity).
 		WithHint("pgwarden approvals show %s shows its state", a.ID)
-}
-
-// ValidateConfig checks the approval section beyond config.Validate
-// (the webhook URL), naming the key path like config errors do.
-func ValidateConfig(c config.Approval) error {
-	if c.Webhook != "" {
-		if err := checkWebhookURL(c.Webhook); err != nil {
-			return &config.Error{Path: "policy.approval.webhook", Msg: err.Error()}
-		}
-	}
-	return nil
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -129,6 +130,10 @@ type Masking struct {
 	// DenyPredicates refuses, for groups without unmask, statements whose
 	// WHERE/JOIN/HAVING reads a masked column (an inference channel).
 	DenyPredicates bool `yaml:"deny_predicates"`
+	// CatalogDSN is the connection the masking catalog cache reads
+	// pg_class/pg_attribute with (a role that may read the catalog; no data
+	// privileges needed). Default: credentials.native.admin_dsn.
+	CatalogDSN string `yaml:"catalog_dsn"`
 }
 
 type MaskRule struct {
@@ -391,6 +396,16 @@ func oneOf(path, v string, allowed ...string) error {
 	return &Error{Path: path, Msg: fmt.Sprintf("%q is not one of %s", v, strings.Join(allowed, ", "))}
 }
 
+// httpURL checks that v is an absolute http(s) URL (webhooks). The value is
+// never echoed: webhook URLs often carry their credential.
+func httpURL(path, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return &Error{Path: path, Msg: "must be an absolute http(s) URL"}
+	}
+	return nil
+}
+
 func hostPort(path, v string) error {
 	if _, _, err := net.SplitHostPort(v); err != nil {
 		return &Error{Path: path, Msg: fmt.Sprintf("%q is not host:port", v)}
@@ -494,6 +509,11 @@ func (c *Config) Validate() error {
 			return &Error{Path: fmt.Sprintf("policy.approval.actions[%d]", i), Msg: fmt.Sprintf("unknown action %q", a)}
 		}
 	}
+	if ap.Webhook != "" {
+		if err := httpURL("policy.approval.webhook", ap.Webhook); err != nil {
+			return err
+		}
+	}
 	if err := oneOf("policy.approval.mode", ap.Mode, "wait", "retry"); err != nil {
 		return err
 	}
@@ -510,6 +530,11 @@ func (c *Config) Validate() error {
 	}
 	if err := oneOf("masking.derived", c.Masking.Derived, "mask", "deny"); err != nil {
 		return err
+	}
+	if len(c.Masking.Rules) > 0 && c.Masking.CatalogDSN == "" && c.Credentials.Provider != "native" {
+		// Without a catalog no column can be told from another: everything
+		// would be masked. Say so instead.
+		return &Error{Path: "masking.catalog_dsn", Msg: "required with masking rules when credentials.provider is not native (the catalog cache maps result columns to tables with it)"}
 	}
 	for i, r := range c.Masking.Rules {
 		p := fmt.Sprintf("masking.rules[%d]", i)
@@ -539,8 +564,13 @@ func (c *Config) Validate() error {
 		if err := oneOf(p+".type", s.Type, "file", "webhook", "stdout"); err != nil {
 			return err
 		}
-		if s.Type == "webhook" && s.URL == "" {
-			return &Error{Path: p + ".url", Msg: "required for a webhook sink"}
+		if s.Type == "webhook" {
+			if s.URL == "" {
+				return &Error{Path: p + ".url", Msg: "required for a webhook sink"}
+			}
+			if err := httpURL(p+".url", s.URL); err != nil {
+				return err
+			}
 		}
 		if s.Format != "" {
 			if err := oneOf(p+".format", s.Format, "jsonl", "ocsf"); err != nil {

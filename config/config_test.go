@@ -41,6 +41,9 @@ func TestErrorsNameTheKeyPath(t *testing.T) {
 		minimal + "masking: { rules: [ { column: x, method: hash } ] }\n":    "masking.hmac_key",
 		minimal + "recording: { sinks: [ { type: webhook } ] }\n":            "recording.sinks[0].url",
 		minimal + "policy: { approval: { mode: later } }\n":                  "policy.approval.mode",
+		"tls: { self_signed: true }\nauth: { oidc: { issuer: https://idp.example.com } }\ncredentials: { provider: static, static: { user: u } }\nmasking: { rules: [ { column: email, method: redact } ] }\n": "masking.catalog_dsn",
+		minimal + "policy: { approval: { webhook: ftp://x } }\n":             "policy.approval.webhook: must be an absolute http(s) URL",
+		minimal + "recording: { sinks: [ { type: webhook, url: siem } ] }\n": "recording.sinks[0].url: must be",
 		minimal + "store: { dsn: postgres://h/db }\n":                        "store.dsn",
 		"listen: [1, 2]\n": "listen: expected a single value",
 	}

@@ -95,11 +95,13 @@ path "sys/leases/renew" { capabilities = ["update"] }`)
 			t.Errorf("gateway log is nearly empty (%d bytes): capture broken?", len(out))
 		}
 	})
+	catalogDSN := catalogReader(t)
 	w := startGatewayWith(t, gwOptions{Log: logBuf, Mutate: func(cfg *config.Config) {
 		cfg.Credentials.Provider = "vault"
 		cfg.Credentials.Vault = config.Vault{Address: tv.Addr, Auth: auth, JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database",
 			RoleID: roleID, SecretID: secretID}
-		cfg.Credentials.Native.AdminDSN = "" // the gateway holds no database secret
+		cfg.Credentials.Native.AdminDSN = "" // the gateway holds no data secret:
+		cfg.Masking.CatalogDSN = catalogDSN  // only a catalog reader for masking
 		if mutate != nil {
 			mutate(cfg)
 		}
@@ -150,4 +152,17 @@ func waitVault(limit time.Duration, cond func() bool) bool {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return cond()
+}
+
+// catalogReader is a login role with no data privileges, enough for the
+// masking catalog cache (pg_class/pg_attribute are readable by everyone).
+func catalogReader(t testing.TB) string {
+	t.Helper()
+	const pw = "catalog-reader-pw"
+	err := upstream.pg.Exec(context.Background(), "postgres",
+		`DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgwarden_catalog') THEN CREATE ROLE pgwarden_catalog LOGIN PASSWORD '`+pw+`'; END IF; END$$`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return upstream.pg.DSN("pgwarden_catalog", pw, "vectors")
 }

@@ -105,9 +105,12 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	g.policy = sqlpolicy.NewPolicy(cfg.Policy)
 
 	var cat masking.Catalog
-	if cfg.Credentials.Provider == "native" && len(cfg.Masking.Rules) > 0 {
-		// The catalog cache uses the gateway's own connection (the admin DSN).
-		pool, err := pgxpool.New(ctx, cfg.Credentials.Native.AdminDSN)
+	catalogDSN := cfg.Masking.CatalogDSN
+	if catalogDSN == "" && cfg.Credentials.Provider == "native" {
+		catalogDSN = cfg.Credentials.Native.AdminDSN // the gateway's own connection
+	}
+	if catalogDSN != "" && len(cfg.Masking.Rules) > 0 {
+		pool, err := pgxpool.New(ctx, catalogDSN)
 		if err != nil {
 			return nil, fmt.Errorf("masking catalog: %w", err)
 		}
