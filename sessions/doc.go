@@ -8,10 +8,13 @@
 // last line is cut off and kept as torn-*.bin, sessions a crash left open
 // get session_end with reason gateway_restart), Start per authenticated
 // session, the SessionRecorder methods per statement/approval/error, End on
-// every path out of a session, and Close at shutdown. One writer goroutine
-// owns the store; callers only enqueue into a bounded queue (never
-// unbounded memory; a full queue blocks for a short timeout and then fails
-// closed). Before forwarding a statement the glue checks Healthy(): non-nil
+// every path out of a session, and Close at shutdown. The session that
+// records an event chains, encodes and writes it (write(2)) itself under
+// the store lock, so the event is on disk when the call returns and the
+// relay hands nothing to another goroutine; waiting for the lock is
+// bounded (a hung write makes the others fail closed). A maintainer
+// goroutine fsyncs without the lock, rotates, applies retention and
+// probes a failed store. Before forwarding a statement the glue checks Healthy(): non-nil
 // means refuse with 08001 "pgwarden: session recording unavailable" unless
 // recording.fail_open (then pgwarden_recording_dropped_total counts the gap).
 // Store (OpenStore) is read-only and may run while a Recorder writes.
@@ -20,7 +23,7 @@
 // not in its types, PASSWORD literals are removed by RedactSQL (PostgreSQL's
 // lexer, not a regexp) and the bind parameters of role statements are
 // dropped. It never records unmasked rows: callers pass rows already masked.
-// It never blocks the relay beyond the enqueue timeout, and never rewrites
+// It never blocks the relay beyond its own write and the lock timeout, and never rewrites
 // or deletes an event except whole segments by retention (which it attests
 // in the chain). See docs/recording.md for the format.
 package sessions

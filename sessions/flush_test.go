@@ -1,7 +1,6 @@
 package sessions
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -36,25 +35,26 @@ func (f blockingFile) Write(p []byte) (int, error) {
 	return f.segFile.Write(p)
 }
 
-// TestFlushTimeoutWritesBeforeReturning: with its reused channel and timer,
-// FlushTimeout still returns only after the session's events are in the
-// segment file (the write-before-ReadyForQuery barrier), statement after
-// statement; a stalled writer makes it time out, and the next call (with a
-// new channel) again waits for the write.
-func TestFlushTimeoutWritesBeforeReturning(t *testing.T) {
+// TestRecordWritesBeforeReturning: a recording call returns only after its
+// event is in the segment file (the write-before-ReadyForQuery guarantee),
+// statement after statement. A write that does not return (a hung disk)
+// holds only its own caller: another session's call gives up after
+// lockTimeout with ErrStalled, Written reports it, the recorder turns
+// unhealthy, and once the write returns everything is on disk and chained.
+func TestRecordWritesBeforeReturning(t *testing.T) {
 	dir := t.TempDir()
 	r := openT(t, testCfg(), dir)
 	s := r.Start(StartInfo{ID: "f", User: "alice"})
 	for i := 0; i < 50; i++ {
 		sql := fmt.Sprintf("SELECT %d AS flush_marker", i)
 		must(t, s.Statement(StatementEvent{SQL: sql, Actions: []string{"read"}, Decision: DecisionAllow}))
-		must(t, s.FlushTimeout(5*time.Second))
 		if !strings.Contains(storeText(t, dir), sql) {
-			t.Fatalf("statement %d not in the segment file when FlushTimeout returned", i)
+			t.Fatalf("statement %d not in the segment file when Statement returned", i)
 		}
+		must(t, s.Written())
 	}
 
-	// stall the writer: a new segment whose writes block
+	// stall the writes: a new store whose segment writes block
 	release := make(chan struct{})
 	orig := openSegFile
 	openSegFile = func(p string) (segFile, error) {
@@ -67,25 +67,49 @@ func TestFlushTimeoutWritesBeforeReturning(t *testing.T) {
 	defer func() { openSegFile = orig }()
 	r2dir := t.TempDir()
 	r2 := openT(t, testCfg(), r2dir)
-	s2 := r2.Start(StartInfo{ID: "g", User: "bob"})
-	must(t, s2.Statement(StatementEvent{SQL: "SELECT 'stalled'", Actions: []string{"read"}, Decision: DecisionAllow}))
+	first := make(chan error, 1)
+	go func() { // its session_start write blocks
+		g := r2.Start(StartInfo{ID: "g", User: "bob"})
+		first <- g.Written()
+	}()
+	time.Sleep(50 * time.Millisecond) // let g take the lock
+	h := &SessionRecorder{r: r2, base: Event{Session: "h", User: "carol"}}
 	start := time.Now()
-	if err := s2.FlushTimeout(100 * time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("FlushTimeout with a stalled writer = %v, want DeadlineExceeded", err)
+	if err := h.Statement(StatementEvent{SQL: "SELECT 'stalled'", Actions: []string{"read"}, Decision: DecisionAllow}); !errors.Is(err, ErrStalled) {
+		t.Fatalf("Statement behind a stalled write = %v, want ErrStalled", err)
 	}
-	if d := time.Since(start); d < 100*time.Millisecond || d > 3*time.Second {
-		t.Fatalf("FlushTimeout returned after %v", d)
+	if d := time.Since(start); d < lockTimeout || d > lockTimeout+3*time.Second {
+		t.Fatalf("Statement gave up after %v, want ~%v", d, lockTimeout)
+	}
+	if err := h.Written(); !errors.Is(err, ErrStalled) {
+		t.Fatalf("Written after a dropped event = %v", err)
+	}
+	if err := h.Written(); err != nil {
+		t.Fatalf("Written reports an error once, then %v", err)
+	}
+	if !errors.Is(r2.Healthy(), ErrUnavailable) {
+		t.Fatalf("Healthy() while stalled = %v", r2.Healthy())
 	}
 	close(release)
-	must(t, s2.Statement(StatementEvent{SQL: "SELECT 'after'", Actions: []string{"read"}, Decision: DecisionAllow}))
-	must(t, s2.FlushTimeout(5*time.Second))
-	if txt := storeText(t, r2dir); !strings.Contains(txt, "SELECT 'stalled'") || !strings.Contains(txt, "SELECT 'after'") {
-		t.Fatalf("events missing after the stall: %q", txt)
+	select {
+	case err := <-first:
+		must(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stalled write did not complete after release")
+	}
+	must(t, h.Statement(StatementEvent{SQL: "SELECT 'after'", Actions: []string{"read"}, Decision: DecisionAllow}))
+	must(t, r2.Healthy())
+	txt := storeText(t, r2dir)
+	if !strings.Contains(txt, "SELECT 'after'") || strings.Contains(txt, "SELECT 'stalled'") {
+		t.Fatalf("store after the stall (want 'after' and not the dropped event): %q", txt)
 	}
 	must(t, r2.Close())
 	must(t, r.Close())
-	if err := s.FlushTimeout(time.Second); !errors.Is(err, ErrClosed) {
-		t.Fatalf("FlushTimeout after Close = %v", err)
+	if err := s.Written(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Written after Close = %v", err)
+	}
+	if err := s.Statement(StatementEvent{SQL: "SELECT 'late'"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Statement after Close = %v", err)
 	}
 	for _, d := range []string{dir, r2dir} {
 		if ok, p, _ := verifyT(t, d); !ok {
@@ -94,9 +118,9 @@ func TestFlushTimeoutWritesBeforeReturning(t *testing.T) {
 	}
 }
 
-// TestFlushTimeoutReportsWriteFailure: a failing disk is reported by the
-// barrier (the glue logs it; Healthy refuses the next statements).
-func TestFlushTimeoutReportsWriteFailure(t *testing.T) {
+// TestWrittenReportsWriteFailure: a failing disk is reported by Written
+// (the glue logs it; Healthy refuses the next statements).
+func TestWrittenReportsWriteFailure(t *testing.T) {
 	orig := openSegFile
 	openSegFile = func(p string) (segFile, error) {
 		f, err := orig(p)
@@ -110,8 +134,8 @@ func TestFlushTimeoutReportsWriteFailure(t *testing.T) {
 	defer r.Close()
 	s := r.Start(StartInfo{ID: "x", User: "u"})
 	_ = s.Statement(StatementEvent{SQL: "SELECT 1", Actions: []string{"read"}, Decision: DecisionAllow})
-	if err := s.FlushTimeout(5 * time.Second); err == nil {
-		t.Fatal("FlushTimeout to a full disk must fail")
+	if err := s.Written(); err == nil {
+		t.Fatal("Written after a write to a full disk must fail")
 	}
 	if !errors.Is(s.Healthy(), ErrUnavailable) {
 		t.Fatalf("Healthy() = %v", s.Healthy())

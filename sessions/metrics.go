@@ -11,14 +11,14 @@ type metrics struct {
 	healthy                            prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, r *Recorder) metrics {
+func newMetrics(reg prometheus.Registerer) metrics {
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
 	m := metrics{
 		reg:           reg,
 		events:        c("pgwarden_recording_events_total", "Session events written to the store."),
-		dropped:       c("pgwarden_recording_dropped_total", "Session events NOT recorded (store unwritable or queue full). Non-zero means an audit gap."),
+		dropped:       c("pgwarden_recording_dropped_total", "Session events NOT recorded (store unwritable or stalled). Non-zero means an audit gap."),
 		writeErrors:   c("pgwarden_recording_write_errors_total", "Failed writes or fsyncs of the session store."),
 		torn:          c("pgwarden_recording_torn_lines_total", "Partial last lines cut off at recovery."),
 		rotations:     c("pgwarden_recording_rotations_total", "Segment rotations."),
@@ -30,8 +30,6 @@ func newMetrics(reg prometheus.Registerer, r *Recorder) metrics {
 	m.healthy.Set(1)
 	m.cs = []prometheus.Collector{m.events, m.dropped, m.writeErrors, m.torn, m.rotations, m.sinkErrors,
 		m.hookDelivered, m.hookFailures, m.healthy,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgwarden_recording_queue_length", Help: "Events waiting for the recorder's writer."},
-			func() float64 { return float64(len(r.q)) }),
 	}
 	if reg != nil {
 		for _, x := range m.cs {

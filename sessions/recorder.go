@@ -22,15 +22,13 @@ import (
 // Errors returned by SessionRecorder methods.
 var (
 	ErrClosed      = errors.New("sessions: recorder closed")
-	ErrQueueFull   = errors.New("sessions: recording queue full")
+	ErrStalled     = errors.New("sessions: recording store stalled (a write has not returned)")
 	ErrUnavailable = errors.New("sessions: session recording unavailable")
 )
 
 // Tunables that are not configuration keys.
 const (
-	queueLen       = 4096                   // events buffered in memory (bounded)
-	enqueueTimeout = 500 * time.Millisecond // a full queue blocks a caller this long, then fails closed
-	maxBatch       = 512
+	lockTimeout    = 500 * time.Millisecond // a caller waits this long for the store lock, then fails closed
 	retentionEvery = time.Minute
 )
 
@@ -71,13 +69,7 @@ type ApprovalEvent struct {
 	Reason    string // comment or deny reason
 }
 
-type item struct {
-	ev      Event
-	t       time.Time  // formatted into ev.Time by the writer (keeps the hot path allocation-free)
-	barrier chan error // non-nil: a flush barrier, no event
-}
-
-// segMeta is what the writer knows about one segment file.
+// segMeta is what the recorder knows about one segment file.
 type segMeta struct {
 	name     string
 	firstSeq int64
@@ -112,16 +104,24 @@ type Recorder struct {
 	dir  string // <store.dir>/sessions
 	log  zerolog.Logger
 	now  func() time.Time
-	q    chan item
 	stop chan struct{}
 	done chan struct{}
+	kick chan struct{} // cap 1: asks the maintainer to fsync now
 
 	closed atomic.Bool
 	health atomic.Pointer[error]
 
 	m metrics
 
-	// writer state: owned by the writer goroutine (and Open before it starts)
+	// lk is the store lock (a one-slot semaphore, so that waiting for it
+	// can time out). The session that records an event chains, encodes and
+	// writes it itself while holding lk; the maintainer goroutine takes lk
+	// only to collect fsync work and for rotation, retention and probes,
+	// and fsyncs without it. Everything below is guarded by lk.
+	lk       chan struct{}
+	shut     bool      // Close has written the final events: refuse more
+	retired  []segFile // sealed segments written but not yet fsynced and closed (the maintainer's)
+	needSync bool      // fsync soon (session_end, rotation) instead of at sync_interval
 	enc      *encoder
 	pending  bytes.Buffer
 	pendEv   []pendingInfo
@@ -149,7 +149,7 @@ type pendingInfo struct {
 // Open opens (creating if needed) the file store under st.Dir/sessions,
 // recovers from a crash (a torn last line is cut off and kept aside; every
 // session without session_end gets one with reason gateway_restart),
-// applies retention and starts the writer and the sinks.
+// applies retention and starts the maintainer and the sinks.
 func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometheus.Registerer) (*Recorder, error) {
 	if st.Dir == "" {
 		return nil, errors.New("sessions: store.dir is required (store.dsn is not supported by the session recorder)")
@@ -163,11 +163,11 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	}
 	r := &Recorder{
 		cfg: cfg, dir: dir, log: log.With().Str("component", "sessions").Logger(),
-		now: func() time.Time { return time.Now().UTC() },
-		q:   make(chan item, queueLen), stop: make(chan struct{}), done: make(chan struct{}),
-		enc: newEncoder(), open: map[string]openSess{},
+		now:  func() time.Time { return time.Now().UTC() },
+		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
+		lk: make(chan struct{}, 1), enc: newEncoder(), open: map[string]openSess{},
 	}
-	r.m = newMetrics(reg, r)
+	r.m = newMetrics(reg)
 	if err := r.recover(); err != nil {
 		return nil, err
 	}
@@ -192,14 +192,14 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 		return nil, fmt.Errorf("sessions: writing recovery events: %w", err)
 	}
 	r.retention()
-	if err := r.sync(); err != nil {
+	if err := r.syncNow(); err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
 	for _, w := range r.webhooks {
 		r.hookWG.Add(1)
 		go w.run()
 	}
-	go r.writer()
+	go r.maintain()
 	return r, nil
 }
 
@@ -333,65 +333,84 @@ func (r *Recorder) Start(info StartInfo) *SessionRecorder {
 		ApplicationName: info.ApplicationName, Database: info.Database, BackendUser: info.BackendUser}
 	ev := s.base
 	ev.Type = TypeSessionStart
-	_ = r.enqueue(ev)
+	s.note(r.record(ev))
 	return s
 }
 
-// enqueue hands an event to the writer. It never allocates on the fast
-// path; a full queue blocks up to enqueueTimeout, then the event is
-// dropped, counted, and the recorder reports unhealthy (fail closed).
-func (r *Recorder) enqueue(ev Event) error {
+// lock takes the store lock, waiting at most d (d <= 0: without limit).
+// The uncontended path neither allocates nor starts a timer.
+func (r *Recorder) lock(d time.Duration) bool {
+	select {
+	case r.lk <- struct{}{}:
+		return true
+	default:
+	}
+	if d <= 0 {
+		r.lk <- struct{}{}
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case r.lk <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (r *Recorder) unlock() { <-r.lk }
+
+// record chains, encodes and writes one event (write(2), under the store
+// lock) before it returns: an event recorded before the client's
+// ReadyForQuery survives a kill -9 of the gateway. The caller's goroutine
+// does the work: no handoff to another goroutine on the relay's path. When
+// the lock cannot be had within lockTimeout (a write that does not return:
+// a hung disk) the event is dropped, counted, and the recorder reports
+// unhealthy (fail closed).
+func (r *Recorder) record(ev Event) error {
 	if r.closed.Load() {
 		r.m.dropped.Inc()
 		return ErrClosed
 	}
-	it := item{ev: ev, t: r.now()}
-	select {
-	case r.q <- it:
-		return nil
-	default:
-	}
-	t := time.NewTimer(enqueueTimeout)
-	defer t.Stop()
-	select {
-	case r.q <- it:
-		return nil
-	case <-t.C:
+	t := r.now()
+	if !r.lock(lockTimeout) {
 		r.m.dropped.Inc()
-		r.setUnhealthy(ErrQueueFull)
-		return ErrQueueFull
-	case <-r.stop:
+		r.setUnhealthy(ErrStalled)
+		return ErrStalled
+	}
+	if r.shut {
+		r.unlock()
 		r.m.dropped.Inc()
 		return ErrClosed
 	}
+	r.add(&ev, t)
+	err := r.flush()
+	r.unlock()
+	return err
 }
 
-// Flush waits until everything enqueued before the call is written to the
+// Flush returns when everything recorded before the call is written to the
 // segment file (write(2): it survives a kill -9 of the gateway; fsync
-// follows within recording.sync_interval).
+// follows within recording.sync_interval). Events are written as they are
+// recorded, so this only waits for a write another goroutine is doing.
 func (r *Recorder) Flush(ctx context.Context) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	ch := make(chan error, 1)
 	select {
-	case r.q <- item{barrier: ch}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-r.stop:
-		return ErrClosed
-	}
-	select {
-	case err := <-ch:
-		return err
+	case r.lk <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	err := r.flush()
+	r.unlock()
+	return err
 }
 
 // Close writes session_end (gateway_shutdown) for sessions still open,
-// drains the queue, fsyncs and stops the sinks (undelivered webhook events
-// stay on disk and are sent after the next Open).
+// fsyncs and stops the sinks (undelivered webhook events stay on disk and
+// are sent after the next Open).
 func (r *Recorder) Close() error {
 	if r.closed.Swap(true) {
 		<-r.done
@@ -410,7 +429,18 @@ func (r *Recorder) Close() error {
 	return nil
 }
 
-func (r *Recorder) writer() {
+// wake asks the maintainer to fsync soon (never blocks).
+func (r *Recorder) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// maintain is the recorder's background goroutine: fsync (outside the
+// store lock, so sessions keep writing meanwhile), rotation by age,
+// retention, health probes, and the final events at Close.
+func (r *Recorder) maintain() {
 	defer close(r.done)
 	tick := r.cfg.SyncEvery / 2
 	if tick > 250*time.Millisecond || tick <= 0 {
@@ -418,48 +448,17 @@ func (r *Recorder) writer() {
 	}
 	tk := time.NewTicker(tick)
 	defer tk.Stop()
-	var barriers []chan error
-	handle := func(it item) {
-		if it.barrier != nil {
-			barriers = append(barriers, it.barrier)
-			return
-		}
-		r.add(&it.ev, it.t)
-	}
-	finish := func() {
-		err := r.flush()
-		for _, b := range barriers {
-			b <- err
-		}
-		barriers = barriers[:0]
-		if r.dirty && r.now().Sub(r.lastSync) >= r.cfg.SyncEvery {
-			_ = r.sync()
-		}
-	}
-	// drain handles what is already queued without waiting: at most limit
-	// items, all of them when limit < 0.
-	drain := func(limit int) {
-		for n := 0; limit < 0 || n < limit; n++ {
-			select {
-			case it := <-r.q:
-				handle(it)
-			default:
-				return
-			}
-		}
-	}
 	for {
 		select {
-		case it := <-r.q:
-			handle(it)
-			drain(maxBatch)
-			finish()
+		case <-r.kick:
+			r.lock(0)
+			w := r.syncWork(false)
+			r.unlock()
+			r.doSync(w)
 		case <-tk.C:
+			r.lock(0)
 			if r.health.Load() != nil {
 				r.probe()
-			}
-			if r.dirty && r.now().Sub(r.lastSync) >= r.cfg.SyncEvery {
-				_ = r.sync()
 			}
 			if r.cfg.RotateAge > 0 && len(r.segs) > 0 && r.seg != nil && r.now().Sub(r.segs[len(r.segs)-1].first) >= r.cfg.RotateAge {
 				r.sealActive()
@@ -467,15 +466,21 @@ func (r *Recorder) writer() {
 			if r.now().Sub(r.lastRet) >= retentionEvery {
 				r.retention()
 			}
+			w := r.syncWork(false)
+			r.unlock()
+			r.doSync(w)
 		case <-r.stop:
-			drain(-1)
-			finish() // track the drained events first (their session_ends close sessions)
-			r.endOpen(ReasonGatewayShutdown)
-			finish()
-			_ = r.sync()
-			if r.seg != nil {
-				_ = r.seg.Close()
+			r.lock(0)
+			if r.shut { // halted (tests simulate a kill -9 this way): write nothing more
+				r.unlock()
+				return
 			}
+			r.shut = true
+			r.endOpen(ReasonGatewayShutdown)
+			_ = r.flush()
+			w := r.syncWork(true)
+			r.unlock()
+			r.doSync(w)
 			return
 		}
 	}
@@ -568,7 +573,8 @@ func (r *Recorder) flush() error {
 	r.pendEv = r.pendEv[:0]
 	r.setHealthy()
 	if end {
-		_ = r.sync()
+		r.needSync = true // fsync at every session_end, by the maintainer
+		r.wake()
 	}
 	for _, w := range r.webhooks {
 		w.poke()
@@ -592,39 +598,105 @@ func (r *Recorder) writeFailed(err error) error {
 	return err
 }
 
-// sync fsyncs the active segment and then records the head.
-func (r *Recorder) sync() error {
-	if r.seg == nil {
-		return nil
-	}
-	if err := r.seg.Sync(); err != nil {
-		r.m.writeErrors.Inc()
-		r.setUnhealthy(err)
-		return err
-	}
-	r.dirty = false
-	r.lastSync = r.now()
-	b := fmt.Appendf(nil, `{"seq":%d,"hash":%q}`, r.seq, r.last)
-	if err := writeFileAtomic(filepath.Join(r.dir, headFile), b); err != nil {
-		r.m.writeErrors.Inc()
-		r.setUnhealthy(err)
-		return err
-	}
-	return nil
+// syncJob is fsync work collected under the store lock and done without
+// it: files to fsync (the retired ones are closed after), and the head
+// (seq, hash of the last written event) to record once they are durable.
+type syncJob struct {
+	files  []segFile
+	closes int // the first closes files are retired segments: close them after the fsync
+	seq    int64
+	hash   string
 }
 
-// sealActive closes the active segment; the next event opens a new one
-// whose first event chains to this one's last.
+// syncWork collects what to fsync (caller holds the lock): the retired
+// segments always; the active one when final, asked for (session_end,
+// rotation) or sync_interval has passed since the last fsync. With final
+// the active segment is retired too (Close).
+func (r *Recorder) syncWork(final bool) *syncJob {
+	if final && r.seg != nil {
+		r.retired = append(r.retired, r.seg)
+		r.seg = nil
+	}
+	due := r.dirty && (r.needSync || r.now().Sub(r.lastSync) >= r.cfg.SyncEvery)
+	if len(r.retired) == 0 && !due && !final {
+		return nil
+	}
+	j := &syncJob{files: r.retired, closes: len(r.retired)}
+	r.retired = nil
+	if r.seg != nil && due {
+		j.files = append(j.files, r.seg)
+	}
+	j.seq, j.hash = r.writtenHead()
+	r.dirty, r.needSync, r.lastSync = false, false, r.now()
+	return j
+}
+
+// writtenHead is the seq and hash of the last event written to a segment.
+func (r *Recorder) writtenHead() (int64, string) {
+	n := len(r.segs)
+	if n == 0 {
+		return r.seq, r.last
+	}
+	if r.segs[n-1].lastSeq == 0 && n > 1 {
+		return r.segs[n-2].lastSeq, r.segs[n-2].lastHash
+	}
+	if r.segs[n-1].lastSeq == 0 {
+		return r.seq, r.last
+	}
+	return r.segs[n-1].lastSeq, r.segs[n-1].lastHash
+}
+
+// doSync fsyncs j's files (without the store lock: sessions go on
+// writing), closes the retired ones, then records the head. Only the
+// maintainer (or Open, before it starts) calls it, so no file is closed
+// under another fsync.
+func (r *Recorder) doSync(j *syncJob) error {
+	if j == nil {
+		return nil
+	}
+	var err error
+	for i, f := range j.files {
+		if e := f.Sync(); e != nil && err == nil {
+			err = e
+		}
+		if i < j.closes {
+			_ = f.Close()
+		}
+	}
+	if err == nil {
+		b := fmt.Appendf(nil, `{"seq":%d,"hash":%q}`, j.seq, j.hash)
+		err = writeFileAtomic(filepath.Join(r.dir, headFile), b)
+	}
+	if err != nil {
+		r.m.writeErrors.Inc()
+		r.setUnhealthy(err)
+		r.lock(0)
+		r.dirty = true // fsync again at the next chance
+		r.unlock()
+	}
+	return err
+}
+
+// syncNow fsyncs the active segment and records the head, inline (Open,
+// before the maintainer starts).
+func (r *Recorder) syncNow() error {
+	r.needSync = true
+	r.dirty = r.dirty || r.seg != nil
+	return r.doSync(r.syncWork(false))
+}
+
+// sealActive retires the active segment (the maintainer fsyncs and closes
+// it); the next event opens a new one whose first event chains to this
+// one's last.
 func (r *Recorder) sealActive() {
 	if r.seg == nil {
 		return
 	}
-	if err := r.sync(); err != nil {
-		return
-	}
-	_ = r.seg.Close()
+	r.retired = append(r.retired, r.seg)
 	r.seg = nil
+	r.needSync = true
 	r.m.rotations.Inc()
+	r.wake()
 }
 
 // probe checks whether the store can be written again.
@@ -698,18 +770,28 @@ func (r *Recorder) retention() {
 }
 
 // SessionRecorder records one session. Its methods are safe for concurrent
-// use and never block longer than the enqueue timeout.
+// use. Each call writes its event before it returns and waits at most
+// lockTimeout for another session's write (see Recorder.record).
 type SessionRecorder struct {
 	r     *Recorder
 	base  Event
 	ended atomic.Bool
 
-	// FlushTimeout's reused barrier channel and timer (under flushMu): no
-	// allocation per statement. A barrier abandoned on timeout keeps its
-	// channel (the writer still answers it); the next call makes a new one.
-	flushMu sync.Mutex
-	flushCh chan error
-	flushT  *time.Timer
+	// the first error of a recording call since the last Written (errMu)
+	errMu sync.Mutex
+	err   error
+}
+
+// note remembers the first recording error for Written.
+func (s *SessionRecorder) note(err error) error {
+	if err != nil {
+		s.errMu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.errMu.Unlock()
+	}
+	return err
 }
 
 // ID returns the session id.
@@ -734,7 +816,7 @@ func (s *SessionRecorder) Statement(st StatementEvent) error {
 			ev.Rows = ev.Rows[:s.r.cfg.MaxRows]
 		}
 	}
-	return s.r.enqueue(ev)
+	return s.note(s.r.record(ev))
 }
 
 // Approval records an approval state change for a statement of this session.
@@ -750,7 +832,7 @@ func (s *SessionRecorder) Approval(a ApprovalEvent) error {
 	case "denied", "expired", "withdrawn":
 		ev.Decision = DecisionDenied
 	}
-	return s.r.enqueue(ev)
+	return s.note(s.r.record(ev))
 }
 
 // Error records an error of the session that is not a statement's result
@@ -758,10 +840,10 @@ func (s *SessionRecorder) Approval(a ApprovalEvent) error {
 func (s *SessionRecorder) Error(sql, msg string) error {
 	ev := s.base
 	ev.Type, ev.SQL, ev.Error = TypeError, sql, msg
-	return s.r.enqueue(ev)
+	return s.note(s.r.record(ev))
 }
 
-// End records session_end once (later calls are no-ops); the writer fsyncs
+// End records session_end once (later calls are no-ops); the maintainer fsyncs
 // at every session_end.
 func (s *SessionRecorder) End(reason string) error {
 	if s.ended.Swap(true) {
@@ -769,44 +851,30 @@ func (s *SessionRecorder) End(reason string) error {
 	}
 	ev := s.base
 	ev.Type, ev.Reason = TypeSessionEnd, reason
-	return s.r.enqueue(ev)
+	return s.note(s.r.record(ev))
 }
 
-// Flush waits until this session's events so far are written (see Recorder.Flush).
-func (s *SessionRecorder) Flush(ctx context.Context) error { return s.r.Flush(ctx) }
-
-// FlushTimeout is Flush with a timeout instead of a context, for the
-// per-statement barrier: the same guarantee (everything enqueued before
-// the call is written, write(2), when it returns nil) without allocating.
-func (s *SessionRecorder) FlushTimeout(d time.Duration) error {
-	r := s.r
-	if r.closed.Load() {
-		return ErrClosed
-	}
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	if s.flushCh == nil {
-		s.flushCh = make(chan error, 1)
-	}
-	if s.flushT == nil {
-		s.flushT = time.NewTimer(d)
-	} else {
-		s.flushT.Reset(d) // Go >= 1.23: no stale value after Reset
-	}
-	defer s.flushT.Stop()
-	ch := s.flushCh
-	select {
-	case r.q <- item{barrier: ch}:
-	case <-s.flushT.C:
-		return context.DeadlineExceeded
-	case <-r.stop:
-		return ErrClosed
-	}
-	select {
-	case err := <-ch:
+// Flush waits until this session's events so far are written (see
+// Recorder.Flush) and then reports like Written.
+func (s *SessionRecorder) Flush(ctx context.Context) error {
+	if err := s.r.Flush(ctx); err != nil {
 		return err
-	case <-s.flushT.C:
-		s.flushCh = nil // the writer answers into the abandoned channel later
-		return context.DeadlineExceeded
 	}
+	return s.Written()
+}
+
+// Written reports whether every event this session recorded since the
+// previous call is in the segment file: nil, or the first error (the event
+// was dropped and counted). Recording calls write before they return, so
+// this is the glue's check before the client's ReadyForQuery; it does not
+// wait and does not allocate.
+func (s *SessionRecorder) Written() error {
+	if s.r.closed.Load() {
+		return ErrClosed
+	}
+	s.errMu.Lock()
+	err := s.err
+	s.err = nil
+	s.errMu.Unlock()
+	return err
 }

@@ -169,8 +169,9 @@ func TestCrashRecovery(t *testing.T) {
 	r := openT(t, testCfg(), dir)
 	writeSession(t, r, "crashed", false) // no End: the gateway "dies"
 	writeSession(t, r, "clean", true)
-	// simulate kill -9: abandon the recorder (no Close), and tear the last line
-	r.closed.Store(true)
+	// simulate kill -9: stop the recorder without its final events, and
+	// tear the last line
+	r.halt()
 	f, err := os.OpenFile(segPath(t, dir), os.O_WRONLY|os.O_APPEND, 0)
 	must(t, err)
 	_, _ = f.WriteString(`{"seq":99,"time":"2025-01-`)
@@ -261,4 +262,14 @@ func TestHeadCatchesDeletedTailSegment(t *testing.T) {
 	} else {
 		t.Log(msg)
 	}
+}
+
+// halt stops r like a kill -9 would: no final events, no more writes.
+func (r *Recorder) halt() {
+	r.closed.Store(true)
+	r.lock(0)
+	r.shut = true
+	r.unlock()
+	close(r.stop)
+	<-r.done
 }

@@ -107,8 +107,9 @@ func (h *hooks) onError(m *pgproto3.ErrorResponse) {
 func (h *hooks) onReady() {
 	if h.rec != nil && h.unflushed.Swap(false) {
 		// Before the client learns its statement is done, the record of it is
-		// written (write(2): it survives a kill -9 of the gateway).
-		if err := h.rec.FlushTimeout(5 * time.Second); err != nil {
+		// written (write(2): it survives a kill -9 of the gateway). The
+		// recording calls wrote it; this reports whether one failed.
+		if err := h.rec.Written(); err != nil {
 			h.g.log.Error().Err(err).Str("session", h.info.ID).Msg("recording flush failed")
 		}
 	}
