@@ -199,7 +199,7 @@ func (n *Native) Mint(ctx context.Context, req Request) (Lease, error) {
 	pw := make([]byte, base64.RawURLEncoding.EncodedLen(len(raw)))
 	base64.RawURLEncoding.Encode(pw, raw)
 	clear(raw)
-	verifier, err := SCRAMSHA256Verifier(string(pw))
+	verifier, err := mintedVerifier(string(pw))
 	if err != nil {
 		clear(pw)
 		return nil, &MintError{Public: "native: could not create session role", Cause: err}

@@ -10,9 +10,18 @@ import (
 	"strconv"
 )
 
-// SCRAMIterations is the iteration count of verifiers pgwarden computes; it
+// SCRAMIterations is the iteration count of SCRAMSHA256Verifier; it
 // matches PostgreSQL's default scram_iterations (4096).
 const SCRAMIterations = 4096
+
+// MintedSCRAMIterations is the iteration count of the verifiers of minted
+// session roles. PBKDF2's iterations slow down guessing a low-entropy
+// password from a leaked verifier; a minted password is 256 random bits,
+// which no number of guesses finds, so stretching it protects nothing and
+// costs every connect twice (building the verifier, and the gateway's own
+// SCRAM login, which repeats PBKDF2 with the count the server sends).
+// PostgreSQL accepts any count >= 1 (16's scram_iterations has minimum 1).
+const MintedSCRAMIterations = 1
 
 // SCRAMSHA256Verifier returns a PostgreSQL SCRAM-SHA-256 password verifier
 // ("SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>", RFC 5802/7677) for
@@ -27,6 +36,16 @@ func SCRAMSHA256Verifier(password string) (string, error) {
 		return "", err
 	}
 	return scramVerifier(password, salt, SCRAMIterations)
+}
+
+// mintedVerifier is SCRAMSHA256Verifier with MintedSCRAMIterations, for
+// the random passwords of minted roles only.
+func mintedVerifier(password string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	return scramVerifier(password, salt, MintedSCRAMIterations)
 }
 
 func scramVerifier(password string, salt []byte, iter int) (string, error) {
