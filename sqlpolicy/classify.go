@@ -2,11 +2,14 @@ package sqlpolicy
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgwarden/pgwarden/internal/parsesafe"
 )
 
 // TxKind says which transaction-control statement a statement is.
@@ -388,6 +391,11 @@ func (w *walker) visit(m proto.Message) bool {
 			w.add(ActionUpdate, "INSERT ... ON CONFLICT DO UPDATE")
 		}
 	case *pg.UpdateStmt:
+		if r := n.GetRelation(); r.GetRelname() == "pg_settings" && (r.GetSchemaname() == "" || r.GetSchemaname() == "pg_catalog") {
+			// Its rule calls set_config for any setting (role, standard_conforming_strings, ...);
+			// PostgreSQL grants UPDATE on it to PUBLIC.
+			w.add(ActionAdmin, "UPDATE of pg_settings changes settings through set_config")
+		}
 		w.modify(ActionUpdate, n.GetWhereClause(), "UPDATE")
 	case *pg.DeleteStmt:
 		w.modify(ActionDelete, n.GetWhereClause(), "DELETE")
@@ -637,8 +645,21 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 			w.add(ActionAdmin, "set_config with a computed setting name: fail closed")
 			return
 		}
-		if s := strings.ToLower(strings.TrimSpace(setting)); !settingIsOrdinary(s) {
+		s := strings.ToLower(strings.TrimSpace(setting))
+		if !settingIsOrdinary(s) {
 			w.add(ActionAdmin, "set_config('"+s+"', ...) changes a protected setting")
+			return
+		}
+		if s == parsesafe.StandardConformingStrings {
+			v, ok := "", len(args) >= 2
+			if ok {
+				v, ok = stringConst(args[1])
+			}
+			if !ok {
+				w.add(ActionAdmin, "set_config('"+s+"', ...) with a computed value: fail closed")
+			} else if _, safe := parsesafe.Check(s, v); !safe {
+				w.add(ActionAdmin, "set_config('"+s+"', ...) to anything but on: "+parseSafeReason)
+			}
 		}
 	case sqlFuncs[name]:
 		if len(args) == 0 {
@@ -746,11 +767,47 @@ func (w *walker) setStmt(n *pg.VariableSetStmt) {
 		w.add(ActionAdmin, verb+" ROLE changes the session's identity")
 	case name == "session_authorization":
 		w.add(ActionAdmin, verb+" SESSION AUTHORIZATION changes the session's identity")
-	case settingIsOrdinary(name):
-		w.add(ActionSession, verb+" of an ordinary setting")
-	default:
+	case !settingIsOrdinary(name):
 		w.add(ActionAdmin, verb+" of "+name+", which is not an ordinary session setting")
+	case n.GetKind() == pg.VariableSetKind_VAR_SET_VALUE && !parseSafeSet(name, n.GetArgs()):
+		w.add(ActionAdmin, verb+" of "+name+" to anything but on: "+parseSafeReason)
+	default:
+		// RESET, SET ... TO DEFAULT and SET ... FROM CURRENT return to a
+		// value the session already had, which the gateway checked when
+		// the server reported it (startup and ParameterStatus).
+		w.add(ActionSession, verb+" of an ordinary setting")
 	}
+}
+
+// parseSafeReason explains why a setting that changes how the server lexes
+// SQL is admin (see internal/parsesafe).
+const parseSafeReason = "pgwarden parses SQL as the server does with standard_conforming_strings on; " +
+	"with it off, backslashes in string literals would let one statement hide another"
+
+// parseSafeSet reports whether SET name = args keeps the server lexing SQL
+// as pg_query does. A value that is not a single constant fails closed.
+func parseSafeSet(name string, args []*pg.Node) bool {
+	if name != parsesafe.StandardConformingStrings {
+		return true
+	}
+	if len(args) != 1 {
+		return false
+	}
+	c := args[0].GetAConst()
+	if c == nil {
+		return false
+	}
+	var v string
+	switch x := c.GetVal().(type) {
+	case *pg.A_Const_Sval:
+		v = x.Sval.GetSval()
+	case *pg.A_Const_Ival:
+		v = strconv.FormatInt(int64(x.Ival.GetIval()), 10)
+	default:
+		return false
+	}
+	_, ok := parsesafe.Check(name, v)
+	return ok
 }
 
 func (w *walker) transaction(n *pg.TransactionStmt) {

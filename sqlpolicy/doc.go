@@ -38,6 +38,15 @@
 //     role, session_authorization, session_replication_role, log_*,
 //     *_preload_libraries, unknown names — is admin. RESET ROLE is admin
 //     too; RESET ALL and DISCARD ALL (sent by poolers) are session.
+//   - standard_conforming_strings must stay on: pg_query lexes SQL as a
+//     server with it on, and with it off a backslash before a quote
+//     ends a literal early, so one SELECT here is a SELECT and a DELETE
+//     there (the example is in internal/parsesafe). SET (LOCAL) of it to
+//     anything but a true value, set_config of it with any other or a
+//     non-constant value, and UPDATE of pg_settings (whose rule calls
+//     set_config for any setting) are admin; SET ... TO DEFAULT and RESET
+//     are session. StartupParam applies the same SET policy to startup
+//     parameters; the rule itself is internal/parsesafe.
 //   - NOTIFY, LISTEN, UNLISTEN, FETCH, CLOSE, DEALLOCATE, DISCARD are session.
 //   - DROP of extensions, servers, wrappers, event triggers, languages,
 //     publications, access methods is admin; DROP of anything else is drop.

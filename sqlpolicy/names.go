@@ -1,6 +1,10 @@
 package sqlpolicy
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/pgwarden/pgwarden/internal/parsesafe"
+)
 
 // Names below are compared with identifiers as the parser returns them:
 // unquoted identifiers are folded to lower case, quoted ones are kept as
@@ -153,4 +157,21 @@ func settingIsOrdinary(name string) bool {
 		return !customPrefixDeny[name[:i]]
 	}
 	return false
+}
+
+// StartupParam reports whether a client may start a session with setting
+// name (any case, as PostgreSQL matches it) at value. Startup parameters
+// never meet the statement policy, so they get the SET policy: allowed
+// exactly when SET name = value would be a session action for anyone —
+// an ordinary setting at a value that keeps the server lexing SQL as
+// pg_query does. reason says why not, without the value.
+func StartupParam(name, value string) (reason string, ok bool) {
+	n := strings.ToLower(name)
+	if !settingIsOrdinary(n) {
+		return n + " is not an ordinary session setting (changing it is admin)", false
+	}
+	if r, ok := parsesafe.Check(n, value); !ok {
+		return r, false
+	}
+	return "", true
 }
