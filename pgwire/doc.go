@@ -27,9 +27,11 @@
 // Accept → (SSLRequest → 'S' + TLS | 'N') → (GSSENCRequest → 'N') →
 // StartupMessage (3.0; newer minors get NegotiateProtocolVersion) → checks
 // (replication 0A000, user 08P01, database 28000, TLS required 28000,
+// startup parameters 42501: internal/parsesafe and Config.StartupParam,
 // max connections 53300) → AuthenticationCleartextPassword → the token →
 // Verifier.Verify (28P01) → Provider.Mint (08001) → pgconn connect as the
-// lease and Hijack (08001) → HookFactory → AuthenticationOk, the upstream's
+// lease and Hijack (08001; 42501 when the server reports
+// standard_conforming_strings other than on) → HookFactory → AuthenticationOk, the upstream's
 // ParameterStatus, pgwarden's own random BackendKeyData, ReadyForQuery.
 // StartupTimeout covers all of that. Then the relay runs until the client
 // closes or terminates, the upstream is lost (FATAL 08006), a hook or

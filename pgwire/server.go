@@ -41,6 +41,13 @@ type Config struct {
 	// DBRoles maps the principal's groups to the database roles its
 	// credential gets (deduplicated, sorted by the caller). nil: none.
 	DBRoles func(groups []string) []string
+	// StartupParam decides each startup parameter passed upstream (all
+	// but user, database, options, replication, role,
+	// session_authorization and _pq_.*; name as the client sent it):
+	// !ok refuses the connection with FATAL 42501 and reason, before the
+	// token is asked for. Settings that change how the server lexes SQL
+	// (internal/parsesafe) are refused whatever it says. nil: no more.
+	StartupParam func(name, value string) (reason string, ok bool)
 	// Hooks creates each session's hooks; nil relays plainly.
 	Hooks      HookFactory
 	Logger     zerolog.Logger

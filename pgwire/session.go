@@ -23,6 +23,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/credentials"
 	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/internal/parsesafe"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
 )
 
@@ -65,12 +66,12 @@ type session struct {
 	cr     *bufio.Reader
 	cf     *framer
 	cwMu   sync.Mutex // guards cw: whole messages only
-	cw     *bufio.Writer
+	cw     *lazyWriter
 
 	up net.Conn
 	ur *bufio.Reader
 	uf *framer
-	uw *bufio.Writer // client goroutine (and side queries from OnClient) only
+	uw *lazyWriter // client goroutine (and side queries from OnClient) only
 
 	keyPID    uint32
 	keySecret [4]byte
@@ -211,21 +212,49 @@ func (s *Server) runConn(raw net.Conn, log zerolog.Logger) (outcome string) {
 func clientParams(p *startupPacket) map[string]string {
 	out := map[string]string{}
 	for _, kv := range p.params {
-		switch kv.key {
-		case "user", "database", "password", "replication", "options", "role", "session_authorization":
-			// options could carry "-c role=..." past the policy; never forwarded
-			continue
+		if forwardedParam(kv.key) {
+			out[kv.key] = kv.value
 		}
-		if strings.HasPrefix(kv.key, "_pq_.") {
-			continue
-		}
-		out[kv.key] = kv.value
 	}
 	return out
 }
 
+// forwardedParam reports whether startup parameter key is passed upstream
+// (after checkStartupParams allowed it).
+func forwardedParam(key string) bool {
+	switch key {
+	case "user", "database", "password", "replication", "options", "role", "session_authorization":
+		// options could carry "-c role=..." past the policy; never forwarded
+		return false
+	}
+	return !strings.HasPrefix(key, "_pq_.")
+}
+
+// checkStartupParams refuses (FATAL 42501) a startup parameter that would
+// be forwarded upstream (see clientParams) and that changes how the server
+// lexes SQL (internal/parsesafe, always) or that Config.StartupParam
+// refuses. Startup parameters never meet the statement policy, so this is
+// their SET policy; it runs before the token is asked for, so no
+// credential is minted for a refused connection.
+func (s *Server) checkStartupParams(p *startupPacket) *pgerr.Error {
+	for _, kv := range p.params {
+		if !forwardedParam(kv.key) {
+			continue
+		}
+		reason, ok := parsesafe.Check(kv.key, kv.value)
+		if ok && s.cfg.StartupParam != nil {
+			reason, ok = s.cfg.StartupParam(kv.key, kv.value)
+		}
+		if !ok {
+			return pgerr.Fatal(pgerr.InsufficientPrivilege, "startup parameter %q is not allowed: %s", kv.key, reason).
+				WithHint("remove it from the connection string or the driver's runtime parameters")
+		}
+	}
+	return nil
+}
+
 func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS bool, pkt *startupPacket, log zerolog.Logger, start time.Time) string {
-	cw := bufio.NewWriterSize(conn, clientWriteBuf)
+	cw := newLazyWriter(conn, clientWriteBuf)
 	fail := func(e *pgerr.Error) {
 		_, _ = cw.Write(mustEncode(e.Response()))
 		_ = cw.Flush()
@@ -265,6 +294,11 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 	if s.cfg.RequireTLS && !isTLS {
 		fail(pgerr.Fatal(pgerr.InvalidAuthorization, "TLS is required; connect with sslmode=require").
 			WithHint("pgwarden refuses unencrypted connections before asking for the token"))
+		return "refused"
+	}
+	if perr := s.checkStartupParams(pkt); perr != nil {
+		log.Warn().Str("reason", perr.Message).Msg("startup parameter refused")
+		fail(perr)
 		return "refused"
 	}
 	if !s.admit() {
@@ -374,11 +408,22 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 		return "upstream_failed"
 	}
 	up := hc.Conn
+	// The session may start with standard_conforming_strings off through a
+	// role or database default (ALTER ROLE/DATABASE ... SET), which no
+	// startup parameter or statement of ours shows: the server's own word
+	// decides before the client can send anything.
+	if reason, ok := parsesafe.Check(parsesafe.StandardConformingStrings, hc.ParameterStatuses[parsesafe.StandardConformingStrings]); !ok {
+		up.Close()
+		log.Error().Str("value", hc.ParameterStatuses[parsesafe.StandardConformingStrings]).Msg("upstream session starts with standard_conforming_strings not on")
+		fail(pgerr.Fatal(pgerr.InsufficientPrivilege, "the server starts this session with an unsafe setting; refusing: %s", reason).
+			WithHint("check ALTER ROLE / ALTER DATABASE ... SET standard_conforming_strings and postgresql.conf"))
+		return "refused"
+	}
 	_ = up.SetDeadline(time.Time{})
 
 	ss := &session{
 		srv: s, lease: lease, client: conn, cr: cr, cw: cw, up: up,
-		ur: bufio.NewReaderSize(up, upReadBuf), uw: bufio.NewWriterSize(up, upWriteBuf),
+		ur: bufio.NewReaderSize(up, upReadBuf), uw: newLazyWriter(up, upWriteBuf),
 		upPID: hc.PID, upSecret: hc.SecretKey, idle: make(chan struct{}, 1),
 		info: SessionInfo{
 			ID: sessionID, Principal: principal, ClientAddr: raw.RemoteAddr().String(),

@@ -150,12 +150,13 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 			Host: cfg.Upstream.Host, Port: cfg.Upstream.Port,
 			SSLMode: cfg.Upstream.SSLMode, ConnectTimeout: cfg.Upstream.ConnectTimeout,
 		},
-		Verifier:   g.verifier,
-		Provider:   g.provider,
-		DBRoles:    g.policy.DBRoles,
-		Hooks:      g.newHooks,
-		Logger:     g.log,
-		Registerer: g.reg,
+		Verifier:     g.verifier,
+		Provider:     g.provider,
+		DBRoles:      g.policy.DBRoles,
+		StartupParam: sqlpolicy.StartupParam,
+		Hooks:        g.newHooks,
+		Logger:       g.log,
+		Registerer:   g.reg,
 	})
 	if err != nil {
 		return nil, err
