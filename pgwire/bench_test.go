@@ -58,11 +58,11 @@ func relayPair(tb testing.TB, h Hooks) (client, upstream net.Conn, stop func()) 
 	gwUp, upstream := tcpPair(tb)
 	ss := &session{
 		srv: srv, lease: nopLease{}, hooks: h, log: zerolog.Nop(),
-		client: gwClient, cr: bufio.NewReaderSize(gwClient, clientReadBuf), cw: bufio.NewWriterSize(gwClient, clientWriteBuf),
+		client: gwClient, cr: bufio.NewReaderSize(gwClient, clientReadBuf), cw: newLazyWriter(gwClient, clientWriteBuf),
 		up: gwUp, idle: make(chan struct{}, 1), marker: "pgwarden_refused_bench_",
 		info: SessionInfo{StartedAt: time.Now()},
 	}
-	ss.ur, ss.uw = bufio.NewReaderSize(gwUp, upReadBuf), bufio.NewWriterSize(gwUp, upWriteBuf)
+	ss.ur, ss.uw = bufio.NewReaderSize(gwUp, upReadBuf), newLazyWriter(gwUp, upWriteBuf)
 	ss.cf, ss.uf = newFramer(ss.cr, srv.cfg.MaxMessageBytes), newFramer(ss.ur, srv.cfg.MaxMessageBytes)
 	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	ss.hookCtx, ss.hookCancel = context.WithCancelCause(ss.ctx)

@@ -95,7 +95,7 @@ func (f *framer) release() {
 // forward writes the current message (header and body) to w, streaming
 // the body through the reader's buffer: nothing is allocated and a body of
 // any size passes with bounded memory.
-func (f *framer) forward(w *bufio.Writer) error {
+func (f *framer) forward(w *lazyWriter) error {
 	if _, err := w.Write(f.hdr[:]); err != nil {
 		return writeErr{err}
 	}

@@ -92,7 +92,7 @@ func FuzzFrames(f *testing.F) {
 		r := bufio.NewReaderSize(bytes.NewReader(data), 16)
 		fr := newFramer(r, max)
 		var out bytes.Buffer
-		w := bufio.NewWriterSize(&out, 16)
+		w := newLazyWriter(&out, 16)
 		var fm frontendMsgs
 		var bm backendMsgs
 		ss := &session{marker: "pgwarden_refused_00_"}
@@ -144,7 +144,7 @@ func TestFramerStreamsLargeMessages(t *testing.T) {
 	r := bufio.NewReaderSize(bytes.NewReader(msg), 64)
 	fr := newFramer(r, 1024) // limit applies to body(), not to streaming
 	var out bytes.Buffer
-	w := bufio.NewWriterSize(&out, 64)
+	w := newLazyWriter(&out, 64)
 	if _, _, err := fr.next(); err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,8 @@ const (
 
 // Buffer sizes: 8 KiB each way (larger buffers measured no faster in
 // BenchmarkRelay; big messages stream through). An idle session holds
-// 32 KiB of buffers.
+// 16 KiB of buffers: the two read buffers (write buffers are pooled while
+// empty, see lazyWriter).
 const (
 	clientReadBuf  = 8 << 10
 	clientWriteBuf = 8 << 10
