@@ -2,10 +2,13 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // policyTable makes a private table the tests may try to damage.
@@ -204,4 +207,151 @@ func TestPolicyExecuteThroughParse(t *testing.T) {
 	if n := tableCount(t, "pol_x"); n != 19 {
 		t.Fatalf("pol_x has %d rows, want 19", n)
 	}
+}
+
+// scsBypassSQL is the text that splits differently on each side when
+// standard_conforming_strings is off: pgwarden's parser (always on) sees one
+// SELECT of a string literal; a server with it off reads the backslash as
+// escaping the quote after it, so the first literal is x' and the DELETE
+// runs, with --' a comment. It is the text of the report with the table
+// replaced by a private one that vector_reader may delete from, so that
+// only pgwarden stands between the analyst and the DELETE.
+const scsBypassSQL = `SELECT 'x\''; DELETE FROM pol_scs; --'`
+
+// TestPolicyStandardConformingStrings: a read-only group must not be able to
+// turn standard_conforming_strings off by any door (SET, set_config, a
+// startup parameter, UPDATE pg_settings) and so smuggle a DELETE past the
+// parser; and if the server reports it off anyway (here: a function the
+// classifier cannot see into), the session ends before another statement.
+func TestPolicyStandardConformingStrings(t *testing.T) {
+	w := startGateway(t, nil)
+	ctx := context.Background()
+	const rows = 20
+	intact := func(t *testing.T, what string) {
+		t.Helper()
+		if n := tableCount(t, "pol_scs"); n != rows {
+			t.Fatalf("%s: pol_scs has %d rows upstream, want %d: the DELETE ran", what, n, rows)
+		}
+	}
+	refused := func(t *testing.T, err error, what string) {
+		t.Helper()
+		if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "pgwarden: ") {
+			t.Errorf("%s: want pgwarden 42501, got %v", what, err) // go on: show what it leads to
+		}
+	}
+	analyst := func(t *testing.T) *pgx.Conn {
+		return w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "alice@example.com", "analyst")
+	}
+	// runBypass sends the text as a client that does not guard itself would
+	// (pgx refuses simple-protocol queries when standard_conforming_strings
+	// is off; an attacker's client does not). With the setting on, as the
+	// gateway keeps it, it is the harmless SELECT pgwarden saw.
+	runBypass := func(t *testing.T, conn *pgx.Conn) {
+		t.Helper()
+		res, err := conn.PgConn().Exec(ctx, scsBypassSQL).ReadAll()
+		intact(t, "after the bypass text")
+		if err != nil {
+			t.Fatalf("bypass text as one SELECT: %v", err)
+		}
+		if len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != `x\'; DELETE FROM pol_scs; --` {
+			t.Fatalf("bypass text: %d results, want the one SELECT", len(res))
+		}
+	}
+
+	t.Run("SET", func(t *testing.T) {
+		policyTable(t, "pol_scs") // fresh rows for each door
+		conn := analyst(t)
+		for _, sql := range []string{
+			"SET standard_conforming_strings = off",
+			"SET LOCAL standard_conforming_strings TO false",
+			"SET standard_conforming_strings = 0",
+		} {
+			_, err := conn.Exec(ctx, sql)
+			refused(t, err, sql)
+		}
+		runBypass(t, conn)
+	})
+	t.Run("startup parameter", func(t *testing.T) {
+		policyTable(t, "pol_scs") // fresh rows for each door
+		cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		cc.RuntimeParams["standard_conforming_strings"] = "off"
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		conn, err := pgx.ConnectConfig(cctx, cc)
+		if err == nil {
+			_, _ = conn.PgConn().Exec(ctx, scsBypassSQL).ReadAll()
+			conn.Close(ctx)
+			intact(t, "connected with standard_conforming_strings=off")
+			t.Fatal("connected with standard_conforming_strings=off")
+		}
+		refused(t, err, "startup parameter standard_conforming_strings=off")
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Severity != "FATAL" {
+			t.Fatalf("severity %s, want FATAL", pe.Severity)
+		}
+	})
+	t.Run("set_config", func(t *testing.T) {
+		policyTable(t, "pol_scs") // fresh rows for each door
+		conn := analyst(t)
+		for _, sql := range []string{
+			"SELECT set_config('standard_conforming_strings', 'off', false)",
+			"SELECT set_config('standard_conforming_strings', 'off', true)",
+		} {
+			_, err := conn.Exec(ctx, sql)
+			refused(t, err, sql)
+		}
+		runBypass(t, conn)
+		// ingest may UPDATE, but pg_settings' rule is set_config.
+		ing := w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "ivan@example.com", "ingest")
+		_, err := ing.Exec(ctx, "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'")
+		refused(t, err, "UPDATE pg_settings")
+	})
+	t.Run("on stays allowed", func(t *testing.T) {
+		policyTable(t, "pol_scs") // fresh rows for each door
+		conn := analyst(t)
+		for _, sql := range []string{
+			"SET standard_conforming_strings = on",
+			"SELECT set_config('standard_conforming_strings', 'on', false)",
+			"SET standard_conforming_strings TO DEFAULT",
+			"RESET standard_conforming_strings",
+		} {
+			if _, err := conn.Exec(ctx, sql); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		var v string
+		must0(t, conn.QueryRow(ctx, "SHOW standard_conforming_strings").Scan(&v))
+		if v != "on" {
+			t.Fatalf("standard_conforming_strings = %q", v)
+		}
+		runBypass(t, conn)
+	})
+	t.Run("server reports it off", func(t *testing.T) {
+		policyTable(t, "pol_scs") // fresh rows for each door
+		// A function (created by an administrator; creating one needs ddl)
+		// whose body the classifier cannot see: calling it is a read.
+		d := direct(t)
+		must(d.Exec(ctx, `CREATE OR REPLACE FUNCTION pol_scs_flip() RETURNS text LANGUAGE sql
+			AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$`))
+		t.Cleanup(func() { _, _ = direct(t).Exec(context.Background(), "DROP FUNCTION IF EXISTS pol_scs_flip()") })
+		conn := analyst(t)
+		var s string
+		err := conn.QueryRow(ctx, "SELECT pol_scs_flip()").Scan(&s)
+		if err == nil {
+			// The FATAL may arrive after the row; then the next statement sees the closed session.
+			_, err = conn.PgConn().Exec(ctx, scsBypassSQL).ReadAll()
+		} else if _, err2 := conn.PgConn().Exec(ctx, scsBypassSQL).ReadAll(); err2 == nil {
+			intact(t, "bypass after the function")
+			t.Fatal("the session still runs statements after the server reported standard_conforming_strings off")
+		}
+		intact(t, "after the function turned standard_conforming_strings off")
+		refused(t, err, "statement after standard_conforming_strings turned off")
+		if !strings.Contains(err.Error(), "standard_conforming_strings") {
+			t.Fatalf("error does not say why: %v", err)
+		}
+		if !conn.IsClosed() {
+			t.Fatal("session still open")
+		}
+	})
 }

@@ -14,6 +14,7 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/pgwarden/pgwarden/approvals"
+	"github.com/pgwarden/pgwarden/internal/parsesafe"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
 	"github.com/pgwarden/pgwarden/masking"
 	"github.com/pgwarden/pgwarden/pgwire"
@@ -680,6 +681,20 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 		}
 	case *pgproto3.ReadyForQuery:
 		h.onReady()
+	case *pgproto3.ParameterStatus:
+		// PostgreSQL reports standard_conforming_strings (GUC_REPORT)
+		// whenever it changes. The policy refuses every way we know to
+		// turn it off; if the server says it is off anyway (a function
+		// that sets it, anything unforeseen), pgwarden's parse no longer
+		// matches the server's and no later statement of this session can
+		// be judged: end the session rather than refuse statement by
+		// statement, so a pool drops the connection instead of handing a
+		// useless one to its next user, and the upstream is closed.
+		if reason, ok := parsesafe.Check(m.Name, m.Value); !ok {
+			return nil, pgerr.Fatal(pgerr.InsufficientPrivilege,
+				"pgwarden: the server reports %s changed for this session, so its statements can no longer be checked; session closed: %s",
+				m.Name, reason)
+		}
 	case *pgproto3.CopyOutResponse:
 		return h.onCopyOut(m)
 	case *pgproto3.CopyData:
