@@ -230,7 +230,7 @@ func (w *walker) root(n *pg.Node) {
 	}
 	switch s := n.Node.(type) {
 	case *pg.Node_SelectStmt:
-		if isSearch(s.SelectStmt) {
+		if mayHaveDistance(w.st.SQL) && isSearch(s.SelectStmt) {
 			w.add(ActionSearch, "SELECT ordered or filtered by a pgvector distance")
 		} else {
 			w.add(ActionRead, "SELECT")
@@ -243,6 +243,57 @@ func (w *walker) root(n *pg.Node) {
 		w.st.HasWhere = s.MergeStmt.GetJoinCondition() != nil
 	}
 	w.walk(n.ProtoReflect())
+}
+
+// mayHaveDistance reports whether sql could contain a pgvector distance
+// operator or function, as a cheap filter before isSearch walks the tree
+// (the walk is about a third of classifying a short SELECT). It must never
+// say no to a text whose tree has one: operators are single tokens, so
+// their characters appear as written (OPERATOR(public.<->) too); function
+// names appear case-insensitively unless spelled with Unicode escapes
+// (U&"..."), which always take the walk. Nested SQL in string literals
+// is classified from its own decoded text.
+func mayHaveDistance(sql string) bool {
+	for i := 0; i+1 < len(sql); i++ {
+		switch c := sql[i]; c {
+		case '<':
+			if i+2 < len(sql) && sql[i+2] == '>' {
+				switch sql[i+1] {
+				case '-', '#', '=', '+', '~', '%':
+					return true
+				}
+			}
+		case 'u', 'U':
+			if sql[i+1] == '&' {
+				return true
+			}
+		case '_':
+			// l2_distance, cosine_distance, inner_product, vector_dims, ...:
+			// every name in distanceFuncs has "_distance", "_product" or "_dims"
+			rest := sql[i+1:]
+			if hasPrefixFold(rest, "distance") || hasPrefixFold(rest, "product") || hasPrefixFold(rest, "dims") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasPrefixFold is strings.HasPrefix with ASCII case folding (prefix lower case).
+func hasPrefixFold(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isSearch: the query (every branch of a set operation) orders or filters
