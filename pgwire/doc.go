@@ -31,7 +31,8 @@
 // max connections 53300) → AuthenticationCleartextPassword → the token →
 // Verifier.Verify (28P01) → Provider.Mint (08001) → pgconn connect as the
 // lease and Hijack (08001; 42501 when the server reports
-// standard_conforming_strings other than on) → HookFactory → AuthenticationOk, the upstream's
+// standard_conforming_strings other than on or a client_encoding
+// internal/parsesafe refuses) → HookFactory → AuthenticationOk, the upstream's
 // ParameterStatus, pgwarden's own random BackendKeyData, ReadyForQuery.
 // StartupTimeout covers all of that. Then the relay runs until the client
 // closes or terminates, the upstream is lost (FATAL 08006), a hook or

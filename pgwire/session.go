@@ -409,16 +409,21 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 		return "upstream_failed"
 	}
 	up := hc.Conn
-	// The session may start with standard_conforming_strings off through a
-	// role or database default (ALTER ROLE/DATABASE ... SET), which no
-	// startup parameter or statement of ours shows: the server's own word
-	// decides before the client can send anything.
-	if reason, ok := parsesafe.Check(parsesafe.StandardConformingStrings, hc.ParameterStatuses[parsesafe.StandardConformingStrings]); !ok {
-		up.Close()
-		log.Error().Str("value", hc.ParameterStatuses[parsesafe.StandardConformingStrings]).Msg("upstream session starts with standard_conforming_strings not on")
-		fail(pgerr.Fatal(pgerr.InsufficientPrivilege, "the server starts this session with an unsafe setting; refusing: %s", reason).
-			WithHint("check ALTER ROLE / ALTER DATABASE ... SET standard_conforming_strings and postgresql.conf"))
-		return "refused"
+	// The session may start with standard_conforming_strings off or a
+	// client_encoding pg_query cannot lex (SJIS, BIG5, ...) through a role
+	// or database default (ALTER ROLE/DATABASE ... SET) or postgresql.conf,
+	// which no startup parameter or statement of ours shows: the server's
+	// own word decides before the client can send anything. A setting the
+	// server did not report fails closed (Check of "").
+	for _, name := range parsesafe.Settings {
+		value := hc.ParameterStatuses[name]
+		if reason, ok := parsesafe.Check(name, value); !ok {
+			up.Close()
+			log.Error().Str("setting", name).Str("value", value).Msg("upstream session starts with a setting pgwarden cannot parse under")
+			fail(pgerr.Fatal(pgerr.InsufficientPrivilege, "the server starts this session with an unsafe setting; refusing: %s", reason).
+				WithHint("check ALTER ROLE / ALTER DATABASE ... SET %s and postgresql.conf", name))
+			return "refused"
+		}
 	}
 	_ = up.SetDeadline(time.Time{})
 

@@ -24,7 +24,10 @@ func TestStartupParamRefusals(t *testing.T) {
 				}
 			}
 		})
-		refused := []string{"standard_conforming_strings=off", "standard_conforming_strings=0", "standard_conforming_strings=false"}
+		refused := []string{"standard_conforming_strings=off", "standard_conforming_strings=0", "standard_conforming_strings=false",
+			// pg_query cannot lex these client encodings (internal/parsesafe)
+			"client_encoding=SJIS", "client_encoding=Shift_JIS", "client_encoding=BIG5", "client_encoding=WIN936",
+			"client_encoding=UHC", "client_encoding=GB18030", "client_encoding=JOHAB", "client_encoding=nonsense"}
 		if withHook {
 			refused = append(refused, "log_statement=none")
 		}
@@ -45,7 +48,12 @@ func TestStartupParamRefusals(t *testing.T) {
 		if n := g.prov.minted.Load(); n != 0 {
 			t.Fatalf("hook=%v: %d credentials minted for refused connections", withHook, n)
 		}
-		// What drivers send keeps working, and so does an explicit on.
+		// What drivers send keeps working, and so does an explicit on, and
+		// so do the client encodings whose bytes below 0x80 are ASCII.
+		for _, enc := range []string{"LATIN1", "WIN1252", "EUC_JP", "unicode"} {
+			conn := g.connect(t, "alice", "client_encoding="+enc)
+			conn.Close(context.Background())
+		}
 		conn := g.connect(t, "alice", "standard_conforming_strings=on application_name=app client_encoding=UTF8 "+
 			"DateStyle='ISO, MDY' TimeZone=UTC extra_float_digits=3 search_path=public IntervalStyle=postgres")
 		var scs string
@@ -80,5 +88,35 @@ func TestUpstreamStartsWithoutStandardConformingStrings(t *testing.T) {
 		t.Fatalf("got %s %s %q", pe.Severity, pe.Code, pe.Message)
 	}
 	eventually(t, 5*time.Second, "credential revoked", func() bool { return g.prov.revoked.Load() == g.prov.minted.Load() })
+	stillServes(t, g, "")
+}
+
+// The same for client_encoding: a database default of SJIS (pg_query
+// cannot lex it, internal/parsesafe) shows only in the server's
+// ParameterStatus at connect, for a client that sends no client_encoding.
+func TestUpstreamStartsWithUnsafeClientEncoding(t *testing.T) {
+	c := needPG(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.CreateDB(ctx, "enc_sjis"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, "postgres", "ALTER DATABASE enc_sjis SET client_encoding = 'SJIS'"); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, c, nil)
+	dsn := strings.Replace(g.dsn("alice", "good-alice", ""), "dbname=vectors", "dbname=enc_sjis", 1)
+	err := connectErr(t, dsn)
+	if err == nil {
+		t.Fatal("connected to a database whose default client_encoding is SJIS")
+	}
+	pe := pgErr(t, err)
+	if pe.Code != "42501" || pe.Severity != "FATAL" || !strings.HasPrefix(pe.Message, "pgwarden: ") || !strings.Contains(pe.Message, "client_encoding") {
+		t.Fatalf("got %s %s %q", pe.Severity, pe.Code, pe.Message)
+	}
+	eventually(t, 5*time.Second, "credential revoked", func() bool { return g.prov.revoked.Load() == g.prov.minted.Load() })
+	// A client that asks for UTF8 itself overrides the default: allowed.
+	conn := g.connect(t, "alice", "dbname=enc_sjis client_encoding=UTF8")
+	conn.Close(context.Background())
 	stillServes(t, g, "")
 }
