@@ -9,6 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/sqlpolicy"
 )
 
 // policyTable makes a private table the tests may try to damage.
@@ -352,6 +355,242 @@ func TestPolicyStandardConformingStrings(t *testing.T) {
 		}
 		if !conn.IsClosed() {
 			t.Fatal("session still open")
+		}
+	})
+}
+
+// encBypassSQL splits differently on each side when the session's
+// client_encoding is SJIS. PostgreSQL converts the query to UTF8 before it
+// lexes it: 0xC3 is one SJIS character (half-width katakana) and 0x81 0x5C
+// another (a horizontal bar), so the server sees SELECT E'<two characters>'
+// followed by a DELETE and a comment. pgwarden's parser reads the bytes as
+// they are: 0xC3 0x81 is the UTF-8 letter Á and 0x5C a backslash that
+// escapes the quote after it in E'...' (standard_conforming_strings does
+// not matter there), so the rest is one string literal of a harmless
+// SELECT. (A lone SJIS lead byte such as 0x95 before the 0x5C makes the
+// literal invalid UTF-8, which pg_query_go refuses to decode: fail closed.
+// A lead byte that ends a valid UTF-8 character does not.)
+const encBypassSQL = "SELECT E'\xc3\x81\x5c'; DELETE FROM pol_enc; --'"
+
+// encBypassValue is what a UTF8 session (where both sides agree) returns.
+const encBypassValue = "\xc3\x81'; DELETE FROM pol_enc; --"
+
+// TestPolicyClientEncoding: a read-only group must not be able to move the
+// session to a client encoding whose multibyte characters may contain
+// ASCII bytes (SJIS, BIG5, GBK, UHC, GB18030, JOHAB) by any door — SET,
+// SET NAMES, set_config, a startup parameter, a database default, a
+// function — and so smuggle a DELETE past the parser; encodings where every
+// byte below 0x80 is ASCII keep working.
+func TestPolicyClientEncoding(t *testing.T) {
+	w := startGateway(t, nil)
+	ctx := context.Background()
+	const rows = 20
+	intact := func(t *testing.T, what string) {
+		t.Helper()
+		if n := tableCount(t, "pol_enc"); n != rows {
+			t.Fatalf("%s: pol_enc has %d rows upstream, want %d: the DELETE ran", what, n, rows)
+		}
+	}
+	refused := func(t *testing.T, err error, what string) {
+		t.Helper()
+		if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "pgwarden: ") {
+			t.Errorf("%s: want pgwarden 42501, got %v", what, err) // go on: show what it leads to
+		}
+	}
+	analyst := func(t *testing.T) *pgx.Conn {
+		return w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "alice@example.com", "analyst")
+	}
+	// raw sends text as an attacker's client would: bytes as they are, no
+	// client-side encoding guard (pgx refuses simple-protocol arguments
+	// unless client_encoding is UTF8).
+	raw := func(conn *pgx.Conn, sql string) error {
+		_, err := conn.PgConn().Exec(ctx, sql).ReadAll()
+		return err
+	}
+	// runBypass: in the UTF8 session the gateway keeps, the text is the
+	// one SELECT pgwarden saw.
+	runBypass := func(t *testing.T, conn *pgx.Conn) {
+		t.Helper()
+		res, err := conn.PgConn().Exec(ctx, encBypassSQL).ReadAll()
+		intact(t, "after the bypass text")
+		if err != nil {
+			t.Fatalf("bypass text as one SELECT: %v", err)
+		}
+		if len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != encBypassValue {
+			t.Fatalf("bypass text: %d results, want the one SELECT", len(res))
+		}
+	}
+
+	// Each door is refused with 42501: by the policy (ERROR, the statement
+	// never reaches the server) or, for a statement the policy let through,
+	// by the gateway when the server reports the new client_encoding
+	// (FATAL, the session ends before its next statement). LOCAL ones run
+	// in a transaction, where they take effect.
+	for _, sql := range []string{
+		"SET client_encoding = 'SJIS'",
+		"SET client_encoding TO 'Shift_JIS'",
+		"SET SESSION client_encoding = 'mskanji'",
+		"BEGIN; SET LOCAL client_encoding = 'sjis'",
+		"SET NAMES 'SJIS'",
+		"SET client_encoding = 'BIG5'",
+		"SET client_encoding = 'GBK'",
+		"SET client_encoding = 'WIN949'",
+		"SET client_encoding = 'GB18030'",
+		"SET client_encoding = 'JOHAB'",
+		"SET client_encoding = 'SHIFT_JIS_2004'",
+		"SELECT set_config('client_encoding', 'SJIS', false)",
+		"BEGIN; SELECT set_config('client_encoding', 'WIN932', true)",
+	} {
+		t.Run(sql, func(t *testing.T) {
+			policyTable(t, "pol_enc") // fresh rows for each door
+			conn := analyst(t)
+			err := raw(conn, sql)
+			if err == nil {
+				// a FATAL may come after the statement's own result
+				err = raw(conn, encBypassSQL)
+			}
+			refused(t, err, sql)
+			if !conn.IsClosed() {
+				_ = raw(conn, "ROLLBACK")
+				runBypass(t, conn)
+			}
+			intact(t, "after "+sql)
+		})
+	}
+	// A client that does not wait for the SET's ReadyForQuery: the
+	// ParameterStatus comes too late to stop the next query, so only the
+	// policy can refuse the SET.
+	t.Run("pipelined", func(t *testing.T) {
+		if a, _ := sqlpolicy.Classify("SET client_encoding = 'SJIS'"); a.Statements[0].Action != sqlpolicy.ActionAdmin {
+			t.Skip("open: the policy does not refuse SET client_encoding yet (needs parsesafe.Governs in sqlpolicy/classify.go); " +
+				"a pipelined SET + query is caught only after it ran")
+		}
+		policyTable(t, "pol_enc")
+		conn := analyst(t)
+		fe := conn.PgConn().Frontend()
+		fe.Send(&pgproto3.Query{String: "SET client_encoding = 'SJIS'"})
+		fe.Send(&pgproto3.Query{String: encBypassSQL})
+		must0(t, fe.Flush())
+		var errs []string
+		for ready := 0; ready < 2; {
+			msg, err := fe.Receive()
+			if err != nil {
+				break // the session was ended
+			}
+			switch m := msg.(type) {
+			case *pgproto3.ReadyForQuery:
+				ready++
+			case *pgproto3.ErrorResponse:
+				errs = append(errs, m.Severity+" "+m.Code+" "+m.Message)
+				if m.Severity == "FATAL" {
+					ready = 2
+				}
+			}
+		}
+		intact(t, "after a pipelined SET client_encoding and the bypass text")
+		if len(errs) == 0 || !strings.Contains(errs[0], "42501 pgwarden: ") {
+			t.Fatalf("pipelined SET client_encoding: want pgwarden 42501 first, got %q", errs)
+		}
+	})
+	t.Run("startup parameter", func(t *testing.T) {
+		policyTable(t, "pol_enc")
+		for _, enc := range []string{"SJIS", "Shift-JIS", "BIG5", "unknown_encoding"} {
+			cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+			cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+			cc.RuntimeParams["client_encoding"] = enc
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			conn, err := pgx.ConnectConfig(cctx, cc)
+			cancel()
+			if err == nil {
+				_ = raw(conn, encBypassSQL)
+				conn.Close(ctx)
+				intact(t, "connected with client_encoding="+enc)
+				t.Fatalf("connected with client_encoding=%s", enc)
+			}
+			refused(t, err, "startup parameter client_encoding="+enc)
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Severity != "FATAL" {
+				t.Fatalf("%s: severity %s, want FATAL", enc, pe.Severity)
+			}
+		}
+	})
+	t.Run("database default", func(t *testing.T) {
+		policyTable(t, "pol_enc")
+		d := direct(t)
+		must(d.Exec(ctx, "ALTER DATABASE vectors SET client_encoding = 'SJIS'"))
+		t.Cleanup(func() { _, _ = direct(t).Exec(context.Background(), "ALTER DATABASE vectors RESET client_encoding") })
+		cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		conn, err := pgx.ConnectConfig(cctx, cc)
+		cancel()
+		if err == nil {
+			enc := conn.PgConn().ParameterStatus("client_encoding")
+			err = raw(conn, encBypassSQL)
+			conn.Close(ctx)
+			intact(t, "connected to a database whose default client_encoding is "+enc)
+			t.Fatalf("connected to a database whose default client_encoding is %s (bypass: %v)", enc, err)
+		}
+		refused(t, err, "database default client_encoding SJIS")
+		if !strings.Contains(err.Error(), "client_encoding") {
+			t.Fatalf("error does not say why: %v", err)
+		}
+	})
+	t.Run("server reports it", func(t *testing.T) {
+		policyTable(t, "pol_enc")
+		d := direct(t)
+		must(d.Exec(ctx, `CREATE OR REPLACE FUNCTION pol_enc_flip() RETURNS text LANGUAGE sql
+			AS $$ SELECT set_config('client_encoding', 'SJIS', false) $$`))
+		t.Cleanup(func() { _, _ = direct(t).Exec(context.Background(), "DROP FUNCTION IF EXISTS pol_enc_flip()") })
+		conn := analyst(t)
+		err := raw(conn, "SELECT pol_enc_flip()")
+		if err == nil {
+			// The FATAL may arrive after the row; then the next statement sees the closed session.
+			err = raw(conn, encBypassSQL)
+		} else if err2 := raw(conn, encBypassSQL); err2 == nil {
+			intact(t, "bypass after the function")
+			t.Fatal("the session still runs statements after the server reported client_encoding SJIS")
+		}
+		intact(t, "after the function set client_encoding to SJIS")
+		refused(t, err, "statement after client_encoding turned SJIS")
+		if !strings.Contains(err.Error(), "client_encoding") {
+			t.Fatalf("error does not say why: %v", err)
+		}
+		if !conn.IsClosed() {
+			t.Fatal("session still open")
+		}
+	})
+	t.Run("ASCII-safe encodings stay allowed", func(t *testing.T) {
+		policyTable(t, "pol_enc")
+		conn := analyst(t)
+		for _, sql := range []string{
+			"SET client_encoding = 'LATIN1'",
+			"SET client_encoding = 'WIN1252'",
+			"SET NAMES 'EUC_JP'",
+			"SET client_encoding = 'iso-8859-5'",
+			"SELECT set_config('client_encoding', 'KOI8R', false)",
+			"SET client_encoding = 'unicode'",
+			"SET client_encoding TO DEFAULT",
+			"RESET client_encoding",
+			"SET client_encoding = 'UTF8'",
+		} {
+			if err := raw(conn, sql); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		if v := conn.PgConn().ParameterStatus("client_encoding"); v != "UTF8" {
+			t.Fatalf("client_encoding = %q", v)
+		}
+		runBypass(t, conn)
+		// Startup parameters that drivers and psql send.
+		for _, enc := range []string{"UTF8", "utf-8", "LATIN1", "WIN1252", "EUC_KR"} {
+			cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+			cc.RuntimeParams["client_encoding"] = enc
+			c := w.connectWith(t, cc)
+			var n int
+			if err := c.QueryRow(ctx, "SELECT count(*) FROM pol_enc").Scan(&n); err != nil || n != rows {
+				t.Fatalf("client_encoding=%s: %d %v", enc, n, err)
+			}
 		}
 	})
 }
