@@ -701,15 +701,15 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 			w.add(ActionAdmin, "set_config('"+s+"', ...) changes a protected setting")
 			return
 		}
-		if s == parsesafe.StandardConformingStrings {
+		if parsesafe.Governs(s) {
 			v, ok := "", len(args) >= 2
 			if ok {
 				v, ok = stringConst(args[1])
 			}
 			if !ok {
 				w.add(ActionAdmin, "set_config('"+s+"', ...) with a computed value: fail closed")
-			} else if _, safe := parsesafe.Check(s, v); !safe {
-				w.add(ActionAdmin, "set_config('"+s+"', ...) to anything but on: "+parseSafeReason)
+			} else if why, safe := parsesafe.Check(s, v); !safe {
+				w.add(ActionAdmin, "set_config('"+s+"', ...): "+why)
 			}
 		}
 	case sqlFuncs[name]:
@@ -820,8 +820,8 @@ func (w *walker) setStmt(n *pg.VariableSetStmt) {
 		w.add(ActionAdmin, verb+" SESSION AUTHORIZATION changes the session's identity")
 	case !settingIsOrdinary(name):
 		w.add(ActionAdmin, verb+" of "+name+", which is not an ordinary session setting")
-	case n.GetKind() == pg.VariableSetKind_VAR_SET_VALUE && !parseSafeSet(name, n.GetArgs()):
-		w.add(ActionAdmin, verb+" of "+name+" to anything but on: "+parseSafeReason)
+	case n.GetKind() == pg.VariableSetKind_VAR_SET_VALUE && parseSafeSet(name, n.GetArgs()) != "":
+		w.add(ActionAdmin, verb+" of "+name+": "+parseSafeSet(name, n.GetArgs()))
 	default:
 		// RESET, SET ... TO DEFAULT and SET ... FROM CURRENT return to a
 		// value the session already had, which the gateway checked when
@@ -830,23 +830,20 @@ func (w *walker) setStmt(n *pg.VariableSetStmt) {
 	}
 }
 
-// parseSafeReason explains why a setting that changes how the server lexes
-// SQL is admin (see internal/parsesafe).
-const parseSafeReason = "pgwarden parses SQL as the server does with standard_conforming_strings on; " +
-	"with it off, backslashes in string literals would let one statement hide another"
-
-// parseSafeSet reports whether SET name = args keeps the server lexing SQL
-// as pg_query does. A value that is not a single constant fails closed.
-func parseSafeSet(name string, args []*pg.Node) bool {
-	if name != parsesafe.StandardConformingStrings {
-		return true
+// parseSafeSet returns why SET name = args would make the server lex SQL
+// differently from pg_query ("" when it does not; see internal/parsesafe).
+// A value that is not a single constant fails closed.
+func parseSafeSet(name string, args []*pg.Node) string {
+	const computed = "only a single constant value can be checked: fail closed"
+	if !parsesafe.Governs(name) {
+		return ""
 	}
 	if len(args) != 1 {
-		return false
+		return computed
 	}
 	c := args[0].GetAConst()
 	if c == nil {
-		return false
+		return computed
 	}
 	var v string
 	switch x := c.GetVal().(type) {
@@ -855,10 +852,12 @@ func parseSafeSet(name string, args []*pg.Node) bool {
 	case *pg.A_Const_Ival:
 		v = strconv.FormatInt(int64(x.Ival.GetIval()), 10)
 	default:
-		return false
+		return computed
 	}
-	_, ok := parsesafe.Check(name, v)
-	return ok
+	if why, ok := parsesafe.Check(name, v); !ok {
+		return why
+	}
+	return ""
 }
 
 func (w *walker) transaction(n *pg.TransactionStmt) {

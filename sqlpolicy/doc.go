@@ -45,8 +45,12 @@
 //     anything but a true value, set_config of it with any other or a
 //     non-constant value, and UPDATE of pg_settings (whose rule calls
 //     set_config for any setting) are admin; SET ... TO DEFAULT and RESET
-//     are session. StartupParam applies the same SET policy to startup
-//     parameters; the rule itself is internal/parsesafe.
+//     are session. client_encoding likewise must name an encoding whose
+//     bytes below 0x80 are ASCII (PostgreSQL's server encodings): SET,
+//     SET NAMES and set_config of it to a client-only encoding (SJIS,
+//     BIG5, GBK, ...), an unknown one or a computed value are admin.
+//     StartupParam applies the same SET policy to startup parameters; the
+//     rules themselves are internal/parsesafe.
 //   - NOTIFY, LISTEN, UNLISTEN, FETCH, CLOSE, DEALLOCATE, DISCARD are session.
 //   - DROP of extensions, servers, wrappers, event triggers, languages,
 //     publications, access methods is admin; DROP of anything else is drop.
