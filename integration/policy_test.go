@@ -212,6 +212,115 @@ func TestPolicyExecuteThroughParse(t *testing.T) {
 	}
 }
 
+// bypassDoors is the scaffolding shared by the parse-safety tests: a text
+// that is one harmless SELECT to pgwarden's parser but a SELECT and a
+// DELETE to a server lexing under an unsafe setting, a private table (fresh
+// rows per door, that vector_reader may delete from, so only pgwarden stands
+// in the way), and the checks that the DELETE never ran.
+type bypassDoors struct {
+	w       *gw
+	table   string // deleted from by sql
+	sql     string // the bypass text
+	want    string // what its SELECT returns where both sides agree
+	setting string // named in the gateway's refusal
+}
+
+const bypassRows = 20
+
+func (b bypassDoors) intact(t *testing.T, what string) {
+	t.Helper()
+	if n := tableCount(t, b.table); n != bypassRows {
+		t.Fatalf("%s: %s has %d rows upstream, want %d: the DELETE ran", what, b.table, n, bypassRows)
+	}
+}
+
+// refused: err is pgwarden's 42501 (reported, not fatal: the test goes on
+// to show what the door leads to).
+func (b bypassDoors) refused(t *testing.T, err error, what string) {
+	t.Helper()
+	if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "pgwarden: ") {
+		t.Errorf("%s: want pgwarden 42501, got %v", what, err)
+	}
+}
+
+func (b bypassDoors) analyst(t *testing.T) *pgx.Conn {
+	return b.w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "alice@example.com", "analyst")
+}
+
+// raw sends text as an attacker's client would: no client-side guard (pgx
+// refuses simple-protocol queries when standard_conforming_strings is off
+// or client_encoding is not UTF8; an attacker's client does not).
+func raw(conn *pgx.Conn, sql string) error {
+	_, err := conn.PgConn().Exec(context.Background(), sql).ReadAll()
+	return err
+}
+
+// runBypass: in the session the gateway keeps safe, the text is the one
+// SELECT pgwarden saw, and the table is untouched.
+func (b bypassDoors) runBypass(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	res, err := conn.PgConn().Exec(context.Background(), b.sql).ReadAll()
+	b.intact(t, "after the bypass text")
+	if err != nil {
+		t.Fatalf("bypass text as one SELECT: %v", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != b.want {
+		t.Fatalf("bypass text: %d results, want the one SELECT", len(res))
+	}
+}
+
+// startupRefused: a session asking for setting=value in its startup
+// packet is refused with FATAL 42501 (and if it were not, the bypass text
+// must still leave the table intact).
+func (b bypassDoors) startupRefused(t *testing.T, value string) {
+	t.Helper()
+	cc := b.w.connConfig(t, "alice@example.com", b.w.Issuer.token(t, "alice@example.com", "analyst"))
+	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	cc.RuntimeParams[b.setting] = value
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err == nil {
+		_ = raw(conn, b.sql)
+		conn.Close(ctx)
+		b.intact(t, "connected with "+b.setting+"="+value)
+		t.Fatalf("connected with %s=%s", b.setting, value)
+	}
+	b.refused(t, err, "startup parameter "+b.setting+"="+value)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Severity != "FATAL" {
+		t.Fatalf("%s=%s: severity %s, want FATAL", b.setting, value, pe.Severity)
+	}
+}
+
+// serverReports: a function (created by an administrator; creating one
+// needs ddl) whose body the classifier cannot see — calling it is a read —
+// runs set_config(setting, value); when the server reports the change the
+// gateway ends the session before another statement runs.
+func (b bypassDoors) serverReports(t *testing.T, fn, value string) {
+	t.Helper()
+	must(direct(t).Exec(context.Background(), `CREATE OR REPLACE FUNCTION `+fn+`() RETURNS text LANGUAGE sql
+		AS $$ SELECT set_config('`+b.setting+`', '`+value+`', false) $$`))
+	t.Cleanup(func() { _, _ = direct(t).Exec(context.Background(), "DROP FUNCTION IF EXISTS "+fn+"()") })
+	conn := b.analyst(t)
+	err := raw(conn, "SELECT "+fn+"()")
+	if err == nil {
+		// The FATAL may arrive after the row; then the next statement sees the closed session.
+		err = raw(conn, b.sql)
+	} else if err2 := raw(conn, b.sql); err2 == nil {
+		b.intact(t, "bypass after the function")
+		t.Fatalf("the session still runs statements after the server reported %s %s", b.setting, value)
+	}
+	b.intact(t, "after the function set "+b.setting+" to "+value)
+	b.refused(t, err, "statement after "+b.setting+" became "+value)
+	if !strings.Contains(err.Error(), b.setting) {
+		t.Fatalf("error does not say why: %v", err)
+	}
+	if !conn.IsClosed() {
+		t.Fatal("session still open")
+	}
+}
+
 // scsBypassSQL is the text that splits differently on each side when
 // standard_conforming_strings is off: pgwarden's parser (always on) sees one
 // SELECT of a string literal; a server with it off reads the backslash as
@@ -229,38 +338,8 @@ const scsBypassSQL = `SELECT 'x\''; DELETE FROM pol_scs; --'`
 func TestPolicyStandardConformingStrings(t *testing.T) {
 	w := startGateway(t, nil)
 	ctx := context.Background()
-	const rows = 20
-	intact := func(t *testing.T, what string) {
-		t.Helper()
-		if n := tableCount(t, "pol_scs"); n != rows {
-			t.Fatalf("%s: pol_scs has %d rows upstream, want %d: the DELETE ran", what, n, rows)
-		}
-	}
-	refused := func(t *testing.T, err error, what string) {
-		t.Helper()
-		if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "pgwarden: ") {
-			t.Errorf("%s: want pgwarden 42501, got %v", what, err) // go on: show what it leads to
-		}
-	}
-	analyst := func(t *testing.T) *pgx.Conn {
-		return w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "alice@example.com", "analyst")
-	}
-	// runBypass sends the text as a client that does not guard itself would
-	// (pgx refuses simple-protocol queries when standard_conforming_strings
-	// is off; an attacker's client does not). With the setting on, as the
-	// gateway keeps it, it is the harmless SELECT pgwarden saw.
-	runBypass := func(t *testing.T, conn *pgx.Conn) {
-		t.Helper()
-		res, err := conn.PgConn().Exec(ctx, scsBypassSQL).ReadAll()
-		intact(t, "after the bypass text")
-		if err != nil {
-			t.Fatalf("bypass text as one SELECT: %v", err)
-		}
-		if len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != `x\'; DELETE FROM pol_scs; --` {
-			t.Fatalf("bypass text: %d results, want the one SELECT", len(res))
-		}
-	}
-
+	b := bypassDoors{w: w, table: "pol_scs", sql: scsBypassSQL, want: `x\'; DELETE FROM pol_scs; --`, setting: "standard_conforming_strings"}
+	refused, analyst, runBypass := b.refused, b.analyst, b.runBypass
 	t.Run("SET", func(t *testing.T) {
 		policyTable(t, "pol_scs") // fresh rows for each door
 		conn := analyst(t)
@@ -276,23 +355,7 @@ func TestPolicyStandardConformingStrings(t *testing.T) {
 	})
 	t.Run("startup parameter", func(t *testing.T) {
 		policyTable(t, "pol_scs") // fresh rows for each door
-		cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
-		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-		cc.RuntimeParams["standard_conforming_strings"] = "off"
-		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		conn, err := pgx.ConnectConfig(cctx, cc)
-		if err == nil {
-			_, _ = conn.PgConn().Exec(ctx, scsBypassSQL).ReadAll()
-			conn.Close(ctx)
-			intact(t, "connected with standard_conforming_strings=off")
-			t.Fatal("connected with standard_conforming_strings=off")
-		}
-		refused(t, err, "startup parameter standard_conforming_strings=off")
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Severity != "FATAL" {
-			t.Fatalf("severity %s, want FATAL", pe.Severity)
-		}
+		b.startupRefused(t, "off")
 	})
 	t.Run("set_config", func(t *testing.T) {
 		policyTable(t, "pol_scs") // fresh rows for each door
@@ -332,30 +395,7 @@ func TestPolicyStandardConformingStrings(t *testing.T) {
 	})
 	t.Run("server reports it off", func(t *testing.T) {
 		policyTable(t, "pol_scs") // fresh rows for each door
-		// A function (created by an administrator; creating one needs ddl)
-		// whose body the classifier cannot see: calling it is a read.
-		d := direct(t)
-		must(d.Exec(ctx, `CREATE OR REPLACE FUNCTION pol_scs_flip() RETURNS text LANGUAGE sql
-			AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$`))
-		t.Cleanup(func() { _, _ = direct(t).Exec(context.Background(), "DROP FUNCTION IF EXISTS pol_scs_flip()") })
-		conn := analyst(t)
-		var s string
-		err := conn.QueryRow(ctx, "SELECT pol_scs_flip()").Scan(&s)
-		if err == nil {
-			// The FATAL may arrive after the row; then the next statement sees the closed session.
-			_, err = conn.PgConn().Exec(ctx, scsBypassSQL).ReadAll()
-		} else if _, err2 := conn.PgConn().Exec(ctx, scsBypassSQL).ReadAll(); err2 == nil {
-			intact(t, "bypass after the function")
-			t.Fatal("the session still runs statements after the server reported standard_conforming_strings off")
-		}
-		intact(t, "after the function turned standard_conforming_strings off")
-		refused(t, err, "statement after standard_conforming_strings turned off")
-		if !strings.Contains(err.Error(), "standard_conforming_strings") {
-			t.Fatalf("error does not say why: %v", err)
-		}
-		if !conn.IsClosed() {
-			t.Fatal("session still open")
-		}
+		b.serverReports(t, "pol_scs_flip", "off")
 	})
 }
 
@@ -384,42 +424,8 @@ const encBypassValue = "\xc3\x81'; DELETE FROM pol_enc; --"
 func TestPolicyClientEncoding(t *testing.T) {
 	w := startGateway(t, nil)
 	ctx := context.Background()
-	const rows = 20
-	intact := func(t *testing.T, what string) {
-		t.Helper()
-		if n := tableCount(t, "pol_enc"); n != rows {
-			t.Fatalf("%s: pol_enc has %d rows upstream, want %d: the DELETE ran", what, n, rows)
-		}
-	}
-	refused := func(t *testing.T, err error, what string) {
-		t.Helper()
-		if sqlstate(err) != "42501" || !strings.Contains(err.Error(), "pgwarden: ") {
-			t.Errorf("%s: want pgwarden 42501, got %v", what, err) // go on: show what it leads to
-		}
-	}
-	analyst := func(t *testing.T) *pgx.Conn {
-		return w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "alice@example.com", "analyst")
-	}
-	// raw sends text as an attacker's client would: bytes as they are, no
-	// client-side encoding guard (pgx refuses simple-protocol arguments
-	// unless client_encoding is UTF8).
-	raw := func(conn *pgx.Conn, sql string) error {
-		_, err := conn.PgConn().Exec(ctx, sql).ReadAll()
-		return err
-	}
-	// runBypass: in the UTF8 session the gateway keeps, the text is the
-	// one SELECT pgwarden saw.
-	runBypass := func(t *testing.T, conn *pgx.Conn) {
-		t.Helper()
-		res, err := conn.PgConn().Exec(ctx, encBypassSQL).ReadAll()
-		intact(t, "after the bypass text")
-		if err != nil {
-			t.Fatalf("bypass text as one SELECT: %v", err)
-		}
-		if len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != encBypassValue {
-			t.Fatalf("bypass text: %d results, want the one SELECT", len(res))
-		}
-	}
+	b := bypassDoors{w: w, table: "pol_enc", sql: encBypassSQL, want: encBypassValue, setting: "client_encoding"}
+	intact, refused, analyst, runBypass := b.intact, b.refused, b.analyst, b.runBypass
 
 	// Each door is refused with 42501: by the policy (ERROR, the statement
 	// never reaches the server) or, for a statement the policy let through,
@@ -494,23 +500,7 @@ func TestPolicyClientEncoding(t *testing.T) {
 	t.Run("startup parameter", func(t *testing.T) {
 		policyTable(t, "pol_enc")
 		for _, enc := range []string{"SJIS", "Shift-JIS", "BIG5", "unknown_encoding"} {
-			cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
-			cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-			cc.RuntimeParams["client_encoding"] = enc
-			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			conn, err := pgx.ConnectConfig(cctx, cc)
-			cancel()
-			if err == nil {
-				_ = raw(conn, encBypassSQL)
-				conn.Close(ctx)
-				intact(t, "connected with client_encoding="+enc)
-				t.Fatalf("connected with client_encoding=%s", enc)
-			}
-			refused(t, err, "startup parameter client_encoding="+enc)
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) && pe.Severity != "FATAL" {
-				t.Fatalf("%s: severity %s, want FATAL", enc, pe.Severity)
-			}
+			b.startupRefused(t, enc)
 		}
 	})
 	t.Run("database default", func(t *testing.T) {
@@ -537,27 +527,7 @@ func TestPolicyClientEncoding(t *testing.T) {
 	})
 	t.Run("server reports it", func(t *testing.T) {
 		policyTable(t, "pol_enc")
-		d := direct(t)
-		must(d.Exec(ctx, `CREATE OR REPLACE FUNCTION pol_enc_flip() RETURNS text LANGUAGE sql
-			AS $$ SELECT set_config('client_encoding', 'SJIS', false) $$`))
-		t.Cleanup(func() { _, _ = direct(t).Exec(context.Background(), "DROP FUNCTION IF EXISTS pol_enc_flip()") })
-		conn := analyst(t)
-		err := raw(conn, "SELECT pol_enc_flip()")
-		if err == nil {
-			// The FATAL may arrive after the row; then the next statement sees the closed session.
-			err = raw(conn, encBypassSQL)
-		} else if err2 := raw(conn, encBypassSQL); err2 == nil {
-			intact(t, "bypass after the function")
-			t.Fatal("the session still runs statements after the server reported client_encoding SJIS")
-		}
-		intact(t, "after the function set client_encoding to SJIS")
-		refused(t, err, "statement after client_encoding turned SJIS")
-		if !strings.Contains(err.Error(), "client_encoding") {
-			t.Fatalf("error does not say why: %v", err)
-		}
-		if !conn.IsClosed() {
-			t.Fatal("session still open")
-		}
+		b.serverReports(t, "pol_enc_flip", "SJIS")
 	})
 	t.Run("ASCII-safe encodings stay allowed", func(t *testing.T) {
 		policyTable(t, "pol_enc")
@@ -587,7 +557,7 @@ func TestPolicyClientEncoding(t *testing.T) {
 			cc.RuntimeParams["client_encoding"] = enc
 			c := w.connectWith(t, cc)
 			var n int
-			if err := c.QueryRow(ctx, "SELECT count(*) FROM pol_enc").Scan(&n); err != nil || n != rows {
+			if err := c.QueryRow(ctx, "SELECT count(*) FROM pol_enc").Scan(&n); err != nil || n != bypassRows {
 				t.Fatalf("client_encoding=%s: %d %v", enc, n, err)
 			}
 		}
