@@ -572,8 +572,11 @@ func (r *Recorder) flush() error {
 	r.pending.Reset()
 	r.pendEv = r.pendEv[:0]
 	r.setHealthy()
-	if end {
-		r.needSync = true // fsync at every session_end, by the maintainer
+	if end || r.lastSync.IsZero() {
+		// fsync at every session_end, and as soon as there is anything
+		// when head.json has not been written yet (a new store, or after
+		// a failed fsync): by the maintainer
+		r.needSync = true
 		r.wake()
 	}
 	for _, w := range r.webhooks {
@@ -671,7 +674,8 @@ func (r *Recorder) doSync(j *syncJob) error {
 		r.m.writeErrors.Inc()
 		r.setUnhealthy(err)
 		r.lock(0)
-		r.dirty = true // fsync again at the next chance
+		r.dirty = true           // fsync again at the next chance,
+		r.lastSync = time.Time{} // and at once after the next good write
 		r.unlock()
 	}
 	return err
