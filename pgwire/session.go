@@ -5,7 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
+	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -527,12 +527,18 @@ func (s *Server) revoke(l credentials.Lease, log zerolog.Logger) {
 	}
 }
 
+// sessionIDEncoding is lowercase base32 without padding: URL-safe, and an
+// ID never begins with '-', so `pgwarden sessions show ID` cannot take it
+// for a flag (base64url IDs did, one in 64).
+var sessionIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newSessionID returns 24 characters (120 random bits).
 func newSessionID() (string, error) {
-	var b [12]byte
+	var b [15]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return sessionIDEncoding.EncodeToString(b[:]), nil
 }
 
 func mustEncode(m pgproto3.Message) []byte {
