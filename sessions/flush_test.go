@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -139,5 +140,35 @@ func TestWrittenReportsWriteFailure(t *testing.T) {
 	}
 	if !errors.Is(s.Healthy(), ErrUnavailable) {
 		t.Fatalf("Healthy() = %v", s.Healthy())
+	}
+}
+
+// TestFailedOpenOfFirstSegmentRollsChainBack: on a new (empty) store the
+// first segment cannot be created (e.g. EMFILE); the event is dropped and
+// the chain must roll back to nothing, so the next event is seq 1 with an
+// empty prev_hash (no skipped seq, no link to an event that is not on disk).
+func TestFailedOpenOfFirstSegmentRollsChainBack(t *testing.T) {
+	dir := t.TempDir()
+	r := openT(t, testCfg(), dir)
+	orig := openSegFile
+	var fail atomic.Bool // the maintainer's probe opens files too
+	fail.Store(true)
+	openSegFile = func(p string) (segFile, error) {
+		if fail.Load() {
+			return nil, errors.New("too many open files")
+		}
+		return orig(p)
+	}
+	defer func() { openSegFile = orig }()
+	s := r.Start(StartInfo{ID: "x", User: "u"})
+	if err := s.Written(); err == nil {
+		t.Fatal("Written after a failed segment open must fail")
+	}
+	fail.Store(false)
+	must(t, s.Statement(StatementEvent{SQL: "SELECT 1", Actions: []string{"read"}, Decision: DecisionAllow}))
+	must(t, s.End("client_closed"))
+	must(t, r.Close())
+	if ok, p, out := verifyT(t, dir); !ok {
+		t.Fatalf("chain after a failed open of the first segment: %v %s", p, out)
 	}
 }

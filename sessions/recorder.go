@@ -588,12 +588,11 @@ func (r *Recorder) flush() error {
 func (r *Recorder) writeFailed(err error) error {
 	r.m.writeErrors.Inc()
 	r.m.dropped.Add(float64(len(r.pendEv)))
-	// roll the chain back to what is on disk
-	if n := len(r.segs); n > 0 {
-		r.seq, r.last = r.segs[n-1].lastSeq, r.segs[n-1].lastHash
-		if r.segs[n-1].lastSeq == 0 && n > 1 {
-			r.seq, r.last = r.segs[n-2].lastSeq, r.segs[n-2].lastHash
-		}
+	// roll the chain back to what is on disk: to just before the first
+	// unwritten event (also right on a new store, where there is no
+	// segment to take it from)
+	if len(r.pendEv) > 0 {
+		r.seq, r.last = r.pendEv[0].ev.Seq-1, r.pendEv[0].ev.PrevHash
 	}
 	r.pending.Reset()
 	r.pendEv = r.pendEv[:0]
