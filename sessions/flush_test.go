@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,5 +171,107 @@ func TestFailedOpenOfFirstSegmentRollsChainBack(t *testing.T) {
 	must(t, r.Close())
 	if ok, p, out := verifyT(t, dir); !ok {
 		t.Fatalf("chain after a failed open of the first segment: %v %s", p, out)
+	}
+}
+
+// syncTracker wraps segment files: per path, whether bytes were written
+// since the last successful fsync; Sync fails while broken.
+type syncTracker struct {
+	broken atomic.Bool
+	mu     sync.Mutex
+	dirty  map[string]bool
+	opened []string // segment paths in the order they were opened
+	failed map[string]int
+}
+
+type trackedFile struct {
+	segFile
+	tr   *syncTracker
+	path string
+}
+
+func (f trackedFile) Write(p []byte) (int, error) {
+	n, err := f.segFile.Write(p)
+	f.tr.mu.Lock()
+	f.tr.dirty[f.path] = true
+	f.tr.mu.Unlock()
+	return n, err
+}
+
+func (f trackedFile) Sync() error {
+	if f.tr.broken.Load() {
+		f.tr.mu.Lock()
+		f.tr.failed[f.path]++
+		f.tr.mu.Unlock()
+		return errors.New("input/output error")
+	}
+	err := f.segFile.Sync()
+	if err == nil {
+		f.tr.mu.Lock()
+		f.tr.dirty[f.path] = false
+		f.tr.mu.Unlock()
+	}
+	return err
+}
+
+// TestFailedFsyncOfRetiredSegmentIsRetried: a segment retired by rotation
+// whose fsync fails must be fsynced again once the disk recovers, before
+// head.json names an event after it: head.json records only fsynced events.
+func TestFailedFsyncOfRetiredSegmentIsRetried(t *testing.T) {
+	tr := &syncTracker{dirty: map[string]bool{}, failed: map[string]int{}}
+	orig := openSegFile
+	openSegFile = func(p string) (segFile, error) {
+		f, err := orig(p)
+		if err != nil || filepath.Ext(p) != ".jsonl" {
+			return f, err
+		}
+		tr.mu.Lock()
+		tr.opened = append(tr.opened, p)
+		tr.mu.Unlock()
+		return trackedFile{f, tr, p}, nil
+	}
+	defer func() { openSegFile = orig }()
+	dir := t.TempDir()
+	cfg := testCfg()
+	cfg.RotateBytes = 1500
+	r := openT(t, cfg, dir)
+	writeSession(t, r, "a", true)
+	// the disk starts failing fsync; rotation retires a segment meanwhile
+	tr.broken.Store(true)
+	writeSession(t, r, "b", true)
+	writeSession(t, r, "c", true)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tr.mu.Lock()
+		retiredFailed := false
+		for _, p := range tr.opened[:len(tr.opened)-1] { // not the active one
+			retiredFailed = retiredFailed || (tr.failed[p] > 0 && tr.dirty[p])
+		}
+		tr.mu.Unlock()
+		if retiredFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no fsync of a retired segment failed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tr.broken.Store(false)
+	writeSession(t, r, "d", true)
+	must(t, r.Close())
+	h, ok, err := readHead(filepath.Join(dir, "sessions"))
+	must(t, err)
+	if !ok {
+		t.Fatal("no head.json after Close")
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for p, d := range tr.dirty {
+		if d {
+			t.Errorf("%s: written but never fsynced, yet head.json records seq %d", filepath.Base(p), h.Seq)
+		}
+	}
+	if ok, p, _ := verifyT(t, dir); !ok {
+		t.Fatal(p)
 	}
 }

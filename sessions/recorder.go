@@ -657,12 +657,18 @@ func (r *Recorder) doSync(j *syncJob) error {
 		return nil
 	}
 	var err error
+	var again []segFile // retired segments whose fsync failed: keep them for the next try
 	for i, f := range j.files {
-		if e := f.Sync(); e != nil && err == nil {
+		e := f.Sync()
+		if e != nil && err == nil {
 			err = e
 		}
 		if i < j.closes {
-			_ = f.Close()
+			if e != nil {
+				again = append(again, f)
+			} else {
+				_ = f.Close()
+			}
 		}
 	}
 	if err == nil {
@@ -673,6 +679,13 @@ func (r *Recorder) doSync(j *syncJob) error {
 		r.m.writeErrors.Inc()
 		r.setUnhealthy(err)
 		r.lock(0)
+		if r.shut { // Close: no next chance
+			for _, f := range again {
+				_ = f.Close()
+			}
+		} else {
+			r.retired = append(again, r.retired...)
+		}
 		r.dirty = true           // fsync again at the next chance,
 		r.lastSync = time.Time{} // and at once after the next good write
 		r.unlock()
