@@ -42,14 +42,44 @@ func isLocalChar(c byte) bool {
 }
 func isDomainChar(c byte) bool { return isAlnum(c) || c == '.' || c == '-' }
 
+// startEmail, startNumber and startAny mark the bytes at which run may
+// find something: '@' for emails; a digit, '+' or '(' for phone, card and
+// SSN numbers.
+var startEmail, startNumber, startAny = func() (e, n, a [256]bool) {
+	e['@'] = true
+	for c := '0'; c <= '9'; c++ {
+		n[c] = true
+	}
+	n['+'], n['('] = true, true
+	for c := range a {
+		a[c] = e[c] || n[c]
+	}
+	return
+}()
+
 // run scans v for PII. When w is non-nil (a copy of v, same length) the
 // matches are starred in w. It reports whether anything matched.
 func (d detectors) run(v, w []byte) bool {
 	if d == 0 {
 		return false
 	}
+	start := &startAny
+	switch {
+	case d&(detPhone|detCard|detSSN) == 0:
+		start = &startEmail
+	case d&detEmail == 0:
+		start = &startNumber
+	}
 	found := false
 	for i := 0; i < len(v); i++ {
+		// Skip, in a tight loop, the bytes that cannot start a match: the
+		// checks below do nothing for them (most of any text).
+		for i < len(v) && !start[v[i]] {
+			i++
+		}
+		if i == len(v) {
+			break
+		}
 		c := v[i]
 		if c == '@' && d&detEmail != 0 {
 			j := i
