@@ -275,3 +275,82 @@ func TestFailedFsyncOfRetiredSegmentIsRetried(t *testing.T) {
 		t.Fatal(p)
 	}
 }
+
+// probeFile: Sync fails while broken; on the probe file it blocks until
+// release is closed (a disk whose fsync hangs).
+type probeFile struct {
+	segFile
+	path    string
+	broken  *atomic.Bool
+	blocked *atomic.Int32
+	release chan struct{}
+}
+
+func (f probeFile) Sync() error {
+	if f.broken.Load() {
+		return errors.New("input/output error")
+	}
+	if filepath.Base(f.path) == ".probe" {
+		f.blocked.Add(1)
+		<-f.release
+	}
+	return f.segFile.Sync()
+}
+
+// TestProbeFsyncDoesNotHoldTheStoreLock: the maintainer fsyncs without the
+// store lock, the probe of an unhealthy store too. While the probe's fsync
+// hangs, a session's write (which works) must not wait for it and fail with
+// ErrStalled.
+func TestProbeFsyncDoesNotHoldTheStoreLock(t *testing.T) {
+	var broken atomic.Bool
+	var blocked atomic.Int32
+	release := make(chan struct{})
+	orig := openSegFile
+	openSegFile = func(p string) (segFile, error) {
+		f, err := orig(p)
+		if err != nil {
+			return nil, err
+		}
+		return probeFile{f, p, &broken, &blocked, release}, nil
+	}
+	defer func() { openSegFile = orig }()
+	dir := t.TempDir()
+	r := openT(t, testCfg(), dir)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		must(t, r.Close())
+	}()
+	s := r.Start(StartInfo{ID: "p", User: "u"})
+	must(t, s.Written())
+	broken.Store(true) // fsync fails: the recorder turns unhealthy
+	must(t, s.Statement(StatementEvent{SQL: "SELECT 1", Actions: []string{"read"}, Decision: DecisionAllow}))
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Healthy() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a failed fsync did not make the recorder unhealthy")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	broken.Store(false) // now fsync hangs in the probe
+	for blocked.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no probe")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := s.Statement(StatementEvent{SQL: "SELECT 2", Actions: []string{"read"}, Decision: DecisionAllow}); err != nil {
+		t.Fatalf("a write while the probe's fsync hangs: %v after %v", err, time.Since(start))
+	}
+	close(release)
+	for r.Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("did not recover: %v", r.Healthy())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

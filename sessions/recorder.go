@@ -456,10 +456,10 @@ func (r *Recorder) maintain() {
 			r.unlock()
 			r.doSync(w)
 		case <-tk.C:
-			r.lock(0)
 			if r.health.Load() != nil {
-				r.probe()
+				r.probe() // takes the lock itself, fsyncs without it
 			}
+			r.lock(0)
 			if r.cfg.RotateAge > 0 && len(r.segs) > 0 && r.seg != nil && r.now().Sub(r.segs[len(r.segs)-1].first) >= r.cfg.RotateAge {
 				r.sealActive()
 			}
@@ -715,8 +715,12 @@ func (r *Recorder) sealActive() {
 	r.wake()
 }
 
-// probe checks whether the store can be written again.
+// probe checks whether the store can be written again. Like every fsync
+// of the maintainer, its fsyncs run without the store lock (a hung fsync
+// must not stall the sessions, whose writes may work); it takes the lock
+// only to swap the active segment's descriptor.
 func (r *Recorder) probe() {
+	p0 := r.health.Load()
 	p := filepath.Join(r.dir, ".probe")
 	f, err := openSegFile(p)
 	if err == nil {
@@ -727,21 +731,30 @@ func (r *Recorder) probe() {
 		f.Close()
 		os.Remove(p)
 	}
-	if err == nil && r.seg != nil {
+	if err != nil {
+		return
+	}
+	var nf segFile
+	r.lock(0)
+	if r.seg != nil {
 		// reopen the active segment: the old descriptor may be broken (EIO)
-		var nf segFile
 		nf, err = openSegFile(filepath.Join(r.dir, r.segs[len(r.segs)-1].name))
 		if err == nil {
 			_ = r.seg.Close()
 			r.seg = nf
 			err = r.seg.Truncate(r.segs[len(r.segs)-1].size) // drop any partial write
-			if err == nil {
-				err = r.seg.Sync()
-			}
 		}
 	}
-	if err == nil {
-		r.setHealthy()
+	r.unlock()
+	if err == nil && nf != nil {
+		err = nf.Sync() // only the maintainer closes it, so it stays open
+	}
+	// healthy again, unless something failed meanwhile (a new error)
+	if err == nil && r.health.CompareAndSwap(p0, nil) {
+		if p0 != nil {
+			r.log.Info().Msg("session recording available again")
+		}
+		r.m.healthy.Set(1)
 	}
 }
 
