@@ -30,9 +30,16 @@ func storeText(t *testing.T, dir string) string {
 type blockingFile struct {
 	segFile
 	release chan struct{}
+	entered chan struct{} // receives once per Write that starts waiting (nil: none)
 }
 
 func (f blockingFile) Write(p []byte) (int, error) {
+	if f.entered != nil {
+		select {
+		case f.entered <- struct{}{}:
+		default:
+		}
+	}
 	<-f.release
 	return f.segFile.Write(p)
 }
@@ -57,14 +64,14 @@ func TestRecordWritesBeforeReturning(t *testing.T) {
 	}
 
 	// stall the writes: a new store whose segment writes block
-	release := make(chan struct{})
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	orig := openSegFile
 	openSegFile = func(p string) (segFile, error) {
 		f, err := orig(p)
 		if err != nil {
 			return nil, err
 		}
-		return blockingFile{f, release}, nil
+		return blockingFile{f, release, entered}, nil
 	}
 	defer func() { openSegFile = orig }()
 	r2dir := t.TempDir()
@@ -74,7 +81,7 @@ func TestRecordWritesBeforeReturning(t *testing.T) {
 		g := r2.Start(StartInfo{ID: "g", User: "bob"})
 		first <- g.Written()
 	}()
-	time.Sleep(50 * time.Millisecond) // let g take the lock
+	<-entered // g holds the lock, stalled in its write
 	h := &SessionRecorder{r: r2, base: Event{Session: "h", User: "carol"}}
 	start := time.Now()
 	if err := h.Statement(StatementEvent{SQL: "SELECT 'stalled'", Actions: []string{"read"}, Decision: DecisionAllow}); !errors.Is(err, ErrStalled) {

@@ -29,6 +29,7 @@ var (
 // Tunables that are not configuration keys.
 const (
 	lockTimeout    = 500 * time.Millisecond // a caller waits this long for the store lock, then fails closed
+	stdoutQueue    = 4096                   // stdout sink writes buffered in memory before writers wait
 	retentionEvery = time.Minute
 )
 
@@ -93,6 +94,9 @@ type segFile interface {
 	Close() error
 }
 
+// stdoutSink is where the stdout sink writes (tests replace it).
+var stdoutSink io.Writer = os.Stdout
+
 var openSegFile = func(path string) (segFile, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 }
@@ -134,7 +138,9 @@ type Recorder struct {
 	open     map[string]openSess
 	lastRet  time.Time
 
-	stdout   io.Writer
+	stdout   chan []byte // lines for the stdout sink, written by stdoutLoop in store order
+	stdoutW  io.Writer   // stdoutSink
+	stdoutWG sync.WaitGroup
 	webhooks []*webhook
 	hookWG   sync.WaitGroup
 }
@@ -175,7 +181,9 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	for _, s := range cfg.Sinks {
 		switch s.Type {
 		case "stdout":
-			r.stdout = os.Stdout
+			r.stdout, r.stdoutW = make(chan []byte, stdoutQueue), stdoutSink
+			r.stdoutWG.Add(1)
+			go r.stdoutLoop()
 		case "webhook":
 			w, err := newWebhook(r, s, filepath.Join(st.Dir, "outbox"), lastBefore)
 			if err != nil {
@@ -373,7 +381,6 @@ func (r *Recorder) record(ev Event) error {
 		r.m.dropped.Inc()
 		return ErrClosed
 	}
-	t := r.now()
 	if !r.lock(lockTimeout) {
 		r.m.dropped.Inc()
 		r.setUnhealthy(ErrStalled)
@@ -384,7 +391,7 @@ func (r *Recorder) record(ev Event) error {
 		r.m.dropped.Inc()
 		return ErrClosed
 	}
-	r.add(&ev, t)
+	r.add(&ev, r.now()) // stamped under the lock: times never run backwards against seq
 	err := r.flush()
 	r.unlock()
 	return err
@@ -418,6 +425,10 @@ func (r *Recorder) Close() error {
 	}
 	close(r.stop)
 	<-r.done
+	if r.stdout != nil {
+		close(r.stdout) // the maintainer wrote the last events: drain
+		r.stdoutWG.Wait()
+	}
 	for _, w := range r.webhooks {
 		w.stop()
 	}
@@ -427,6 +438,16 @@ func (r *Recorder) Close() error {
 		return *p
 	}
 	return nil
+}
+
+// stdoutLoop writes the stdout sink's lines in store order until Close.
+func (r *Recorder) stdoutLoop() {
+	defer r.stdoutWG.Done()
+	for b := range r.stdout {
+		if _, err := r.stdoutW.Write(b); err != nil {
+			r.m.sinkErrors.Inc()
+		}
+	}
 }
 
 // wake asks the maintainer to fsync soon (never blocks).
@@ -565,9 +586,10 @@ func (r *Recorder) flush() error {
 	}
 	r.m.events.Add(float64(len(r.pendEv)))
 	if r.stdout != nil {
-		if _, err := r.stdout.Write(r.pending.Bytes()); err != nil {
-			r.m.sinkErrors.Inc()
-		}
+		// The stdout sink is written by its own goroutine, so a slow
+		// reader of standard output does not hold the store lock; a
+		// full queue (stdoutQueue writes behind) blocks, as before.
+		r.stdout <- bytes.Clone(r.pending.Bytes())
 	}
 	r.pending.Reset()
 	r.pendEv = r.pendEv[:0]

@@ -212,7 +212,9 @@ func TestRotationAndRetention(t *testing.T) {
 	cfg.Retention = time.Hour
 	r := openT(t, cfg, dir)
 	now := time.Now().UTC().Add(-3 * time.Hour)
+	r.lock(0) // the maintainer and recording calls read r.now under the lock
 	r.now = func() time.Time { return now }
+	r.unlock()
 	for i := 0; i < 10; i++ {
 		writeSession(t, r, "old"+string(rune('a'+i)), true)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -203,4 +204,46 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	var m dto.Metric
 	must(t, c.Write(&m))
 	return m.GetCounter().GetValue()
+}
+
+// gateWriter blocks every Write until open is closed, then records it.
+type gateWriter struct {
+	open chan struct{}
+	mu   sync.Mutex
+	b    bytes.Buffer
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	<-g.open
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.b.Write(p)
+}
+
+// TestStdoutSinkDoesNotHoldTheStore: a standard output nobody reads does
+// not stall recording (the sink has its own goroutine and queue), and once
+// it drains it carries exactly the store's lines in store order.
+func TestStdoutSinkDoesNotHoldTheStore(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{})}
+	orig := stdoutSink
+	stdoutSink = g
+	defer func() { stdoutSink = orig }()
+	cfg := testCfg()
+	cfg.Sinks = []config.Sink{{Type: "stdout"}}
+	dir := t.TempDir()
+	r := openT(t, cfg, dir)
+	s := r.Start(StartInfo{ID: "out", User: "u"})
+	for i := 0; i < 200; i++ {
+		start := time.Now()
+		must(t, s.Statement(StatementEvent{SQL: fmt.Sprintf("SELECT %d", i), Actions: []string{"read"}, Decision: DecisionAllow}))
+		if d := time.Since(start); d > lockTimeout/2 {
+			t.Fatalf("statement %d took %v with standard output blocked", i, d)
+		}
+	}
+	must(t, s.End("client_closed"))
+	close(g.open)
+	must(t, r.Close())
+	if got, want := g.b.String(), storeText(t, dir); got != want {
+		t.Fatalf("stdout sink (%d bytes) differs from the store (%d bytes)", len(got), len(want))
+	}
 }
