@@ -266,6 +266,11 @@ func (ss *session) clientLoopErr() error {
 		}
 		ss.c2sMsgs++
 		ss.c2sBytes += 5 + n
+		if typ == 'X' {
+			// Before PostgreSQL can see the Terminate and close: the server
+			// loop's EOF that follows is the client's doing, not a lost upstream.
+			ss.clientTerminated.Store(true)
+		}
 		if ss.hooks == nil {
 			if err := f.forward(ss.uw); err != nil {
 				return err
@@ -420,6 +425,12 @@ func (ss *session) serverLoop() {
 	var we writeErr
 	if errors.As(err, &we) {
 		ss.end(reasonClientClosed, nil, err)
+		return
+	}
+	if ss.clientTerminated.Load() {
+		// PostgreSQL closed after the client's Terminate; the client loop
+		// may not have reported it yet.
+		ss.end(reasonClientTerminated, nil, nil)
 		return
 	}
 	ss.end(reasonUpstreamLost, errUpstreamLost, err)

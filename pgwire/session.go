@@ -104,6 +104,8 @@ type session struct {
 	nRefusals    atomic.Int32
 	side         atomic.Pointer[sideQuery]
 	upstreamDead atomic.Bool // the upstream sent FATAL: no extra 08006
+	// clientTerminated: the client sent Terminate (set before it is forwarded)
+	clientTerminated atomic.Bool
 
 	st struct { // shared between the relay goroutines
 		sync.Mutex
