@@ -1,7 +1,6 @@
 package sessions
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -33,7 +32,6 @@ func BenchmarkRecordStatement(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	_ = r.Flush(context.Background())
 	_ = r.Close()
 }
 

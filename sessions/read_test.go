@@ -108,7 +108,7 @@ func TestReplayFollow(t *testing.T) {
 	dir := t.TempDir()
 	r := openT(t, testCfg(), dir)
 	s := r.Start(StartInfo{ID: "live", User: "u", Database: "vectors"})
-	must(t, r.Flush(context.Background()))
+	must(t, s.Written())
 	st, _ := OpenStore(dir)
 	done := make(chan error, 1)
 	var out syncBuf

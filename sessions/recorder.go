@@ -2,7 +2,6 @@ package sessions
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -392,24 +391,6 @@ func (r *Recorder) record(ev Event) error {
 		return ErrClosed
 	}
 	r.add(&ev, r.now()) // stamped under the lock: times never run backwards against seq
-	err := r.flush()
-	r.unlock()
-	return err
-}
-
-// Flush returns when everything recorded before the call is written to the
-// segment file (write(2): it survives a kill -9 of the gateway; fsync
-// follows within recording.sync_interval). Events are written as they are
-// recorded, so this only waits for a write another goroutine is doing.
-func (r *Recorder) Flush(ctx context.Context) error {
-	if r.closed.Load() {
-		return ErrClosed
-	}
-	select {
-	case r.lk <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 	err := r.flush()
 	r.unlock()
 	return err
@@ -903,15 +884,6 @@ func (s *SessionRecorder) End(reason string) error {
 	ev := s.base
 	ev.Type, ev.Reason = TypeSessionEnd, reason
 	return s.note(s.r.record(ev))
-}
-
-// Flush waits until this session's events so far are written (see
-// Recorder.Flush) and then reports like Written.
-func (s *SessionRecorder) Flush(ctx context.Context) error {
-	if err := s.r.Flush(ctx); err != nil {
-		return err
-	}
-	return s.Written()
 }
 
 // Written reports whether every event this session recorded since the
