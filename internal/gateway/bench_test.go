@@ -84,17 +84,23 @@ func benchGateway(b testing.TB, mask, record bool) *Gateway {
 	return g
 }
 
+// ingestHooks opens the hooks of a session of the ingest group on g.
+func ingestHooks(tb testing.TB, g *Gateway) *hooks {
+	tb.Helper()
+	s := &fakeSession{info: pgwire.SessionInfo{ID: "bench", Principal: identity.Principal{User: "bench@example.com", Groups: []string{"ingest"}}, Database: "vectors", BackendUser: "pgw_bench"}}
+	hk, err := g.newHooks(context.Background(), s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return hk.(*hooks)
+}
+
 // benchPrepared runs one prepared statement returning rows rows of the
 // customers' (id, name, email, ssn) per iteration.
 func benchPrepared(b *testing.B, mask, record bool, rows int) {
 	g := benchGateway(b, mask, record)
 	ctx := context.Background()
-	s := &fakeSession{info: pgwire.SessionInfo{ID: "bench", Principal: identity.Principal{User: "bench@example.com", Groups: []string{"ingest"}}, Database: "vectors", BackendUser: "pgw_bench"}}
-	hk, err := g.newHooks(ctx, s)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := hk.(*hooks)
+	h := ingestHooks(b, g)
 	defer h.Close("client_closed", nil)
 	sql := "SELECT id, name, email, ssn FROM customers WHERE id > $1 LIMIT 10"
 	if v := h.OnClient(ctx, &pgproto3.Parse{Name: "P0_1", Query: sql}); v.Refuse != nil {

@@ -5,9 +5,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-
-	"github.com/pgwarden/pgwarden/identity"
-	"github.com/pgwarden/pgwarden/pgwire"
 )
 
 func TestRecordRow(t *testing.T) {
@@ -85,12 +82,7 @@ func TestRowDescCacheMatches(t *testing.T) {
 func TestPreparedDescribeReusesPlan(t *testing.T) {
 	g := benchGateway(t, true, false)
 	ctx := context.Background()
-	s := &fakeSession{info: pgwire.SessionInfo{ID: "t", Principal: identity.Principal{User: "u@example.com", Groups: []string{"ingest"}}}}
-	hk, err := g.newHooks(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hk.(*hooks)
+	h := ingestHooks(t, g)
 	if v := h.OnClient(ctx, &pgproto3.Parse{Name: "s", Query: "SELECT id, email FROM customers"}); v.Refuse != nil {
 		t.Fatal(v.Refuse)
 	}
@@ -139,12 +131,7 @@ func TestPreparedDescribeReusesPlan(t *testing.T) {
 func TestMaskRefusalFastPathKeepsWriteCheck(t *testing.T) {
 	g := benchGateway(t, true, false)
 	ctx := context.Background()
-	s := &fakeSession{info: pgwire.SessionInfo{ID: "t", Principal: identity.Principal{User: "u@example.com", Groups: []string{"ingest"}}}}
-	hk, err := g.newHooks(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hk.(*hooks)
+	h := ingestHooks(t, g)
 	for sql, refused := range map[string]bool{
 		"SELECT id, email FROM customers WHERE id = 1":                                                   false,
 		"INSERT INTO ingest (title) SELECT email FROM customers":                                         true,
