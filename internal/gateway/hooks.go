@@ -682,10 +682,11 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 	case *pgproto3.ReadyForQuery:
 		h.onReady()
 	case *pgproto3.ParameterStatus:
-		// PostgreSQL reports standard_conforming_strings (GUC_REPORT)
-		// whenever it changes. The policy refuses every way we know to
-		// turn it off; if the server says it is off anyway (a function
-		// that sets it, anything unforeseen), pgwarden's parse no longer
+		// PostgreSQL reports standard_conforming_strings and
+		// client_encoding (GUC_REPORT) whenever they change. The policy
+		// refuses every way we know to make them unsafe (internal/
+		// parsesafe); if the server reports an unsafe value anyway (a
+		// function that sets it, anything unforeseen), pgwarden's parse no longer
 		// matches the server's and no later statement of this session can
 		// be judged: end the session rather than refuse statement by
 		// statement, so a pool drops the connection instead of handing a
