@@ -69,6 +69,18 @@ type pgEnv struct {
 	cat  *PGCatalog
 }
 
+// superConn is a superuser connection to the seeded database, closed with
+// the test.
+func (env *pgEnv) superConn(t *testing.T) *pgconn.PgConn {
+	t.Helper()
+	conn, err := pgconn.Connect(context.Background(), env.c.SuperDSN("vectors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 func startPG(t *testing.T) *pgEnv {
 	t.Helper()
 	c := pgtest.StartT(t, pgtest.Options{})
@@ -139,11 +151,7 @@ func TestIntegrationCorpus(t *testing.T) {
 func runCorpus(t *testing.T, env *pgEnv, e *Engine, mode string) {
 	ctx := context.Background()
 	var err error
-	conn, err := pgconn.Connect(ctx, env.c.SuperDSN("vectors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := env.superConn(t)
 	// sanity: the seed really is in the raw data (so the test can fail)
 	raw := conn.ExecParams(ctx, "SELECT row_to_json(c)::text FROM customers c", nil, nil, nil, nil).Read()
 	if raw.Err != nil || containsPII(raw.Rows[0][0]) == "" {
@@ -232,11 +240,7 @@ func TestIntegrationKNNUnchanged(t *testing.T) {
 	env := startPG(t)
 	ctx := context.Background()
 	e, _ := New(integrationConfig(), env.cat)
-	conn, err := pgconn.Connect(ctx, env.c.SuperDSN("vectors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := env.superConn(t)
 	q := "SELECT id, embedding <-> '[0.9,0.1,0]' AS dist, embedding, metadata FROM documents ORDER BY embedding <-> '[0.9,0.1,0]' LIMIT 3"
 	for _, format := range []int16{0, 1} {
 		rr := conn.ExecParams(ctx, q, nil, nil, nil, []int16{format})
@@ -355,11 +359,7 @@ func TestIntegrationCopy(t *testing.T) {
 	env := startPG(t)
 	ctx := context.Background()
 	e, _ := New(integrationConfig(), env.cat)
-	conn, err := pgconn.Connect(ctx, env.c.SuperDSN("vectors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := env.superConn(t)
 	for _, q := range []string{
 		"COPY customers TO STDOUT",
 		"COPY customers (id, email, notes) TO STDOUT",
