@@ -46,6 +46,9 @@ type options struct {
 	churnN     int
 	idleN      int
 	only       string
+	baseline   bool
+	relay      string
+	relayAt    string
 }
 
 func main() {
@@ -59,7 +62,17 @@ func main() {
 	flag.IntVar(&o.churnN, "churn", 1000, "connections per target in the connect-churn workload")
 	flag.IntVar(&o.idleN, "idle", 1000, "idle sessions in the idle-memory workload")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run (default all)")
+	flag.BoolVar(&o.baseline, "baseline", false, "also run the go-relay calibration target (a plain Go byte relay, see gorelay.go) in the pgbench -S and kNN workloads")
+	flag.StringVar(&o.relay, "relay", "", "internal: run as the go-relay target towards this upstream host:port")
+	flag.StringVar(&o.relayAt, "relay-listen", "127.0.0.1:0", "internal: the go-relay target's listen address")
 	flag.Parse()
+	if o.relay != "" {
+		if err := runRelay(o.relayAt, o.relay); err != nil {
+			fmt.Fprintln(os.Stderr, "pgwbench -relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	if err := run(ctx, o); err != nil {
@@ -237,6 +250,15 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 		return err
 	}
 	three := []*target{direct, pgb, pgw}
+	hot := three
+	if o.baseline {
+		gr, err := startGoRelay(ctx, pg, direct)
+		if err != nil {
+			return err
+		}
+		defer gr.stop()
+		hot = []*target{direct, pgb, pgw, gr}
+	}
 	type step struct {
 		name    string
 		targets []*target
@@ -249,8 +271,8 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 	}
 	steps := []step{
 		{"pgbench-S-simple", three, true, pb(pgbenchWorkload{Name: "pgbench-S-simple", Clients: 8, Mode: "simple", Args: []string{"-S"}}), 0},
-		{"pgbench-S-prepared", three, true, pb(pgbenchWorkload{Name: "pgbench-S-prepared", Clients: 8, Mode: "prepared", Args: []string{"-S"}}), 0},
-		{"knn", three, true, pb(pgbenchWorkload{Name: "knn", Clients: 8, Mode: "prepared", Args: []string{"-f", knn}}), 0},
+		{"pgbench-S-prepared", hot, true, pb(pgbenchWorkload{Name: "pgbench-S-prepared", Clients: 8, Mode: "prepared", Args: []string{"-S"}}), 0},
+		{"knn", hot, true, pb(pgbenchWorkload{Name: "knn", Clients: 8, Mode: "prepared", Args: []string{"-f", knn}}), 0},
 		{"masked-read", []*target{direct, pgb, pgw, pgwNoMask}, true, pb(pgbenchWorkload{Name: "masked-read", Clients: 4, Mode: "prepared", Args: []string{"-f", masked}}), 0},
 		{"insert-batch", three, true, pb(pgbenchWorkload{Name: "insert-batch", Clients: 4, Mode: "simple", Args: insArgs}), 0},
 		{"insert-copy", three, false, func(t *target) (Result, error) { return runCopy(ctx, t, 4, 100, o.duration) }, 0},
@@ -305,10 +327,11 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 						fetchProfile(pgw, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), filepath.Join(o.profileDir, "cpu-"+s.name+".pprof"))
 					}()
 				}
-				var cpu0, r0, w0 int64
+				var cpu0, r0, w0, cs0 int64
 				if t.PID != 0 {
 					cpu0, _ = cpuTicks(t.PID)
 					r0, w0, _ = syscallCounts(t.PID)
+					cs0, _ = ctxSwitches(t.PID)
 				}
 				r, err := s.run(t)
 				if t.PID != 0 && err == nil && r.N > 0 && r.Unit != "KiB/session" {
@@ -317,6 +340,9 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 					}
 					if r1, w1, err := syscallCounts(t.PID); err == nil {
 						r.ProxyReads, r.ProxyWrites = float64(r1-r0)/float64(r.N), float64(w1-w0)/float64(r.N)
+					}
+					if cs1, err := ctxSwitches(t.PID); err == nil {
+						r.ProxyCtxSw = float64(cs1-cs0) / float64(r.N)
 					}
 				}
 				if profDone != nil {
@@ -328,6 +354,9 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 				sc := ""
 				if r.ProxyReads+r.ProxyWrites > 0 { // Go uses read/write; pgbouncer's recv/send are not counted in /proc/<pid>/io
 					sc = fmt.Sprintf(", %.1f reads + %.1f writes/tx", r.ProxyReads, r.ProxyWrites)
+				}
+				if r.ProxyCtxSw > 0 {
+					sc += fmt.Sprintf(", %.2f context switches/tx", r.ProxyCtxSw)
 				}
 				logf("%-18s %-16s %10.1f %-11s p50 %8.0f µs  p99 %8.0f µs  proxy CPU %6.1f µs/tx%s  (round %d, load %s)", r.Workload, r.Target, r.Throughput, r.Unit, r.P50us, r.P99us, r.ProxyCPUus, sc, round+1, loadAvg())
 				byTarget[t] = append(byTarget[t], r)

@@ -343,6 +343,30 @@ func cpuTicks(pid int) (int64, error) {
 	return u + s, nil
 }
 
+// ctxSwitches is the sum of voluntary and involuntary context switches of
+// every thread of pid (/proc/<pid>/task/*/status); a thread that exited in
+// between is not counted (Go keeps its threads).
+func ctxSwitches(pid int) (int64, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("no tasks for pid %d", pid)
+	}
+	var n int64
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "voluntary_ctxt_switches:") || strings.HasPrefix(l, "nonvoluntary_ctxt_switches:") {
+				v, _ := strconv.ParseInt(strings.TrimSpace(l[strings.IndexByte(l, ':')+1:]), 10, 64)
+				n += v
+			}
+		}
+	}
+	return n, nil
+}
+
 // syscallCounts is syscr and syscw of pid from /proc/<pid>/io.
 func syscallCounts(pid int) (r, w int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))

@@ -36,8 +36,12 @@ type Result struct {
 	// syscalls per transaction (/proc/<pid>/io syscr, syscw).
 	ProxyReads  float64 `json:"proxy_reads_per_tx,omitempty"`
 	ProxyWrites float64 `json:"proxy_writes_per_tx,omitempty"`
-	Note        string  `json:"note,omitempty"`
-	Rounds      int     `json:"rounds,omitempty"`
+	// ProxyCtxSw is the proxy's context switches (voluntary and involuntary,
+	// all threads) per transaction: each is a thread going to sleep or
+	// being put off the CPU, what a relay's wake-ups cost beyond its syscalls.
+	ProxyCtxSw float64 `json:"proxy_ctxsw_per_tx,omitempty"`
+	Note       string  `json:"note,omitempty"`
+	Rounds     int     `json:"rounds,omitempty"`
 
 	lat []float64 // sorted samples, for merging rounds
 }
@@ -50,7 +54,7 @@ func merge(rs []Result) Result {
 		return rs[0]
 	}
 	out := rs[0]
-	out.Throughput, out.N, out.Errors, out.ProxyCPUus, out.ProxyReads, out.ProxyWrites, out.lat = 0, 0, 0, 0, 0, 0, nil
+	out.Throughput, out.N, out.Errors, out.ProxyCPUus, out.ProxyReads, out.ProxyWrites, out.ProxyCtxSw, out.lat = 0, 0, 0, 0, 0, 0, 0, nil
 	for _, r := range rs {
 		out.Throughput += r.Throughput / float64(len(rs))
 		out.N += r.N
@@ -58,12 +62,14 @@ func merge(rs []Result) Result {
 		out.ProxyCPUus += r.ProxyCPUus * float64(r.N)
 		out.ProxyReads += r.ProxyReads * float64(r.N)
 		out.ProxyWrites += r.ProxyWrites * float64(r.N)
+		out.ProxyCtxSw += r.ProxyCtxSw * float64(r.N)
 		out.lat = append(out.lat, r.lat...)
 	}
 	if out.N > 0 {
 		out.ProxyCPUus /= float64(out.N)
 		out.ProxyReads /= float64(out.N)
 		out.ProxyWrites /= float64(out.N)
+		out.ProxyCtxSw /= float64(out.N)
 	}
 	slices.Sort(out.lat)
 	out.P50us, out.P99us = percentile(out.lat, 0.5), percentile(out.lat, 0.99)
