@@ -52,6 +52,10 @@ func appendCanonical(dst []byte, ev *Event, withHash bool) []byte {
 			dst = appendNullableStrings(dst, row)
 		}
 		dst = append(dst, ']')
+	} else if len(ev.rowsJSON) > 0 {
+		dst = append(dst, `,"rows":[`...)
+		dst = append(dst, ev.rowsJSON...)
+		dst = append(dst, ']')
 	}
 	dst = appendOptInt(dst, `,"rows_total":`, ev.RowsTotal)
 	dst = appendOptInt(dst, `,"duration_us":`, ev.DurationUS)

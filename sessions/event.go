@@ -74,6 +74,11 @@ type Event struct {
 	PurgedThroughHash string `json:"purged_through_hash,omitempty"`
 	PrevHash          string `json:"prev_hash"`
 	Hash              string `json:"hash,omitempty"`
+
+	// rowsJSON replaces Rows when the rows came as ResultRows: their
+	// canonical JSON, written as "rows" (the writer's path only; events
+	// read back have Rows).
+	rowsJSON []byte
 }
 
 // TimeValue parses Time (zero on error).

@@ -600,7 +600,7 @@ func (h *hooks) WantServer(typ byte) bool {
 			// Rows nobody described cannot be masked: look at them (and refuse).
 			return h.g.maskActive && !h.unmask
 		}
-		return r.plan != nil || (h.recording && len(r.rows) < h.maxRows)
+		return r.plan != nil || (h.recording && r.rows.Len() < h.maxRows)
 	case 'd': // CopyData (out): only while a COPY TO plan masks something
 		return h.active != nil && h.active.copyPlan != nil
 	case 'c', 'W', 'v': // CopyDone, CopyBothResponse, NegotiateProtocolVersion
@@ -843,7 +843,7 @@ func (h *hooks) onDataRow(m *pgproto3.DataRow) (pgproto3.BackendMessage, error) 
 		}
 		out = masked
 	}
-	if h.recording && len(r.rows) < h.maxRows {
+	if h.recording && r.rows.Len() < h.maxRows {
 		rec := out
 		if r.plan == nil && r.recPlan != nil {
 			masked, err := r.recPlan.Apply(m, r.formats)
@@ -852,65 +852,30 @@ func (h *hooks) onDataRow(m *pgproto3.DataRow) (pgproto3.BackendMessage, error) 
 			}
 			rec = masked
 		}
-		r.rows = append(r.rows, recordRow(rec, r.formats))
+		if r.rows == nil {
+			r.rows = rowsPool.Get().(*sessions.ResultRows)
+		}
+		r.rows.AppendRow(rec.Values, r.formats) // copies: the message buffer is reused
 	}
 	return out, nil
 }
 
-// recordRow copies a (masked) row out of the reused message buffer for the
-// record: text values as they are, binary values as \x hex, NULL as nil.
-//
-// Three allocations per row whatever its width: the values share one
-// string (each value is a substring of it) and one []string backing the
-// pointers.
-func recordRow(row *pgproto3.DataRow, formats []int16) []*string {
-	n := 0
-	for i, v := range row.Values {
-		if v == nil {
-			continue
-		}
-		if formatOf(formats, i) == 1 {
-			n += 2 + hex.EncodedLen(len(v))
-		} else {
-			n += len(v)
-		}
-	}
-	var b strings.Builder // String() shares its buffer: no copy
-	b.Grow(n)
-	for i, v := range row.Values {
-		if v == nil {
-			continue
-		}
-		if formatOf(formats, i) == 1 {
-			b.WriteString(`\x`)
-			for _, c := range v { // hex without an intermediate string per value
-				b.WriteByte(hexDigits[c>>4])
-				b.WriteByte(hexDigits[c&0xf])
-			}
-		} else {
-			b.Write(v)
-		}
-	}
-	all := b.String()
-	out := make([]*string, len(row.Values))
-	vals := make([]string, len(row.Values))
-	off := 0
-	for i, v := range row.Values {
-		if v == nil {
-			continue
-		}
-		l := len(v)
-		if formatOf(formats, i) == 1 {
-			l = 2 + hex.EncodedLen(len(v))
-		}
-		vals[i] = all[off : off+l]
-		off += l
-		out[i] = &vals[i]
-	}
-	return out
-}
+// rowsPool holds the buffers statements' recorded rows are kept in until
+// their event is written (sessions.ResultRows: no allocation per row).
+var rowsPool = sync.Pool{New: func() any { return new(sessions.ResultRows) }}
 
-const hexDigits = "0123456789abcdef"
+// maxPooledRows bounds what a pooled rows buffer may hold on to: a rare
+// statement with large rows does not pin its buffer.
+const maxPooledRows = 64 << 10
+
+// putRows returns a run's rows buffer to the pool once its event is written.
+func putRows(rr *sessions.ResultRows) {
+	if rr == nil || rr.Cap() > maxPooledRows {
+		return
+	}
+	rr.Reset()
+	rowsPool.Put(rr)
+}
 
 // formatOf is the format code of column (or parameter) i under the
 // protocol's rule: no codes = text, one code = all, else one per column.

@@ -7,33 +7,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-func TestRecordRow(t *testing.T) {
-	row := &pgproto3.DataRow{Values: [][]byte{[]byte("abc"), nil, {0x01, 0xff}, {}, []byte("z")}}
-	got := recordRow(row, []int16{0, 0, 1, 0, 0})
-	want := []*string{sp("abc"), nil, sp(`\x01ff`), sp(""), sp("z")}
-	if len(got) != len(want) {
-		t.Fatalf("len %d", len(got))
-	}
-	for i := range want {
-		if (got[i] == nil) != (want[i] == nil) || got[i] != nil && *got[i] != *want[i] {
-			t.Fatalf("value %d: got %v want %v", i, deref(got[i]), deref(want[i]))
-		}
-	}
-	// The record owns its copy: reusing the message buffer changes nothing.
-	row.Values[0][0] = 'X'
-	if *got[0] != "abc" {
-		t.Fatalf("record aliases the message buffer: %q", *got[0])
-	}
-}
-
-// The doc comment's claim: three allocations per row, binary values too.
-func TestRecordRowAllocs(t *testing.T) {
-	row := &pgproto3.DataRow{Values: [][]byte{[]byte("abc"), nil, {0x01, 0xff, 0x10}, []byte("z"), make([]byte, 1536)}} // a 384-d binary vector
-	if n := testing.AllocsPerRun(100, func() { recordRow(row, []int16{0, 0, 1, 0, 1}) }); n != 3 {
-		t.Fatalf("recordRow: %v allocations per row, want 3", n)
-	}
-}
-
 func sp(s string) *string { return &s }
 
 func deref(p *string) string {

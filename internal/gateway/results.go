@@ -42,13 +42,15 @@ func (h *hooks) recordRun(r *run, tag []byte, errText string) {
 	}
 	total := rowsFromTag(tag)
 	if total < 0 {
-		total = int64(len(r.rows))
+		total = int64(r.rows.Len())
 	}
 	h.recordStatement(sessions.StatementEvent{
 		SQL: r.sql, Params: r.params, Actions: r.actions, Decision: r.decision,
-		Columns: r.columns, Rows: r.rows, RowsTotal: total,
+		Columns: r.columns, ResultRows: r.rows, RowsTotal: total,
 		Duration: time.Since(r.start), Error: errText, ApprovalID: r.approval,
 	})
+	putRows(r.rows) // written (or dropped): the recorder keeps nothing of it
+	r.rows = nil
 	if r.approval != "" {
 		h.recordApproval(sessions.ApprovalEvent{ID: r.approval, State: "executed", SQL: r.sql, Actions: r.actions})
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/masking"
+	"github.com/pgwarden/pgwarden/sessions"
 )
 
 // The protocol tracker: which server response belongs to which client
@@ -47,7 +48,7 @@ type run struct {
 	recPlan   *masking.Plan // what the record receives (always masked)
 	formats   []int16
 	columns   []string
-	rows      [][]*string
+	rows      *sessions.ResultRows // recorded rows (from rowsPool), nil before the first
 	copyPlan  *masking.CopyPlan
 }
 
