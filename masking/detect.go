@@ -77,6 +77,13 @@ func eqBytes(x uint64, c byte) uint64 {
 	return (t - lsb) &^ t & msb
 }
 
+// ltBytes returns a word whose lowest set bit is the high bit of the first
+// byte of x below n (n <= 0x80; 0 when no byte is). As with eqBytes, higher
+// bits can be false positives (a borrow), and bytes >= 0x80 never count.
+func ltBytes(x uint64, n byte) uint64 {
+	return (x - lsb*uint64(n)) &^ x & msb
+}
+
 // byteRange returns a word with the high bit set in exactly the bytes b of
 // x with lo <= b <= hi (lo > 0, hi < 0x7f). Each byte is computed on its low
 // 7 bits, where neither the subtraction nor the addition can carry into the
