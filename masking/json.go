@@ -1,6 +1,7 @@
 package masking
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math/bits"
@@ -370,8 +371,19 @@ func (s *jscan) array(i, depth int) (int, error) {
 }
 
 // match decodes the key literal (escapes included: "em\u0061il" is email)
-// and compares it, ASCII case-insensitively, with the masked keys.
+// and compares it, ASCII case-insensitively, with the masked keys. A key
+// without escapes (nearly all) is compared in place, only against masked
+// keys of its length: no copy, and most keys are rejected by length.
 func (s *jscan) match(lit []byte) *jsonKey {
+	body := lit[1 : len(lit)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		for i := range s.m.keys {
+			if k := s.m.keys[i].key; len(k) == len(body) && equalLowerASCII(body, k) {
+				return &s.m.keys[i]
+			}
+		}
+		return nil
+	}
 	k := appendUnescaped(s.sc.key[:0], lit)
 	s.sc.key = k
 	for i, c := range k {
@@ -385,6 +397,20 @@ func (s *jscan) match(lit []byte) *jsonKey {
 		}
 	}
 	return nil
+}
+
+// equalLowerASCII reports whether b, with A-Z lower-cased, equals k (of the
+// same length).
+func equalLowerASCII(b []byte, k string) bool {
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 32
+		}
+		if c != k[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *jscan) replace(dst, raw []byte, k *jsonKey) []byte {

@@ -43,12 +43,30 @@ func refStr(in []byte, i int) (int, error) {
 	return 0, errMalformedJSON
 }
 
-// checkScan compares str with refStr on the string
+// refMatch is jscan.match as it was before the in-place comparison.
+func refMatch(keys []jsonKey, lit []byte) *jsonKey {
+	k := appendUnescaped(nil, lit)
+	for i, c := range k {
+		if c >= 'A' && c <= 'Z' {
+			k[i] = c + 32
+		}
+	}
+	for i := range keys {
+		if keys[i].key == string(k) {
+			return &keys[i]
+		}
+	}
+	return nil
+}
+
+var refKeys = []jsonKey{{key: "email"}, {key: "phone"}, {key: "name"}, {key: "author"}, {key: "é-mail"}, {key: ""}, {key: "a\"b"}, {key: "k\x00"}}
+
+// checkScan compares str and match with refStr and refMatch on the string
 // literal '"' + body (and at every later quote of it).
 func checkScan(t *testing.T, body []byte) {
 	t.Helper()
 	in := append([]byte{'"'}, body...)
-	s := jscan{in: in}
+	s := jscan{m: &jsonMasker{keys: refKeys}, sc: &jsonScratch{}, in: in}
 	for i, c := range in {
 		if c != '"' {
 			continue
@@ -57,6 +75,11 @@ func checkScan(t *testing.T, body []byte) {
 		want, werr := refStr(in, i)
 		if got != want || (gerr == nil) != (werr == nil) {
 			t.Fatalf("str(%q, %d) = %d, %v; reference %d, %v", in, i, got, gerr, want, werr)
+		}
+		if gerr == nil {
+			if g, w := s.match(in[i:got]), refMatch(refKeys, in[i:got]); g != w {
+				t.Fatalf("match(%q) = %v; reference %v", in[i:got], g, w)
+			}
 		}
 	}
 }
