@@ -135,15 +135,16 @@ func appendText(dst, v []byte, m Method, keepLast int, mac *macState) ([]byte, b
 		if keep >= n { // a value no longer than keep_last would be shown whole: star it all
 			keep = 0
 		}
-		for i := 0; i < n-keep; i++ {
-			dst = append(dst, '*')
-		}
+		dst = appendStars(dst, n-keep)
 		if keep > 0 {
 			// skip n-keep runes
-			off := 0
-			for i := 0; i < n-keep; i++ {
-				_, sz := utf8.DecodeRune(v[off:])
-				off += sz
+			off := n - keep // every rune is one byte: RuneCount counted bytes
+			if n != len(v) {
+				off = 0
+				for i := 0; i < n-keep; i++ {
+					_, sz := utf8.DecodeRune(v[off:])
+					off += sz
+				}
 			}
 			dst = append(dst, v[off:]...)
 		}
@@ -171,6 +172,22 @@ func appendText(dst, v []byte, m Method, keepLast int, mac *macState) ([]byte, b
 		return hex.AppendEncode(dst, mac.sum), true
 	}
 	return append(dst, Redacted...), true
+}
+
+// stars is appended in chunks by appendStars (one bounds check per chunk,
+// not per byte).
+const stars = "****************************************************************"
+
+// appendStars appends n '*' to dst.
+func appendStars(dst []byte, n int) []byte {
+	for n > len(stars) {
+		dst = append(dst, stars...)
+		n -= len(stars)
+	}
+	if n > 0 {
+		dst = append(dst, stars[:n]...)
+	}
+	return dst
 }
 
 // macState is a reusable keyed HMAC-SHA-256 (one per Plan: not concurrent).
