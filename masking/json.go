@@ -70,14 +70,17 @@ func (m *jsonMasker) appendMasked(dst, in []byte, sc *jsonScratch) ([]byte, bool
 	return s.out, true, nil
 }
 
+// ws returns the index of the first non-whitespace byte at or after i (or
+// len(s.in)). It is called between every two tokens, mostly at a token
+// already: one comparison (every byte above ' ' is not whitespace) settles
+// that case.
 func (s *jscan) ws(i int) int {
 	for i < len(s.in) {
-		switch s.in[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
+		c := s.in[i]
+		if c > ' ' || c != ' ' && c != '\t' && c != '\n' && c != '\r' {
 			return i
 		}
+		i++
 	}
 	return i
 }
