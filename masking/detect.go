@@ -135,7 +135,8 @@ func skipToStart(v []byte, i int, email, number bool, start *[256]bool) int {
 }
 
 // run scans v for PII. When w is non-nil (a copy of v, same length) the
-// matches are starred in w. It reports whether anything matched.
+// matches are starred in w. It reports whether anything matched (with w nil,
+// as soon as something does).
 func (d detectors) run(v, w []byte) bool {
 	if d == 0 {
 		return false
@@ -174,11 +175,12 @@ func (d detectors) run(v, w []byte) bool {
 				k--
 			}
 			if j < i && dot && k > i+1 && v[k-1] != '.' {
+				if w == nil {
+					return true // the answer is known: no need to scan on
+				}
 				found = true
-				if w != nil {
-					for x := j; x < i; x++ {
-						w[x] = '*'
-					}
+				for x := j; x < i; x++ {
+					w[x] = '*'
 				}
 				i = k - 1
 				continue
@@ -231,16 +233,17 @@ func (d detectors) run(v, w []byte) bool {
 			keep = 0
 		}
 		if keep >= 0 {
+			if w == nil {
+				return true
+			}
 			found = true
-			if w != nil {
-				n := 0
-				for x := last; x >= start; x-- {
-					if isDigit(w[x]) {
-						if n >= keep {
-							w[x] = '*'
-						}
-						n++
+			n := 0
+			for x := last; x >= start; x-- {
+				if isDigit(w[x]) {
+					if n >= keep {
+						w[x] = '*'
 					}
+					n++
 				}
 			}
 		}
