@@ -20,8 +20,9 @@ import (
 // scheduler alone: the floor under any relay built on net.Conn goroutines,
 // pgwarden's included.
 
-// startGoRelay re-executes this binary as the relay and waits for it.
-func startGoRelay(ctx context.Context, pg *pgtest.Cluster, direct *target) (*target, error) {
+// startGoRelay re-executes this binary as the relay and waits for it:
+// mode "go" (goroutines on net.Conn) or "epoll" (epollrelay.go).
+func startGoRelay(ctx context.Context, pg *pgtest.Cluster, direct *target, mode string) (*target, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func startGoRelay(ctx context.Context, pg *pgtest.Cluster, direct *target) (*tar
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(self, "-relay", fmt.Sprintf("%s:%d", pg.Host, pg.Port), "-relay-listen", addr)
+	cmd := exec.Command(self, "-relay", fmt.Sprintf("%s:%d", pg.Host, pg.Port), "-relay-listen", addr, "-relay-mode", mode)
 	// The same runtime tuning pgwarden serve applies to itself (cmd/pgwarden/runtime.go).
 	cmd.Env = append(os.Environ(), "GODEBUG=schedtrace=2147483647")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -40,11 +41,11 @@ func startGoRelay(ctx context.Context, pg *pgtest.Cluster, direct *target) (*tar
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	t := &target{Name: "go-relay", Host: "127.0.0.1", Port: port, User: direct.User, Password: direct.Password, PID: cmd.Process.Pid}
+	t := &target{Name: mode + "-relay", Host: "127.0.0.1", Port: port, User: direct.User, Password: direct.Password, PID: cmd.Process.Pid}
 	t.stop = func() { stopProcess(cmd, exited) }
 	if err := waitPort(ctx, addr, 15*time.Second, exited); err != nil {
 		t.stop()
-		return nil, fmt.Errorf("go-relay: %w", err)
+		return nil, fmt.Errorf("%s-relay: %w", mode, err)
 	}
 	return t, nil
 }

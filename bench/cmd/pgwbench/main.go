@@ -49,6 +49,7 @@ type options struct {
 	baseline   bool
 	relay      string
 	relayAt    string
+	relayMode  string
 }
 
 func main() {
@@ -62,12 +63,17 @@ func main() {
 	flag.IntVar(&o.churnN, "churn", 1000, "connections per target in the connect-churn workload")
 	flag.IntVar(&o.idleN, "idle", 1000, "idle sessions in the idle-memory workload")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run (default all)")
-	flag.BoolVar(&o.baseline, "baseline", false, "also run the go-relay calibration target (a plain Go byte relay, see gorelay.go) in the pgbench -S and kNN workloads")
+	flag.BoolVar(&o.baseline, "baseline", true, "also run the calibration targets go-relay and epoll-relay (plain byte relays in Go: gorelay.go, epollrelay.go) in the pgbench -S and kNN workloads")
 	flag.StringVar(&o.relay, "relay", "", "internal: run as the go-relay target towards this upstream host:port")
-	flag.StringVar(&o.relayAt, "relay-listen", "127.0.0.1:0", "internal: the go-relay target's listen address")
+	flag.StringVar(&o.relayAt, "relay-listen", "127.0.0.1:0", "internal: the relay target's listen address")
+	flag.StringVar(&o.relayMode, "relay-mode", "go", "internal: go or epoll")
 	flag.Parse()
 	if o.relay != "" {
-		if err := runRelay(o.relayAt, o.relay); err != nil {
+		run := runRelay
+		if o.relayMode == "epoll" {
+			run = runEpollRelay
+		}
+		if err := run(o.relayAt, o.relay); err != nil {
 			fmt.Fprintln(os.Stderr, "pgwbench -relay:", err)
 			os.Exit(1)
 		}
@@ -252,12 +258,15 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 	three := []*target{direct, pgb, pgw}
 	hot := three
 	if o.baseline {
-		gr, err := startGoRelay(ctx, pg, direct)
-		if err != nil {
-			return err
+		hot = []*target{direct, pgb, pgw}
+		for _, mode := range []string{"go", "epoll"} {
+			gr, err := startGoRelay(ctx, pg, direct, mode)
+			if err != nil {
+				return err
+			}
+			defer gr.stop()
+			hot = append(hot, gr)
 		}
-		defer gr.stop()
-		hot = []*target{direct, pgb, pgw, gr}
 	}
 	type step struct {
 		name    string
