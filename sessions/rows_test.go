@@ -125,3 +125,52 @@ func TestResultRowsAllocs(t *testing.T) {
 		t.Fatalf("AppendRow: %v allocations per 10 rows, want 0", n)
 	}
 }
+
+// FuzzResultRows: whatever bytes a server sends as row values (invalid
+// UTF-8, control characters, quotes, NUL), the streamed JSON is exactly
+// what Event.Rows encodes to and decodes back to the same values.
+func FuzzResultRows(f *testing.F) {
+	f.Add([]byte("abc"), []byte("\x00\"\\\u2028"), []byte{0xff, 0xfe}, uint8(0))
+	f.Add([]byte(""), []byte("x"), []byte(nil), uint8(5))
+	f.Fuzz(func(t *testing.T, a, b, c []byte, mode uint8) {
+		vals := [][]byte{a, b, c}
+		if mode&8 != 0 {
+			vals[1] = nil // NULL
+		}
+		var formats []int16
+		switch mode & 3 {
+		case 1:
+			formats = []int16{1}
+		case 2:
+			formats = []int16{0, 1, 0}
+		case 3:
+			formats = []int16{1, 0}
+		}
+		var rr ResultRows
+		rr.AppendRow(vals, formats)
+		rr.AppendRow(vals[:2], formats)
+		rows := make([][]*string, 2)
+		for k, n := range []int{3, 2} {
+			rows[k] = make([]*string, n)
+			for j := 0; j < n; j++ {
+				if vals[j] == nil {
+					continue
+				}
+				s := string(vals[j])
+				if binaryFormat(formats, j) {
+					s = `\x` + hex.EncodeToString(vals[j])
+				}
+				rows[k][j] = &s
+			}
+		}
+		want := appendCanonical(nil, &Event{Rows: rows}, false)
+		got := appendCanonical(nil, &Event{rowsJSON: rr.upTo(2)}, false)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("\n got %s\nwant %s", got, want)
+		}
+		var back Event
+		if err := json.Unmarshal(got, &back); err != nil || len(back.Rows) != 2 {
+			t.Fatalf("does not decode: %v %s", err, got)
+		}
+	})
+}
