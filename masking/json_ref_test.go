@@ -1,7 +1,6 @@
 package masking
 
 import (
-	"math/rand/v2"
 	"testing"
 )
 
@@ -93,19 +92,7 @@ func TestJSONScanMatchesReference(t *testing.T) {
 		checkScan(t, []byte(s))
 	}
 	const alphabet = `"\\u0041aeEmMilLnNphH ` + "\x00\x1f\x7f\x80\xff/bfnrt0123456789"
-	r := rand.New(rand.NewPCG(3, 4))
-	n := 50000
-	if testing.Short() {
-		n = 5000
-	}
-	v := make([]byte, 0, 40)
-	for range n {
-		v = v[:0]
-		for range r.IntN(40) {
-			v = append(v, alphabet[r.IntN(len(alphabet))])
-		}
-		checkScan(t, v)
-	}
+	forRandomStrings(3, alphabet, 50000, 40, func(v []byte) { checkScan(t, v) })
 }
 
 func FuzzJSONScan(f *testing.F) {
