@@ -7,15 +7,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-func sp(s string) *string { return &s }
-
-func deref(p *string) string {
-	if p == nil {
-		return "<NULL>"
-	}
-	return *p
-}
-
 func TestRowDescCacheMatches(t *testing.T) {
 	m := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
 		{Name: []byte("email"), TableOID: oidCustomers, TableAttributeNumber: 3, DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1},
