@@ -36,15 +36,8 @@ func startGoRelay(ctx context.Context, pg *pgtest.Cluster, direct *target, mode 
 	// The same runtime tuning pgwarden serve applies to itself (cmd/pgwarden/runtime.go).
 	cmd.Env = append(os.Environ(), "GODEBUG=schedtrace=2147483647")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t := &target{Name: mode + "-relay", Host: "127.0.0.1", Port: port, User: direct.User, Password: direct.Password, PID: cmd.Process.Pid}
-	t.stop = func() { stopProcess(cmd, exited) }
-	if err := waitPort(ctx, addr, 15*time.Second, exited); err != nil {
-		t.stop()
+	t := &target{Name: mode + "-relay", Host: "127.0.0.1", Port: port, User: direct.User, Password: direct.Password}
+	if err := launch(ctx, cmd, t, 15*time.Second, nil); err != nil {
 		return nil, fmt.Errorf("%s-relay: %w", mode, err)
 	}
 	return t, nil

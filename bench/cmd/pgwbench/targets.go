@@ -144,19 +144,39 @@ log_disconnections = 0
 	}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t := &target{Name: "pgbouncer", Host: "127.0.0.1", Port: port, User: directUser, Password: pw, PID: cmd.Process.Pid}
-	t.stop = func() { stopProcess(cmd, exited) }
-	if err := waitPort(ctx, fmt.Sprintf("127.0.0.1:%d", port), 15*time.Second, exited); err != nil {
-		t.stop()
+	t := &target{Name: "pgbouncer", Host: "127.0.0.1", Port: port, User: directUser, Password: pw}
+	if err := launch(ctx, cmd, t, 15*time.Second, nil); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
 		return nil, fmt.Errorf("pgbouncer: %v\n%s%s", err, stderr.String(), tailStr(string(log), 2000))
 	}
 	return t, nil
+}
+
+// launch starts cmd as t's process and waits until t's port accepts
+// connections; on failure the process is stopped. afterExit runs once the
+// process has exited (closing its log file), if non-nil.
+func launch(ctx context.Context, cmd *exec.Cmd, t *target, max time.Duration, afterExit func()) error {
+	if err := cmd.Start(); err != nil {
+		if afterExit != nil {
+			afterExit()
+		}
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		if afterExit != nil {
+			afterExit()
+		}
+		close(exited)
+	}()
+	t.PID = cmd.Process.Pid
+	t.stop = func() { stopProcess(cmd, exited) }
+	if err := waitPort(ctx, fmt.Sprintf("%s:%d", t.Host, t.Port), max, exited); err != nil {
+		t.stop()
+		return err
+	}
+	return nil
 }
 
 func stopProcess(cmd *exec.Cmd, exited <-chan struct{}) {
@@ -272,16 +292,8 @@ func startPgwarden(ctx context.Context, name, bin, dir string, p pgwardenParams,
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
-	t := &target{Name: name, Host: "127.0.0.1", Port: port, User: benchUser, Password: token, PID: cmd.Process.Pid, AdminURL: "http://" + p.Admin}
-	t.stop = func() { stopProcess(cmd, exited) }
-	if err := waitPort(ctx, p.Listen, 30*time.Second, exited); err != nil {
-		t.stop()
+	t := &target{Name: name, Host: "127.0.0.1", Port: port, User: benchUser, Password: token, AdminURL: "http://" + p.Admin}
+	if err := launch(ctx, cmd, t, 30*time.Second, func() { logf.Close() }); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "pgwarden.log"))
 		return nil, fmt.Errorf("%s: %v\n%s", name, err, tailStr(string(log), 3000))
 	}
