@@ -217,6 +217,16 @@ func notDone(t *testing.T, res <-chan heldResult) {
 	}
 }
 
+// noNotice fails when a NOTICE (a hold) has arrived on notices.
+func noNotice(t *testing.T, notices <-chan string, what string) {
+	t.Helper()
+	select {
+	case msg := <-notices:
+		t.Fatalf("%s got a notice: %q", what, msg)
+	default:
+	}
+}
+
 // await waits for the held statement's result.
 func await(t *testing.T, res <-chan heldResult, within time.Duration) heldResult {
 	t.Helper()
@@ -494,11 +504,7 @@ func TestApprovals(t *testing.T) {
 			list, _ := (&approvals.Client{BaseURL: w.AdminURL, Token: w.Issuer.token(t, approver, "dba")}).List(ctx, "")
 			t.Fatalf("small parameterized DELETE: %v, %v (approvals: %+v)", tag, err, list)
 		}
-		select {
-		case msg := <-notices:
-			t.Fatalf("a small delete got a notice: %q", msg)
-		default:
-		}
+		noNotice(t, notices, "a small delete")
 		id, res := startHeldFn(t, notices, sql, func() (pgconn.CommandTag, error) { return execText(ctx, "0") })
 		a := getApproval(t, w, id)
 		if a.Action != "bulk_delete" || a.SQL != sql || len(a.Params) != 1 || a.Params[0] != "0" || a.EstimateRows <= 10 {
@@ -661,11 +667,7 @@ func TestApprovals(t *testing.T) {
 		if took := time.Since(start); took > 5*time.Second {
 			t.Fatalf("refused after %v, want at once", took)
 		}
-		select {
-		case msg := <-notices:
-			t.Fatalf("a refused statement was held: %q", msg)
-		default:
-		}
+		noNotice(t, notices, "a refused statement")
 		list, err := (&approvals.Client{BaseURL: w.AdminURL, Token: w.Issuer.token(t, approver, "dba")}).List(ctx, "")
 		if err != nil || len(list) != 0 {
 			t.Fatalf("a refused statement was stored: %v, %v", list, err)

@@ -243,6 +243,15 @@ func (b bypassDoors) refused(t *testing.T, err error, what string) {
 	}
 }
 
+// refusedAll runs each statement on conn and wants every one refused.
+func (b bypassDoors) refusedAll(t *testing.T, conn *pgx.Conn, sqls ...string) {
+	t.Helper()
+	for _, sql := range sqls {
+		_, err := conn.Exec(context.Background(), sql)
+		b.refused(t, err, sql)
+	}
+}
+
 func (b bypassDoors) analyst(t *testing.T) *pgx.Conn {
 	return b.w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "alice@example.com", "analyst")
 }
@@ -343,14 +352,10 @@ func TestPolicyStandardConformingStrings(t *testing.T) {
 	t.Run("SET", func(t *testing.T) {
 		policyTable(t, "pol_scs") // fresh rows for each door
 		conn := analyst(t)
-		for _, sql := range []string{
+		b.refusedAll(t, conn,
 			"SET standard_conforming_strings = off",
 			"SET LOCAL standard_conforming_strings TO false",
-			"SET standard_conforming_strings = 0",
-		} {
-			_, err := conn.Exec(ctx, sql)
-			refused(t, err, sql)
-		}
+			"SET standard_conforming_strings = 0")
 		runBypass(t, conn)
 	})
 	t.Run("startup parameter", func(t *testing.T) {
@@ -360,13 +365,9 @@ func TestPolicyStandardConformingStrings(t *testing.T) {
 	t.Run("set_config", func(t *testing.T) {
 		policyTable(t, "pol_scs") // fresh rows for each door
 		conn := analyst(t)
-		for _, sql := range []string{
+		b.refusedAll(t, conn,
 			"SELECT set_config('standard_conforming_strings', 'off', false)",
-			"SELECT set_config('standard_conforming_strings', 'off', true)",
-		} {
-			_, err := conn.Exec(ctx, sql)
-			refused(t, err, sql)
-		}
+			"SELECT set_config('standard_conforming_strings', 'off', true)")
 		runBypass(t, conn)
 		// ingest may UPDATE, but pg_settings' rule is set_config.
 		ing := w.connectMode(t, pgx.QueryExecModeSimpleProtocol, "ivan@example.com", "ingest")
