@@ -18,12 +18,12 @@ func BenchmarkRecordStatement(b *testing.B) {
 		b.Fatal(err)
 	}
 	s := r.Start(StartInfo{ID: "bench", User: "alice", Groups: []string{"analyst"}, Database: "vectors", BackendUser: "pgw_a"})
-	rows := make([][]*string, 10)
-	for i := range rows {
-		rows[i] = []*string{sp("1"), sp("a title of a document"), sp("0.1234")}
+	var rows ResultRows
+	for range 10 {
+		rows.AppendRow([][]byte{[]byte("1"), []byte("a title of a document"), []byte("0.1234")}, nil)
 	}
 	ev := StatementEvent{SQL: "SELECT id, title, embedding <-> $1 AS d FROM documents ORDER BY d LIMIT 10",
-		Actions: []string{"search"}, Decision: DecisionAllow, Columns: []string{"id", "title", "d"}, Rows: rows, Duration: time.Millisecond}
+		Actions: []string{"search"}, Decision: DecisionAllow, Columns: []string{"id", "title", "d"}, Rows: &rows, Duration: time.Millisecond}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -39,13 +39,13 @@ func BenchmarkRecordStatement(b *testing.B) {
 // encoding plus SHA-256 (throughput in events/s = 1e9 / ns/op).
 func BenchmarkHashChain(b *testing.B) {
 	enc := newEncoder()
-	rows := make([][]*string, 10)
-	for i := range rows {
-		rows[i] = []*string{sp("1"), sp("a title of a document"), sp("0.1234")}
+	var rows ResultRows
+	for range 10 {
+		rows.AppendRow([][]byte{[]byte("1"), []byte("a title of a document"), []byte("0.1234")}, nil)
 	}
 	ev := Event{Seq: 1, Time: time.Now().UTC().Format(TimeFormat), Session: "bench", Type: TypeStatement, User: "alice",
 		SQL: "SELECT id, title, embedding <-> $1 AS d FROM documents ORDER BY d LIMIT 10", Actions: []string{"search"},
-		Decision: DecisionAllow, Columns: []string{"id", "title", "d"}, Rows: rows, RowsTotal: 10}
+		Decision: DecisionAllow, Columns: []string{"id", "title", "d"}, rowsJSON: rows.upTo(10), RowsTotal: 10}
 	b.ReportAllocs()
 	var n int
 	for i := 0; i < b.N; i++ {

@@ -75,9 +75,8 @@ type Event struct {
 	PrevHash          string `json:"prev_hash"`
 	Hash              string `json:"hash,omitempty"`
 
-	// rowsJSON replaces Rows when the rows came as ResultRows: their
-	// canonical JSON, written as "rows" (the writer's path only; events
-	// read back have Rows).
+	// rowsJSON is what the writer records as "rows": a statement's
+	// ResultRows, already in canonical JSON (events read back have Rows).
 	rowsJSON []byte
 }
 

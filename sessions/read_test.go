@@ -114,7 +114,7 @@ func TestReplayFollow(t *testing.T) {
 	var out syncBuf
 	go func() { done <- st.Replay(context.Background(), &out, "live", true) }()
 	time.Sleep(300 * time.Millisecond)
-	must(t, s.Statement(StatementEvent{SQL: "SELECT 42", Actions: []string{"read"}, Decision: DecisionAllow, Columns: []string{"x"}, Rows: [][]*string{{sp("42")}}}))
+	must(t, s.Statement(StatementEvent{SQL: "SELECT 42", Actions: []string{"read"}, Decision: DecisionAllow, Columns: []string{"x"}, Rows: textRows([]*string{sp("42")})}))
 	must(t, s.End("client_closed"))
 	select {
 	case err := <-done:

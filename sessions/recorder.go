@@ -45,18 +45,15 @@ type StartInfo struct {
 
 // StatementEvent is one executed (or refused/held) statement. The recorder
 // takes ownership of the slices: the caller must not modify them after the
-// call (copy rows out of reused protocol buffers first).
+// call. Rows is only read during the call: its buffer may be reused after.
 type StatementEvent struct {
-	SQL      string
-	Params   []*string // text form; binary params as \x hex; nil = NULL
-	Actions  []string
-	Decision string // allow | deny | hold | approved | denied
-	Columns  []string
-	Rows     [][]*string // already masked; truncated to recording.max_rows here
-	// ResultRows, when set, is used instead of Rows (the gateway's
-	// allocation-free form); it is not kept after Statement returns.
-	ResultRows *ResultRows
-	RowsTotal  int64 // rows the client received (0: the rows given)
+	SQL        string
+	Params     []*string // text form; binary params as \x hex; nil = NULL
+	Actions    []string
+	Decision   string // allow | deny | hold | approved | denied
+	Columns    []string
+	Rows       *ResultRows // already masked; truncated to recording.max_rows here
+	RowsTotal  int64       // rows the client received (0: Rows.Len())
 	Duration   time.Duration
 	Error      string // error text the client received, if any
 	ApprovalID string
@@ -843,19 +840,10 @@ func (s *SessionRecorder) Statement(st StatementEvent) error {
 	ev.DurationUS, ev.Error, ev.ApprovalID = st.Duration.Microseconds(), st.Error, st.ApprovalID
 	ev.RowsTotal = st.RowsTotal
 	if ev.RowsTotal == 0 {
-		ev.RowsTotal = int64(len(st.Rows))
-		if st.ResultRows != nil {
-			ev.RowsTotal = int64(st.ResultRows.Len())
-		}
+		ev.RowsTotal = int64(st.Rows.Len())
 	}
 	if s.r.cfg.Results {
-		ev.Columns, ev.Rows = st.Columns, st.Rows
-		if len(ev.Rows) > s.r.cfg.MaxRows {
-			ev.Rows = ev.Rows[:s.r.cfg.MaxRows]
-		}
-		if st.ResultRows != nil {
-			ev.Rows, ev.rowsJSON = nil, st.ResultRows.upTo(s.r.cfg.MaxRows)
-		}
+		ev.Columns, ev.rowsJSON = st.Columns, st.Rows.upTo(s.r.cfg.MaxRows)
 	}
 	return s.note(s.r.record(ev))
 }

@@ -36,7 +36,7 @@ func writeSession(t *testing.T, r *Recorder, id string, end bool) {
 	s := r.Start(StartInfo{ID: id, User: "alice@example.com", Groups: []string{"analyst"}, ClientAddr: "127.0.0.1:50000",
 		ApplicationName: "psql", Database: "vectors", BackendUser: "pgw_alice_1"})
 	must(t, s.Statement(StatementEvent{SQL: "SELECT id, email FROM customers LIMIT 2", Actions: []string{"read"}, Decision: DecisionAllow,
-		Columns: []string{"id", "email"}, Rows: [][]*string{{sp("1"), sp("a***@example.com")}, {sp("2"), nil}}, Duration: 1500 * time.Microsecond}))
+		Columns: []string{"id", "email"}, Rows: textRows([]*string{sp("1"), sp("a***@example.com")}, []*string{sp("2"), nil}), Duration: 1500 * time.Microsecond}))
 	must(t, s.Statement(StatementEvent{SQL: "DELETE FROM documents", Actions: []string{"bulk_delete"}, Decision: DecisionDeny,
 		Error: "pgwarden: policy denies bulk_delete for groups analyst"}))
 	must(t, s.Statement(StatementEvent{SQL: "ALTER ROLE bob PASSWORD 'hunter2'", Params: []*string{sp("p")}, Actions: []string{"admin"}, Decision: DecisionDeny}))

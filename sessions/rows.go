@@ -67,9 +67,9 @@ func (r *ResultRows) AppendRow(values [][]byte, formats []int16) {
 	r.ends = append(r.ends, len(r.b))
 }
 
-// upTo is the JSON of the first n rows (all when n >= Len()).
+// upTo is the JSON of the first n rows (all when n >= Len(); nil for a nil r).
 func (r *ResultRows) upTo(n int) []byte {
-	if n <= 0 || len(r.ends) == 0 {
+	if r == nil || n <= 0 || len(r.ends) == 0 {
 		return nil
 	}
 	if n >= len(r.ends) {

@@ -84,7 +84,7 @@ func TestResultRowsRecorded(t *testing.T) {
 	rr.AppendRow([][]byte{[]byte("1"), nil, []byte("a\"b")}, nil)
 	rr.AppendRow([][]byte{[]byte("2"), {0xde, 0xad}, []byte("c")}, []int16{0, 1, 0})
 	rr.AppendRow([][]byte{[]byte("3"), nil, nil}, nil)
-	must(t, s.Statement(StatementEvent{SQL: "SELECT", Columns: []string{"a", "b", "c"}, ResultRows: &rr}))
+	must(t, s.Statement(StatementEvent{SQL: "SELECT", Columns: []string{"a", "b", "c"}, Rows: &rr}))
 	rr.Reset() // the recorder keeps nothing of it
 	rr.AppendRow([][]byte{[]byte("overwritten")}, nil)
 	must(t, s.End("client_closed"))
@@ -173,4 +173,19 @@ func FuzzResultRows(f *testing.F) {
 			t.Fatalf("does not decode: %v %s", err, got)
 		}
 	})
+}
+
+// textRows builds ResultRows from text values (nil = NULL), for tests.
+func textRows(rows ...[]*string) *ResultRows {
+	var rr ResultRows
+	for _, row := range rows {
+		vals := make([][]byte, len(row))
+		for i, v := range row {
+			if v != nil {
+				vals[i] = []byte(*v)
+			}
+		}
+		rr.AppendRow(vals, nil)
+	}
+	return &rr
 }

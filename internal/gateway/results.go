@@ -46,7 +46,7 @@ func (h *hooks) recordRun(r *run, tag []byte, errText string) {
 	}
 	h.recordStatement(sessions.StatementEvent{
 		SQL: r.sql, Params: r.params, Actions: r.actions, Decision: r.decision,
-		Columns: r.columns, ResultRows: r.rows, RowsTotal: total,
+		Columns: r.columns, Rows: r.rows, RowsTotal: total,
 		Duration: time.Since(r.start), Error: errText, ApprovalID: r.approval,
 	})
 	putRows(r.rows) // written (or dropped): the recorder keeps nothing of it
