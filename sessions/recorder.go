@@ -380,6 +380,11 @@ func (r *Recorder) record(ev Event) error {
 		r.m.dropped.Inc()
 		return ErrClosed
 	}
+	// Redaction may parse the statement (pg_query): before the store lock,
+	// so that other sessions do not wait for it.
+	if sql, secret := redactSQL(ev.SQL); secret {
+		ev.SQL, ev.Params = sql, nil
+	}
 	if !r.lock(lockTimeout) {
 		r.m.dropped.Inc()
 		r.setUnhealthy(ErrStalled)
@@ -507,11 +512,6 @@ func (r *Recorder) endOpen(reason string) int {
 // add stamps ev with t, chains, encodes and buffers it; flush writes the
 // buffer.
 func (r *Recorder) add(ev *Event, t time.Time) {
-	if ev.Type == TypeStatement || ev.Type == TypeApproval || ev.Type == TypeError {
-		if sql, secret := redactSQL(ev.SQL); secret {
-			ev.SQL, ev.Params = sql, nil
-		}
-	}
 	ev.Time = t.Format(TimeFormat)
 	ev.Seq = r.seq + 1
 	ev.PrevHash = r.last
