@@ -786,11 +786,14 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 					t.Fatalf("prlimit: %v %s", err, out)
 				}
 			}
-			user := "rec-fail@example.com"
+			// user runs the statement that discovers the failure; other's
+			// session is open before it and runs the statements after it.
+			user, other := "rec-fail@example.com", "rec-fail-b@example.com"
 			conn := p.gw.connect(t, user, "analyst")
+			conn2 := p.gw.connect(t, other, "analyst")
 			vec := queryVector("fail closed")
-			search := func() error {
-				rows, err := conn.Query(ctx, knnSQL, vec)
+			search := func(c *pgx.Conn) error {
+				rows, err := c.Query(ctx, knnSQL, vec)
 				if err != nil {
 					return err
 				}
@@ -807,20 +810,35 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 				}
 				return nil
 			}
-			ok := 0
-			for i := 0; i < 2; i++ { // prepared and cached by pgx: later runs are Bind/Execute only
-				must0(t, search())
-				ok++
+			ok := map[*pgx.Conn]int{}
+			for _, c := range []*pgx.Conn{conn, conn, conn2} { // prepared and cached by pgx: later runs are Bind/Execute only
+				must0(t, search(c))
+				ok[c]++
 			}
 			if v := adminMetric(t, p.gw.AdminURL, "pgwarden_recording_dropped_total"); v != 0 {
 				t.Fatalf("dropped = %v before the failure", v)
 			}
 			setFsize("0:unlimited")
+			if !failOpen {
+				// The statement whose record cannot be written does not get
+				// its ReadyForQuery: its session ends (FATAL 08001).
+				err := search(conn)
+				if sqlstate(err) != "08001" || !strings.Contains(err.Error(), "pgwarden: ") || !strings.Contains(err.Error(), "could not be written") {
+					t.Fatalf("the statement whose record failed: want pgwarden FATAL 08001, got %v", err)
+				}
+				if !conn.IsClosed() {
+					t.Fatal("the session whose record failed is still open")
+				}
+			}
+			next := conn2
+			if failOpen {
+				next = conn
+			}
 			refused := 0
 			for i := 0; i < 10; i++ {
-				err := search()
+				err := search(next)
 				if err == nil {
-					ok++
+					ok[next]++
 					continue
 				}
 				if sqlstate(err) != "08001" || !strings.Contains(err.Error(), "pgwarden: ") {
@@ -838,8 +856,7 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 					t.Fatalf("fail_open: dropped = %v after 10 unrecorded statements", dropped)
 				}
 			} else {
-				// At most the statement that discovered the failure ran unrecorded.
-				if refused < 9 {
+				if refused != 10 {
 					t.Fatalf("fail closed: only %d of 10 statements refused on an unwritable store", refused)
 				}
 				if dropped < 1 {
@@ -849,7 +866,7 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 					t.Fatalf("recording_healthy = %v on an unwritable store", h)
 				}
 				// simple protocol, and a new session, are refused too
-				_, err := conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
+				_, err := conn2.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
 				if sqlstate(err) != "08001" {
 					t.Fatalf("simple query on an unwritable store: %v", err)
 				}
@@ -863,26 +880,47 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 			// the store becomes writable again: statements run and are recorded
 			setFsize("unlimited:unlimited")
 			deadline := time.Now().Add(10 * time.Second)
-			for search() != nil {
+			for search(next) != nil {
 				if time.Now().After(deadline) {
 					t.Fatal("statements still refused 10s after the store became writable")
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			ok++
+			ok[next]++
 			conn.Close(ctx)
-			_, evs := sessionOf(t, cfg.Store.Dir, user)
-			rec := 0
-			for _, e := range stmtEvents(evs) {
-				if e.SQL == knnSQL && e.Decision == "allow" && e.Error == "" {
-					rec++
+			conn2.Close(ctx)
+			gap := 0
+			for c, u := range map[*pgx.Conn]string{conn: user, conn2: other} {
+				var evs []sessions.Event
+				if u == user && !failOpen {
+					// its session_end could not be written (the store was
+					// unwritable when the session ended): read it as it is
+					st, err := sessions.OpenStore(cfg.Store.Dir)
+					must0(t, err)
+					sums, err := st.List(sessions.Filter{User: u})
+					if err != nil || len(sums) != 1 {
+						t.Fatalf("sessions of %s: %+v, %v", u, sums, err)
+					}
+					evs, err = st.Get(sums[0].ID)
+					must0(t, err)
+				} else {
+					_, evs = sessionOf(t, cfg.Store.Dir, u)
 				}
+				rec := 0
+				for _, e := range stmtEvents(evs) {
+					if e.SQL == knnSQL && e.Decision == "allow" && e.Error == "" {
+						rec++
+					}
+				}
+				if ok[c] < rec {
+					t.Fatalf("%s: client ran %d searches, %d recorded", u, ok[c], rec)
+				}
+				gap += ok[c] - rec
 			}
-			gap := ok - rec
-			if gap < 0 || float64(gap) > dropped {
-				t.Fatalf("client ran %d searches, %d recorded, dropped metric %v", ok, rec, dropped)
+			if float64(gap) > dropped {
+				t.Fatalf("%d searches unrecorded, dropped metric %v", gap, dropped)
 			}
-			if !failOpen && gap > 1 {
+			if !failOpen && gap != 0 {
 				t.Fatalf("fail closed: %d statements ran unrecorded", gap)
 			}
 			out, code := pgwardenCLI(t, bin, "sessions", "verify", "--config", cfgPath)

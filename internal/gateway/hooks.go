@@ -680,7 +680,9 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 			return &masked, nil
 		}
 	case *pgproto3.ReadyForQuery:
-		h.onReady()
+		if err := h.onReady(); err != nil {
+			return nil, err
+		}
 	case *pgproto3.ParameterStatus:
 		// PostgreSQL reports standard_conforming_strings and
 		// client_encoding (GUC_REPORT) whenever they change. The policy

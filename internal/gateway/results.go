@@ -106,13 +106,17 @@ func (h *hooks) onError(m *pgproto3.ErrorResponse) {
 	}
 }
 
-func (h *hooks) onReady() {
+// onReady accounts for a ReadyForQuery. An error means the client must not
+// get it: an event of the statements it ends could not be written.
+func (h *hooks) onReady() error {
 	if h.rec != nil && h.unflushed.Swap(false) {
 		// Before the client learns its statement is done, the record of it is
 		// written (write(2): it survives a kill -9 of the gateway). The
-		// recording calls wrote it; this reports whether one failed.
-		if err := h.rec.Written(); err != nil {
-			h.g.log.Error().Err(err).Str("session", h.info.ID).Msg("recording flush failed")
+		// recording calls wrote it (and logged a failure); if one failed,
+		// fail closed: end the session instead of telling the client its
+		// unrecorded statement is done (unless recording.fail_open).
+		if err := h.rec.Written(); err != nil && !h.g.recorder.FailOpen() {
+			return pgerr.Fatal(pgerr.UnableToConnect, "pgwarden: session recording unavailable; the last statement's record could not be written; session closed").WithCause(err)
 		}
 	}
 	h.mu.Lock()
@@ -130,6 +134,7 @@ func (h *hooks) onReady() {
 	if ddl && h.g.pgCatalog != nil {
 		h.g.pgCatalog.Invalidate()
 	}
+	return nil
 }
 
 func (h *hooks) onCopyOut(m *pgproto3.CopyOutResponse) (pgproto3.BackendMessage, error) {
