@@ -1035,3 +1035,42 @@ func TestSessionRecordingWebhookSink(t *testing.T) {
 		t.Fatalf("webhook failures metric %v, want >= %d", f, failFirst)
 	}
 }
+
+// A binary cursor fetched with a simple Query: the RowDescription says
+// binary, and the record says so too (\x hex), as for a Bind that asked
+// for binary results.
+func TestSessionRecordBinaryCursor(t *testing.T) {
+	// no masking: the record holds the values as the server sent them
+	w := startGateway(t, func(c *config.Config) { c.Masking.Rules, c.Masking.Detectors = nil, nil })
+	ctx := context.Background()
+	user := "rec-bincursor@example.com"
+	conn := w.connectMode(t, pgx.QueryExecModeSimpleProtocol, user, "analyst")
+	res, err := conn.PgConn().Exec(ctx, "BEGIN; DECLARE c BINARY CURSOR FOR SELECT 258::int4 AS n, 'ab'::text AS s; FETCH ALL FROM c; COMMIT").ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 4 || len(res[2].Rows) != 1 || string(res[2].Rows[0][0]) != "\x00\x00\x01\x02" {
+		for i, r := range res {
+			t.Logf("result %d: %s %q %v", i, r.CommandTag, r.Rows, r.Err)
+		}
+		t.Fatal("unexpected results")
+	}
+	conn.Close(ctx)
+	_, evs := sessionOf(t, w.Cfg.Store.Dir, user)
+	for _, e := range stmtEvents(evs) {
+		if e.SQL != "FETCH ALL FROM c" {
+			continue
+		}
+		if len(e.Rows) != 1 || len(e.Rows[0]) != 2 || e.Rows[0][0] == nil || *e.Rows[0][0] != `\x00000102` || *e.Rows[0][1] != `\x6162` {
+			var got []string
+			for _, v := range e.Rows[0] {
+				if v != nil {
+					got = append(got, *v)
+				}
+			}
+			t.Fatalf("recorded FETCH row %q", got)
+		}
+		return
+	}
+	t.Fatalf("no FETCH statement recorded: %+v", stmtEvents(evs))
+}

@@ -819,7 +819,9 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 		if err != nil {
 			return err
 		}
-		r.columns, r.plan, r.recPlan, r.formats = rd.columns, rd.plan, rd.recPlan, nil
+		// A simple Query's rows come in the formats its RowDescription
+		// names (binary for FETCH from a BINARY CURSOR).
+		r.columns, r.plan, r.recPlan, r.formats = rd.columns, rd.plan, rd.recPlan, fieldFormats(m)
 		r.described = true
 		h.active = r
 	default:
@@ -877,6 +879,21 @@ func putRows(rr *sessions.ResultRows) {
 	}
 	rr.Reset()
 	rowsPool.Put(rr)
+}
+
+// fieldFormats is the format codes of m's fields, nil when all are text
+// (no allocation for the common case).
+func fieldFormats(m *pgproto3.RowDescription) []int16 {
+	for i, f := range m.Fields {
+		if f.Format != 0 {
+			out := make([]int16, len(m.Fields))
+			for j := i; j < len(m.Fields); j++ {
+				out[j] = m.Fields[j].Format
+			}
+			return out
+		}
+	}
+	return nil
 }
 
 // formatOf is the format code of column (or parameter) i under the

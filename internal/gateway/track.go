@@ -132,7 +132,6 @@ type rowDesc struct {
 	columns []string
 	plan    *masking.Plan
 	recPlan *masking.Plan
-	formats []int16 // from the RowDescription (Describe of a portal knows them)
 }
 
 // traceSQL is the SQL masking traces for the statement's rows.
