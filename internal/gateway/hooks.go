@@ -692,7 +692,10 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 		// matches the server's and no later statement of this session can
 		// be judged: end the session rather than refuse statement by
 		// statement, so a pool drops the connection instead of handing a
-		// useless one to its next user, and the upstream is closed.
+		// useless one to its next user, and the upstream is closed. This
+		// is after the fact: statements the client pipelined behind the one
+		// that changed the setting were judged and forwarded before this
+		// report arrives, so it is a backstop, not the guard.
 		if reason, ok := parsesafe.Check(m.Name, m.Value); !ok {
 			return nil, pgerr.Fatal(pgerr.InsufficientPrivilege,
 				"pgwarden: the server reports %s changed for this session, so its statements can no longer be checked; session closed: %s",
