@@ -31,21 +31,23 @@ const MintedSCRAMIterations = 1
 // ASCII without control characters (SASLprep is then the identity), which
 // holds for every password pgwarden generates.
 func SCRAMSHA256Verifier(password string) (string, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	return scramVerifier(password, salt, SCRAMIterations)
+	return saltedVerifier(password, SCRAMIterations)
 }
 
 // mintedVerifier is SCRAMSHA256Verifier with MintedSCRAMIterations, for
 // the random passwords of minted roles only.
 func mintedVerifier(password string) (string, error) {
+	return saltedVerifier(password, MintedSCRAMIterations)
+}
+
+// saltedVerifier is the verifier of password with a fresh 16-byte random
+// salt and iter iterations.
+func saltedVerifier(password string, iter int) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	return scramVerifier(password, salt, MintedSCRAMIterations)
+	return scramVerifier(password, salt, iter)
 }
 
 func scramVerifier(password string, salt []byte, iter int) (string, error) {
