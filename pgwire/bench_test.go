@@ -63,7 +63,7 @@ func relayPair(tb testing.TB, h Hooks) (client, upstream net.Conn, stop func()) 
 		info: SessionInfo{StartedAt: time.Now()},
 	}
 	ss.ur, ss.uw = bufio.NewReaderSize(gwUp, upReadBuf), newLazyWriter(gwUp, upWriteBuf)
-	ss.cf, ss.uf = newFramer(ss.cr, srv.cfg.MaxMessageBytes), newFramer(ss.ur, srv.cfg.MaxMessageBytes)
+	ss.cf, ss.uf = newClientFramer(ss.cr, srv.cfg.MaxMessageBytes), newFramer(ss.ur, srv.cfg.MaxMessageBytes)
 	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	ss.hookCtx, ss.hookCancel = context.WithCancelCause(ss.ctx)
 	done := make(chan struct{})

@@ -16,6 +16,22 @@ var (
 	errBadLength = pgerr.Fatal(pgerr.ProtocolViolation, "invalid message length")
 )
 
+// frontendTypes are the message types a client may send once startup is
+// done (protocol 3.0): Query, Parse, Bind, Execute, Describe, Close, Flush,
+// Sync, FunctionCall, Terminate, CopyData, CopyDone, CopyFail. PostgreSQL
+// ends a session sending any other type byte (a PasswordMessage 'p' after
+// login included) with FATAL 08P01 "invalid frontend message type %d";
+// the client framer does the same before reading the rest of the header.
+var frontendTypes = [256]bool{
+	'Q': true, 'P': true, 'B': true, 'E': true, 'D': true, 'C': true, 'H': true,
+	'S': true, 'F': true, 'X': true, 'd': true, 'c': true, 'f': true,
+}
+
+// errInvalidType is the FATAL 08P01 for a type byte the framer does not accept.
+func errInvalidType(typ byte) *pgerr.Error {
+	return pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ)
+}
+
 // keepBodyCap is the largest body buffer a framer keeps between messages;
 // a bigger one (for one large wanted message) is dropped after use so an
 // idle session holds only small buffers.
@@ -27,8 +43,9 @@ const keepBodyCap = 64 << 10
 // into a buffer of its own (forward) or reads it into a reused buffer
 // (body). One framer belongs to one goroutine.
 type framer struct {
-	r   *bufio.Reader
-	max int // largest accepted body length for body(); <=0: no limit
+	r     *bufio.Reader
+	max   int        // largest accepted body length for body(); <=0: no limit
+	types *[256]bool // accepted type bytes; nil: any (the upstream's)
 
 	typ     byte
 	bodyLen int  // body length of the current message
@@ -39,16 +56,39 @@ type framer struct {
 
 func newFramer(r *bufio.Reader, max int) *framer { return &framer{r: r, max: max} }
 
+// newClientFramer returns the framer of a session's client messages: it
+// accepts only frontendTypes.
+func newClientFramer(r *bufio.Reader, max int) *framer {
+	return &framer{r: r, max: max, types: &frontendTypes}
+}
+
 // next reads the next message header. The caller must then call body,
-// forward or skip before calling next again.
+// forward or skip before calling next again. A type byte the framer does
+// not accept is refused (errInvalidType) as soon as it arrives, without
+// waiting for the length that should follow it.
 func (f *framer) next() (typ byte, bodyLen int, err error) {
 	if f.pending {
 		if err := f.skip(); err != nil {
 			return 0, 0, err
 		}
 	}
-	if _, err := io.ReadFull(f.r, f.hdr[:]); err != nil {
-		return 0, 0, err
+	if f.r.Buffered() >= len(f.hdr) {
+		_, _ = f.r.Read(f.hdr[:]) // copies from the buffer: all 5 bytes
+		if f.types != nil && !f.types[f.hdr[0]] {
+			return 0, 0, errInvalidType(f.hdr[0])
+		}
+	} else {
+		c, err := f.r.ReadByte()
+		if err != nil {
+			return 0, 0, err
+		}
+		f.hdr[0] = c
+		if f.types != nil && !f.types[c] {
+			return 0, 0, errInvalidType(c)
+		}
+		if _, err := io.ReadFull(f.r, f.hdr[1:]); err != nil {
+			return 0, 0, unexpectedEOF(err)
+		}
 	}
 	n := int32(binary.BigEndian.Uint32(f.hdr[1:]))
 	if n < 4 {

@@ -3,12 +3,18 @@ package pgwire
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
+
+	"github.com/pgwarden/pgwarden/internal/pgerr"
 )
 
 // countingReader counts the bytes a decoder consumed.
@@ -87,8 +93,12 @@ func FuzzFrames(f *testing.F) {
 	f.Add([]byte{'Q', 0x7f, 0xff, 0xff, 0xff, 'x'})
 	er, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", Code: "42601", Message: "pgwarden_refused_00_1"}).Encode(nil)
 	f.Add(er)
+	f.Add([]byte{'A', 0, 0, 0, 4})
+	f.Add(append(append([]byte(nil), seed...), 'p', 0, 0, 0, 5, 0))
+	f.Add([]byte{0})
 	const max = 1024
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkClientFramer(t, data, max)
 		r := bufio.NewReaderSize(bytes.NewReader(data), 16)
 		fr := newFramer(r, max)
 		var out bytes.Buffer
@@ -134,6 +144,129 @@ func FuzzFrames(f *testing.F) {
 			_, _ = decodeBackend(&bm, typ, body)
 			_ = fatalSeverity(body)
 			_ = ss.matchRefusal(body)
+		}
+	})
+}
+
+// checkClientFramer: the client framer reads the same frames as the plain
+// one until a type byte no client may send after startup, which it refuses
+// with PostgreSQL's message.
+func checkClientFramer(t *testing.T, data []byte, max int) {
+	fr := newClientFramer(bufio.NewReaderSize(bytes.NewReader(data), 16), max)
+	off := int64(0)
+	for i := 0; i < 1000; i++ {
+		typ, n, err := fr.next()
+		if off < int64(len(data)) && strings.IndexByte(validClientTypes, data[off]) < 0 {
+			checkInvalidType(t, err, data[off])
+			return
+		}
+		if err != nil {
+			if pe, ok := pgerr.As(err); ok && strings.Contains(pe.Message, "invalid frontend message type") {
+				t.Fatalf("valid type refused: %v", err)
+			}
+			return
+		}
+		if typ != data[off] {
+			t.Fatalf("type %q at offset %d, framer says %q", data[off], off, typ)
+		}
+		off += 5 + int64(n)
+		if err := fr.skip(); err != nil {
+			return
+		}
+	}
+}
+
+// validClientTypes are the frontend message types of protocol 3.0 after
+// startup, written out independently of frontendTypes.
+const validClientTypes = "QPBEDCHSFXdcf"
+
+func checkInvalidType(t *testing.T, err error, typ byte) {
+	t.Helper()
+	pe, ok := pgerr.As(err)
+	want := fmt.Sprintf("pgwarden: invalid frontend message type %d", typ)
+	if !ok || pe.Severity != pgerr.SeverityFatal || pe.Code != pgerr.ProtocolViolation || pe.Message != want {
+		t.Fatalf("type byte %d: got %v, want FATAL 08P01 %q", typ, err, want)
+	}
+}
+
+// FuzzClientLoop runs the client->upstream relay loop over arbitrary
+// client bytes, with and without (pass-through) hooks: what reaches the
+// upstream writer is always a prefix of the client's bytes that stops
+// before the first message of an invalid type, and that message ends the
+// loop with FATAL 08P01.
+func FuzzClientLoop(f *testing.F) {
+	var seed []byte
+	for _, m := range []pgproto3.FrontendMessage{
+		&pgproto3.Query{String: "SELECT 1"},
+		&pgproto3.Parse{Query: "SELECT $1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+	} {
+		seed, _ = m.Encode(seed)
+	}
+	for _, b := range []byte{0, 1, 'A', 'Z', 'y', 'p'} {
+		f.Add(append(append([]byte(nil), seed...), b, 0, 0, 0, 4), false)
+		f.Add(append(append([]byte(nil), seed...), b), true)
+	}
+	f.Add(seed, false)
+	m, _ := newMetrics(nil)
+	srv := &Server{cfg: Config{MaxMessageBytes: 1024}, m: m, log: zerolog.Nop()}
+	f.Fuzz(func(t *testing.T, data []byte, hooked bool) {
+		var out bytes.Buffer
+		cr := bufio.NewReaderSize(bytes.NewReader(data), 16)
+		ss := &session{
+			srv: srv, log: zerolog.Nop(), cr: cr, cf: newClientFramer(cr, srv.cfg.MaxMessageBytes),
+			uw: newLazyWriter(&out, 16), idle: make(chan struct{}, 1), marker: "pgwarden_refused_00_",
+		}
+		if hooked {
+			ss.hooks = passHooks{}
+		}
+		ss.ctx, ss.cancel = context.WithCancel(context.Background())
+		defer ss.cancel()
+		ss.hookCtx, ss.hookCancel = context.WithCancelCause(ss.ctx)
+		err := ss.clientLoopErr()
+		_ = ss.uw.Flush() // count even what end() would have dropped
+		fwd := out.Bytes()
+
+		// Where the loop must stop, by an independent walk over the frames.
+		off, invalid := int64(0), false
+		for off < int64(len(data)) {
+			if strings.IndexByte(validClientTypes, data[off]) < 0 {
+				invalid = true
+				break
+			}
+			if off+5 > int64(len(data)) {
+				break
+			}
+			n := int64(int32(binary.BigEndian.Uint32(data[off+1:])))
+			if n < 4 || n-4 > int64(srv.cfg.MaxMessageBytes) {
+				break
+			}
+			end := off + 1 + n
+			if data[off] == 'X' {
+				off = min(end, int64(len(data)))
+				break
+			}
+			if end > int64(len(data)) {
+				// A truncated last message: pass-through streams what
+				// arrived before the client's EOF, which ends the session.
+				off = int64(len(data))
+				break
+			}
+			off = end
+		}
+		if !bytes.HasPrefix(data, fwd) || int64(len(fwd)) > off {
+			t.Fatalf("forwarded %d bytes (%q); the first %d of the input may be", len(fwd), fwd, off)
+		}
+		if invalid {
+			if !hooked {
+				checkInvalidType(t, err, data[off])
+				if int64(len(fwd)) != off {
+					t.Fatalf("forwarded %d bytes, want the %d before the invalid message", len(fwd), off)
+				}
+			} else if pe, ok := pgerr.As(err); ok && strings.Contains(pe.Message, "invalid frontend message type") {
+				checkInvalidType(t, err, data[off])
+			}
+		} else if pe, ok := pgerr.As(err); ok && strings.Contains(pe.Message, "invalid frontend message type") {
+			t.Fatalf("refused without an invalid type: %v", err)
 		}
 	})
 }

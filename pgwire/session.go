@@ -440,7 +440,7 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 		},
 	}
 	ss.log = log.With().Str("backend_user", lease.Username()).Uint32("backend_pid", hc.PID).Logger()
-	ss.cf = newFramer(cr, s.cfg.MaxMessageBytes)
+	ss.cf = newClientFramer(cr, s.cfg.MaxMessageBytes)
 	ss.uf = newFramer(ss.ur, s.cfg.MaxMessageBytes)
 	ss.ctx, ss.cancel = context.WithCancel(s.baseCtx)
 	defer ss.cancel()
