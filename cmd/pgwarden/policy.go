@@ -10,7 +10,7 @@ import (
 )
 
 func policyCmd(g *globals) *cobra.Command {
-	root := &cobra.Command{Use: "policy", Short: "inspect policy offline"}
+	root := &cobra.Command{Use: "policy", Short: "inspect policy: offline (explain) or against the database's own privileges (check)"}
 	var cfgPath, groups string
 	explain := &cobra.Command{
 		Use:   `explain --config FILE --groups g1[,g2] "SQL"`,
@@ -43,6 +43,6 @@ func policyCmd(g *globals) *cobra.Command {
 	}
 	explain.Flags().StringVar(&cfgPath, "config", "", "configuration file")
 	explain.Flags().StringVar(&groups, "groups", "", "comma-separated groups of the user")
-	root.AddCommand(explain)
+	root.AddCommand(explain, policyCheckCmd(g))
 	return root
 }
