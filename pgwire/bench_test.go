@@ -59,7 +59,7 @@ func relayPair(tb testing.TB, h Hooks) (client, upstream net.Conn, stop func()) 
 	ss := &session{
 		srv: srv, lease: nopLease{}, hooks: h, log: zerolog.Nop(),
 		client: gwClient, cr: bufio.NewReaderSize(gwClient, clientReadBuf), cw: newLazyWriter(gwClient, clientWriteBuf),
-		up: gwUp, idle: make(chan struct{}, 1), marker: "pgwarden_refused_bench_",
+		up: gwUp, idle: make(chan struct{}, 1), marker: "pgwarden_refused_bench_", tr: NewTracker(),
 		info: SessionInfo{StartedAt: time.Now()},
 	}
 	ss.ur, ss.uw = bufio.NewReaderSize(gwUp, upReadBuf), newLazyWriter(gwUp, upWriteBuf)

@@ -50,6 +50,7 @@ type framer struct {
 	typ     byte
 	bodyLen int  // body length of the current message
 	pending bool // header read, body not yet consumed
+	read    bool // the current message's body was read by body()
 	hdr     [5]byte
 	buf     []byte
 }
@@ -94,7 +95,7 @@ func (f *framer) next() (typ byte, bodyLen int, err error) {
 	if n < 4 {
 		return 0, 0, errBadLength
 	}
-	f.typ, f.bodyLen, f.pending = f.hdr[0], int(n)-4, true
+	f.typ, f.bodyLen, f.pending, f.read = f.hdr[0], int(n)-4, true, false
 	return f.typ, f.bodyLen, nil
 }
 
@@ -122,7 +123,17 @@ func (f *framer) body() ([]byte, error) {
 	if _, err := io.ReadFull(f.r, b); err != nil {
 		return nil, unexpectedEOF(err)
 	}
+	f.read = true
 	return b, nil
+}
+
+// lastBody returns the current message's body if body() read it (nil
+// otherwise); valid until the next call to next/body.
+func (f *framer) lastBody() []byte {
+	if !f.read {
+		return nil
+	}
+	return f.buf[:f.bodyLen]
 }
 
 // release drops an oversized body buffer (call when going idle).

@@ -105,7 +105,7 @@ func FuzzFrames(f *testing.F) {
 		w := newLazyWriter(&out, 16)
 		var fm frontendMsgs
 		var bm backendMsgs
-		ss := &session{marker: "pgwarden_refused_00_"}
+		ss := &session{marker: "pgwarden_refused_00_", tr: NewTracker()}
 		for i := 0; i < 1000; i++ {
 			typ, n, err := fr.next()
 			if err != nil {
@@ -214,7 +214,7 @@ func FuzzClientLoop(f *testing.F) {
 		cr := bufio.NewReaderSize(bytes.NewReader(data), 16)
 		ss := &session{
 			srv: srv, log: zerolog.Nop(), cr: cr, cf: newClientFramer(cr, srv.cfg.MaxMessageBytes),
-			uw: newLazyWriter(&out, 16), idle: make(chan struct{}, 1), marker: "pgwarden_refused_00_",
+			uw: newLazyWriter(&out, 16), idle: make(chan struct{}, 1), marker: "pgwarden_refused_00_", tr: NewTracker(),
 		}
 		if hooked {
 			ss.hooks = passHooks{}
@@ -307,8 +307,8 @@ func TestFatalSeverityAndMarker(t *testing.T) {
 	if fatalSeverity(enc(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "42601", Message: "FATAL"})) {
 		t.Fatal("ERROR seen as FATAL")
 	}
-	ss := &session{marker: "pgwarden_refused_ab_"}
-	ss.st.refusals = []refusal{{seq: 1, rfq: 1, err: errForbidden}, {seq: 12, rfq: 2, err: errExpired}}
+	ss := &session{marker: "pgwarden_refused_ab_", tr: NewTracker()}
+	ss.tr.refusals = []refusal{{seq: 1, rfq: 1, err: errForbidden}, {seq: 12, rfq: 2, err: errExpired}}
 	ss.nRefusals.Store(2)
 	body := enc(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: `syntax error at or near "pgwarden_refused_ab_12"`})
 	if e := ss.matchRefusal(body); e != errExpired {

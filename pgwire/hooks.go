@@ -41,7 +41,21 @@ type Session interface {
 	// Terminate ends the session: the client receives err (FATAL) and both
 	// connections are closed. Safe to call from any goroutine.
 	Terminate(err *pgerr.Error)
+	// Tracker is the session's protocol state: which request the server
+	// answers now, the prepared statements and portals (tracker.go).
+	Tracker() *Tracker
+	// WatchClient may only be called from OnClient, before it blocks for
+	// long (an approval hold): until stop is called, pgwire reads ahead on
+	// the client connection, and when the client closes it or sends
+	// Terminate the session ends at once and OnClient's ctx is cancelled
+	// with cause ErrClientGone. Messages the client pipelined are kept for
+	// after OnClient returns. stop must be called before OnClient returns.
+	WatchClient() (stop func())
 }
+
+// ErrClientGone is the cause of the context passed to Hooks.OnClient when
+// the client closed its connection or sent Terminate during WatchClient.
+var ErrClientGone = errors.New("pgwire: client closed the connection")
 
 // ErrBusy is returned by Session.Query when no side query can run now.
 var ErrBusy = errors.New("pgwire: upstream busy inside an extended-protocol batch")
@@ -57,6 +71,16 @@ type Verdict struct {
 	// Replace, when set (and Refuse is nil), is forwarded instead of the
 	// original message.
 	Replace pgproto3.FrontendMessage
+	// Data is the hooks' own, kept with the forwarded message's Request
+	// (Tracker.Head) and, for a Parse or Bind, with the Statement or
+	// Portal it makes.
+	Data any
+	// Statements describes a Query's statements in order: what each does
+	// to prepared statements, portals and the transaction once the server
+	// confirms it (its CommandComplete), and the hooks' data for its result.
+	// Without it the tracker knows nothing of the Query's PREPAREs,
+	// DECLAREs, ... (a refused Query has none).
+	Statements []QueryStatement
 }
 
 // Hooks sees one session's messages. OnClient runs on the client-reading

@@ -1,8 +1,10 @@
 package pgwire
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -65,7 +67,9 @@ func (ss *session) end(why string, perr *pgerr.Error, cause error) {
 		ss.endMu.Unlock()
 		ss.cancel()
 		past := time.Now().Add(-time.Second)
+		ss.dlMu.Lock() // after cancel: see WatchClient's stop
 		_ = ss.client.SetReadDeadline(past)
+		ss.dlMu.Unlock()
 		_ = ss.client.SetWriteDeadline(past)
 		_ = ss.up.SetDeadline(past)
 	})
@@ -191,10 +195,10 @@ func (ss *session) commitPending() error {
 	if len(ss.pending) == 0 {
 		return nil
 	}
-	ss.st.Lock()
-	ss.st.owed += ss.pendingOwed
-	ss.st.unsyncedFlushed = ss.batchOpen
-	ss.st.Unlock()
+	ss.tr.mu.Lock()
+	ss.tr.owed += ss.pendingOwed
+	ss.tr.unsyncedFlushed = ss.batchOpen
+	ss.tr.mu.Unlock()
 	ss.pendingOwed = 0
 	_, err := ss.uw.Write(ss.pending)
 	if cap(ss.pending) > 4*keepBodyCap {
@@ -296,7 +300,8 @@ func (ss *session) clientLoopErr() error {
 // held in ss.pending (raw when not wanted; decided by OnClient when wanted).
 func (ss *session) hookClient(typ byte, n int) error {
 	f := ss.cf
-	if !ss.hooks.WantClient(typ) {
+	want := ss.hooks.WantClient(typ)
+	if !want && !tracked(typ) {
 		start := len(ss.pending)
 		ss.pending = append(ss.pending, f.header()...)
 		ss.pending = grow(ss.pending, n)
@@ -315,7 +320,10 @@ func (ss *session) hookClient(typ byte, n int) error {
 	if err != nil {
 		return pgerr.Fatal(pgerr.ProtocolViolation, "malformed %s message", msgName(typ)).WithCause(err)
 	}
-	v := ss.callOnClient(msg)
+	var v Verdict
+	if want {
+		v = ss.callOnClient(msg)
+	}
 	switch {
 	case v.Refuse != nil:
 		return ss.refuse(typ, msg, v.Refuse)
@@ -327,10 +335,12 @@ func (ss *session) hookClient(typ byte, n int) error {
 		}
 		ss.pending = out
 		ss.noteForwarded(out[start]) // the replacement's own type byte
+		ss.tr.client(v.Replace, &v)
 	default:
 		ss.pending = append(ss.pending, f.header()...)
 		ss.pending = append(ss.pending, body...)
 		ss.noteForwarded(typ)
+		ss.tr.client(msg, &v)
 	}
 	return nil
 }
@@ -406,11 +416,12 @@ func (ss *session) refuse(typ byte, msg pgproto3.FrontendMessage, e *pgerr.Error
 		return internalError(err)
 	}
 	ss.pending = out
-	ss.st.Lock()
-	ss.st.refusals = append(ss.st.refusals, refusal{seq: ss.seq, rfq: rfq, err: e})
-	ss.st.Unlock()
+	ss.tr.mu.Lock()
+	ss.tr.refusals = append(ss.tr.refusals, refusal{seq: ss.seq, rfq: rfq, err: e})
+	ss.tr.mu.Unlock()
 	ss.nRefusals.Add(1)
 	ss.noteForwarded(ptyp)
+	ss.tr.client(poison, &Verdict{}) // what PostgreSQL will answer
 	return nil
 }
 
@@ -484,6 +495,11 @@ func (ss *session) serverLoopErr() error {
 			if err := ss.hookServer(typ); err != nil {
 				return err
 			}
+		} else if hooked && (typ == 'C' || typ == 'Z') {
+			// the tracker reads the command tag and the transaction status
+			if err := ss.forwardBody(); err != nil {
+				return err
+			}
 		} else {
 			ss.cwMu.Lock()
 			err := f.forward(ss.cw)
@@ -492,19 +508,27 @@ func (ss *session) serverLoopErr() error {
 				return err
 			}
 		}
+		if hooked {
+			var body []byte
+			if typ == 'C' || typ == 'Z' {
+				body = f.lastBody()
+			}
+			ss.tr.server(typ, body)
+		}
 		switch typ {
 		case 'Z':
 			if hooked {
-				ss.readyForQuery()
+				ss.tr.mu.Lock()
+				n := len(ss.tr.refusals)
+				ss.tr.mu.Unlock()
+				ss.nRefusals.Store(int32(n))
+				ss.signalIdle()
 			}
 			if err := ss.flushClient(); err != nil {
 				return err
 			}
 		case 'G', 'W':
 			if hooked {
-				ss.st.Lock()
-				ss.st.copyIn = true
-				ss.st.Unlock()
 				ss.signalIdle()
 			}
 			if err := ss.flushClient(); err != nil {
@@ -524,29 +548,21 @@ func (ss *session) signalIdle() {
 	}
 }
 
-// readyForQuery updates the shared state for a client-bound ReadyForQuery:
-// one fewer owed, refusals whose statement was skipped are dropped.
-func (ss *session) readyForQuery() {
-	ss.st.Lock()
-	if ss.st.owed > 0 {
-		ss.st.owed--
+// forwardBody forwards the current server message through the framer's
+// body buffer, so the tracker can read it afterwards (lastBody).
+func (ss *session) forwardBody() error {
+	body, err := ss.uf.body()
+	if err != nil {
+		return err
 	}
-	ss.st.copyIn = false
-	ss.st.rfqSeen++
-	if len(ss.st.refusals) > 0 {
-		k := 0
-		for _, r := range ss.st.refusals {
-			if r.rfq > ss.st.rfqSeen {
-				ss.st.refusals[k] = r
-				k++
-			}
-		}
-		clear(ss.st.refusals[k:])
-		ss.st.refusals = ss.st.refusals[:k]
-		ss.nRefusals.Store(int32(k))
+	ss.cwMu.Lock()
+	_, _ = ss.cw.Write(ss.uf.header())
+	_, err = ss.cw.Write(body)
+	ss.cwMu.Unlock()
+	if err != nil {
+		return writeErr{err}
 	}
-	ss.st.Unlock()
-	ss.signalIdle()
+	return nil
 }
 
 // serverError handles an ErrorResponse: a poison's error is replaced by the
@@ -618,11 +634,11 @@ func (ss *session) matchRefusal(body []byte) *pgerr.Error {
 	if err != nil {
 		return nil
 	}
-	ss.st.Lock()
-	defer ss.st.Unlock()
-	for k, r := range ss.st.refusals {
+	ss.tr.mu.Lock()
+	defer ss.tr.mu.Unlock()
+	for k, r := range ss.tr.refusals {
 		if r.seq == seq {
-			ss.st.refusals = append(ss.st.refusals[:k], ss.st.refusals[k+1:]...)
+			ss.tr.refusals = append(ss.tr.refusals[:k], ss.tr.refusals[k+1:]...)
 			ss.nRefusals.Add(-1)
 			return r.err
 		}
@@ -683,6 +699,73 @@ func (ss *session) hookServerBody(typ byte, body []byte) error {
 var _ Session = (*session)(nil)
 
 func (ss *session) Info() SessionInfo { return ss.info }
+
+// Tracker returns the session's protocol tracker.
+func (ss *session) Tracker() *Tracker { return ss.tr }
+
+// WatchClient reads ahead on the client connection while OnClient blocks
+// (see Session.WatchClient). Only the client goroutine reads ss.cr, and it
+// is inside OnClient until stop returns, so the watcher may: it only
+// peeks, never consumes, so pipelined messages stay for the client loop.
+func (ss *session) WatchClient() (stop func()) {
+	if !ss.inOnClient || ss.client == nil {
+		return func() {}
+	}
+	stopping := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		scanned := 0 // buffered bytes already walked message by message
+		for {
+			b, _ := ss.cr.Peek(ss.cr.Buffered())
+			for scanned+5 <= len(b) {
+				if b[scanned] == 'X' {
+					ss.clientGone(reasonClientTerminated)
+					return
+				}
+				scanned += 1 + int(binary.BigEndian.Uint32(b[scanned+1:]))
+			}
+			_, err := ss.cr.Peek(len(b) + 1)
+			if err == nil {
+				continue
+			}
+			select {
+			case <-stopping:
+				return
+			default:
+			}
+			if errors.Is(err, bufio.ErrBufferFull) || isTimeout(err) {
+				return // cannot look further ahead (or the session ends anyway)
+			}
+			ss.clientGone(reasonClientClosed) // EOF, reset: the client is gone
+			return
+		}
+	}()
+	return func() {
+		close(stopping)
+		ss.dlMu.Lock()
+		_ = ss.client.SetReadDeadline(time.Now().Add(-time.Second))
+		ss.dlMu.Unlock()
+		<-done
+		ss.dlMu.Lock()
+		if ss.ctx.Err() == nil { // end() cancels before it sets its own deadline
+			_ = ss.client.SetReadDeadline(time.Time{})
+		}
+		ss.dlMu.Unlock()
+	}
+}
+
+// clientGone ends the session because the client left while OnClient
+// blocked: OnClient's context ends with cause ErrClientGone.
+func (ss *session) clientGone(why string) {
+	if why == reasonClientTerminated {
+		ss.clientTerminated.Store(true)
+	}
+	ss.hookMu.Lock()
+	ss.hookCancel(ErrClientGone)
+	ss.hookMu.Unlock()
+	ss.end(why, nil, nil)
+}
 
 // Notice sends n to the client now (whole message, flushed).
 func (ss *session) Notice(n *pgproto3.NoticeResponse) error {
@@ -782,10 +865,10 @@ func (ss *session) Query(ctx context.Context, sql string, args ...string) ([][]s
 			return nil, err
 		}
 		for {
-			ss.st.Lock()
-			busy := ss.st.copyIn || ss.st.unsyncedFlushed
-			owed := ss.st.owed
-			ss.st.Unlock()
+			ss.tr.mu.Lock()
+			busy := ss.tr.copyIn || ss.tr.unsyncedFlushed
+			owed := ss.tr.owed
+			ss.tr.mu.Unlock()
 			if busy {
 				return nil, ErrBusy
 			}

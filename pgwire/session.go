@@ -84,6 +84,7 @@ type session struct {
 	hookCtx    context.Context
 	hookCancel context.CancelCauseFunc
 
+	dlMu     sync.Mutex // the client's read deadline: end() and WatchClient
 	endOnce  sync.Once
 	endMu    sync.Mutex
 	endWhy   string
@@ -107,14 +108,7 @@ type session struct {
 	// clientTerminated: the client sent Terminate (set before it is forwarded)
 	clientTerminated atomic.Bool
 
-	st struct { // shared between the relay goroutines
-		sync.Mutex
-		owed            int  // ReadyForQuery owed by the upstream for forwarded messages
-		unsyncedFlushed bool // extended messages reached the upstream without their Sync
-		copyIn          bool
-		rfqSeen         uint64
-		refusals        []refusal
-	}
+	tr   *Tracker      // protocol state, shared between the relay goroutines (tracker.go)
 	idle chan struct{} // cap 1: state changed (owed, copyIn)
 
 	fmsgs frontendMsgs
@@ -432,7 +426,7 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 	ss := &session{
 		srv: s, lease: lease, client: conn, cr: cr, cw: cw, up: up,
 		ur: bufio.NewReaderSize(up, upReadBuf), uw: newLazyWriter(up, upWriteBuf),
-		upPID: hc.PID, upSecret: hc.SecretKey, idle: make(chan struct{}, 1),
+		upPID: hc.PID, upSecret: hc.SecretKey, idle: make(chan struct{}, 1), tr: NewTracker(),
 		info: SessionInfo{
 			ID: sessionID, Principal: principal, ClientAddr: raw.RemoteAddr().String(),
 			ApplicationName: appName, Database: database, BackendUser: lease.Username(),

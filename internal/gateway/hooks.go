@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,23 +25,22 @@ import (
 
 // hooks is one session's policy, approval, masking and recording logic,
 // plugged into the relay through pgwire.Hooks. OnClient runs on the
-// client-reading goroutine and OnServer on the server-reading one; the
-// expectation FIFO and the statement/portal maps are shared under mu.
+// client-reading goroutine and OnServer on the server-reading one; which
+// request the server answers and which statements and portals exist is
+// the session's pgwire.Tracker (tr), which the gateway's data hangs on.
 type hooks struct {
 	g      *Gateway
 	s      pgwire.Session
+	tr     *pgwire.Tracker
 	info   pgwire.SessionInfo
 	groups []string
 	unmask bool
 	rec    *sessions.SessionRecorder
-	pol    *sqlpolicy.Session
+	// pol resolves EXECUTEs (client goroutine only): it is loaded with the
+	// prepared statements the tracker knows right before each Resolve.
+	pol *sqlpolicy.Session
 
 	mu        sync.Mutex
-	q         []*expect
-	qbuf      []*expect // q's backing array from its front (pushLocked)
-	skipping  bool      // an extended-protocol error was seen; messages until Sync get no answer
-	stmts     map[string]*prepared
-	portals   map[string]*portal
 	reason    string // SET pgwarden.reason
 	ddlSeen   bool   // a DDL statement ran: refresh the catalog at ReadyForQuery
 	maxRows   int
@@ -58,12 +58,11 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 	h := &hooks{
 		g:         g,
 		s:         s,
+		tr:        s.Tracker(),
 		info:      info,
 		groups:    info.Principal.Groups,
 		unmask:    g.policy.Unmask(info.Principal.Groups),
 		pol:       g.classifier.NewSession(),
-		stmts:     map[string]*prepared{},
-		portals:   map[string]*portal{},
 		maxRows:   g.cfg.Recording.MaxRows,
 		recording: g.cfg.Recording.Results && g.cfg.Recording.MaxRows > 0,
 	}
@@ -87,7 +86,7 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 
 func (h *hooks) WantClient(typ byte) bool {
 	switch typ {
-	case 'Q', 'P', 'B', 'E', 'D', 'C', 'S', 'F':
+	case 'Q', 'P', 'B', 'E', 'F':
 		return true
 	}
 	return false
@@ -103,45 +102,12 @@ func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwi
 		return h.onBind(m)
 	case *pgproto3.Execute:
 		return h.onExecute(ctx, m)
-	case *pgproto3.Describe:
-		h.mu.Lock()
-		if !h.skipping {
-			if m.ObjectType == 'S' {
-				st := h.stmts[m.Name]
-				if st == nil {
-					st = &prepared{name: m.Name} // unknown to us: PostgreSQL answers with an error
-				}
-				h.pushLocked(&expect{kind: expDescS, name: m.Name, stmt: st})
-			} else {
-				h.pushLocked(&expect{kind: expDescP, name: m.Name, portal: h.portals[m.Name]})
-			}
-		}
-		h.mu.Unlock()
-	case *pgproto3.Close:
-		h.pol.Close(m.ObjectType, m.Name)
-		h.mu.Lock()
-		if m.ObjectType == 'S' {
-			delete(h.stmts, m.Name)
-		} else {
-			delete(h.portals, m.Name)
-		}
-		if !h.skipping {
-			h.pushLocked(&expect{kind: expClose})
-		}
-		h.mu.Unlock()
-	case *pgproto3.Sync:
-		h.mu.Lock()
-		h.skipping = false
-		h.pushLocked(&expect{kind: expSync})
-		h.mu.Unlock()
 	case *pgproto3.FunctionCall:
 		if perr := h.recordingRefusal(); perr != nil {
-			h.push(&expect{kind: expFunc})
 			return pgwire.Verdict{Refuse: perr}
 		}
 		st := sqlpolicy.FunctionCall(m.Function)
 		d := h.g.policy.Decide(h.groups, st)
-		h.push(&expect{kind: expFunc})
 		if !d.Allowed || d.NeedsApproval {
 			err := d.Err
 			if err == nil {
@@ -152,35 +118,6 @@ func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwi
 		}
 	}
 	return pgwire.Verdict{}
-}
-
-func (h *hooks) push(e *expect) {
-	h.mu.Lock()
-	h.pushLocked(e)
-	h.mu.Unlock()
-}
-
-// pushLocked appends e to the expectation FIFO (h.mu held). An empty FIFO
-// starts again at the front of its backing array, so a session in the
-// usual request/response rhythm appends without growing it.
-func (h *hooks) pushLocked(e *expect) {
-	if len(h.q) == 0 && h.qbuf != nil {
-		h.q = h.qbuf[:0]
-	}
-	c := cap(h.q)
-	h.q = append(h.q, e)
-	if cap(h.q) != c { // a new backing array
-		h.qbuf = h.q[:0]
-	}
-}
-
-// popLocked removes the first n expectations (h.mu held), clearing their
-// slots so that a finished statement's run and rows are not kept alive.
-func (h *hooks) popLocked(n int) {
-	for i := 0; i < n; i++ {
-		h.q[i] = nil
-	}
-	h.q = h.q[n:]
 }
 
 // recordingRefusal is non-nil when statements must not run because the
@@ -247,18 +184,16 @@ func stmtActions(stmts []sqlpolicy.Statement) []string {
 func (h *hooks) onQuery(ctx context.Context, m *pgproto3.Query) pgwire.Verdict {
 	sql := m.String
 	if perr := h.recordingRefusal(); perr != nil {
-		h.push(&expect{kind: expQuery})
 		return pgwire.Verdict{Refuse: perr}
 	}
 	an, _ := h.g.classifier.Classify(sql) // unparseable: one admin statement (fail closed)
-	stmts := h.pol.Resolve(an)
-	d := h.g.policy.Evaluate(ctx, h.groups, stmts, nil, estimator{h})
+	stmts := h.resolve(an.Statements, 0)
+	d := h.g.policy.Evaluate(ctx, h.groups, stmts, nil, h.estimatorFor(an.Statements))
 	actions := actionStrings(d.Actions, len(stmts))
 	if len(actions) != len(stmts) {
 		actions = stmtActions(stmts)
 	}
 	refuse := func(perr *pgerr.Error) pgwire.Verdict {
-		h.push(&expect{kind: expQuery})
 		h.recordRefusal(sql, nil, actions, "deny", perr)
 		return pgwire.Verdict{Refuse: perr}
 	}
@@ -272,14 +207,12 @@ func (h *hooks) onQuery(ctx context.Context, m *pgproto3.Query) pgwire.Verdict {
 	if d.NeedsApproval {
 		id, perr := h.hold(ctx, sql, nil, actions, d)
 		if perr != nil {
-			h.push(&expect{kind: expQuery})
 			return pgwire.Verdict{Refuse: perr}
 		}
 		decision, approvalID = "approved", id
 	}
-	h.pol.Apply(stmts)
 	now := time.Now()
-	runs := make([]*run, len(stmts))
+	qs := make([]pgwire.QueryStatement, len(stmts))
 	for i, st := range stmts {
 		if st.IsDDL {
 			h.mu.Lock()
@@ -293,13 +226,11 @@ func (h *hooks) onQuery(ctx context.Context, m *pgproto3.Query) pgwire.Verdict {
 				h.mu.Unlock()
 			}
 		}
-		runs[i] = &run{sql: st.SQL, full: sql, idx: i, actions: []string{actions[i]}, decision: decision, approval: approvalID, start: now}
-		if ms := h.maskSQLFor(st); ms != "" {
-			runs[i].full, runs[i].idx = ms, 0 // EXECUTE: trace the prepared statement
-		}
+		// EXECUTE: its rows are traced with the prepared statement (execName)
+		r := &run{sql: st.SQL, full: sql, idx: i, execName: st.Execute, actions: []string{actions[i]}, decision: decision, approval: approvalID, start: now}
+		qs[i] = pgwire.QueryStatement{Effect: h.effect(an.Statements[i], []string{actions[i]}), Data: r}
 	}
-	h.push(&expect{kind: expQuery, runs: runs})
-	return pgwire.Verdict{}
+	return pgwire.Verdict{Statements: qs}
 }
 
 // reasonSetting returns the value of `SET pgwarden.reason = '...'` (the
@@ -331,13 +262,17 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 	if perr := h.recordingRefusal(); perr != nil {
 		return pgwire.Verdict{Refuse: perr}
 	}
-	an, _ := h.pol.Parse(m.Name, m.Query)
+	// The statement as PostgreSQL will prepare it (one statement; several
+	// are refused by the server, and here need all their actions).
+	an, _ := h.pol.Parse("", m.Query)
+	combined, _ := h.pol.Lookup("")
 	// A Parse of SQL-level EXECUTE/PREPARE/DEALLOCATE (some drivers send
 	// every statement through Parse): EXECUTE is what its prepared statement does.
-	stmts := h.pol.Resolve(an)
-	p := &prepared{name: m.Name, sql: m.Query, actions: stmtActions(stmts), paramOIDs: append([]uint32(nil), m.ParameterOIDs...)}
-	// Decided now with the unrefined statements; the planner estimate
-	// (bulk_delete) and approvals wait for Execute and its parameters.
+	stmts := h.resolve(an.Statements, 0)
+	p := &prepared{policy: combined, actions: stmtActions(stmts), paramOIDs: append([]uint32(nil), m.ParameterOIDs...)}
+	// Decided now with the unrefined statements, so a statement that can
+	// never run is refused at once; every Execute is decided again, with
+	// its parameters and the prepared statements of that moment.
 	d := h.g.policy.DecideAll(h.groups, stmts)
 	perr := d.Err
 	if d.Allowed {
@@ -345,47 +280,44 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 	}
 	if !d.Allowed || perr != nil {
 		h.recordRefusal(m.Query, nil, p.actions, "deny", perr)
-		h.pol.Close('S', m.Name)
 		return pgwire.Verdict{Refuse: perr}
 	}
 	for _, st := range stmts {
-		if st.NeedsEstimate {
-			p.deferred = true
-		}
 		if st.IsDDL {
 			h.mu.Lock()
 			h.ddlSeen = true
 			h.mu.Unlock()
 		}
 	}
-	p.deferred = p.deferred || d.NeedsApproval
-	h.pol.Apply(stmts) // a PREPARE/DEALLOCATE sent through Parse
-	if len(stmts) == 1 {
-		p.maskSQL = h.maskSQLFor(stmts[0])
-	}
-	h.mu.Lock()
-	h.stmts[m.Name] = p
-	if !h.skipping {
-		h.pushLocked(&expect{kind: expParse, name: m.Name, stmt: p})
-	}
-	h.mu.Unlock()
-	return pgwire.Verdict{}
+	return pgwire.Verdict{Data: p}
 }
 
 func (h *hooks) onBind(m *pgproto3.Bind) pgwire.Verdict {
-	h.pol.Bind(m.DestinationPortal, m.PreparedStatement)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st := h.stmts[m.PreparedStatement]
+	var oids []uint32
+	st, _ := h.tr.ClientStatement(m.PreparedStatement)
+	if p := prep(st); p != nil {
+		oids = p.paramOIDs
+	}
+	return pgwire.Verdict{Data: &portal{params: h.textParams(m, oids), formats: append([]int16(nil), m.ResultFormatCodes...)}}
+}
+
+// prep is the gateway's data of a tracked statement (nil: none, or a
+// refused message's poison).
+func prep(st *pgwire.Statement) *prepared {
 	if st == nil {
-		st = &prepared{name: m.PreparedStatement} // PostgreSQL will refuse it
+		return nil
 	}
-	pt := &portal{name: m.DestinationPortal, stmt: st, params: h.textParams(m, st.paramOIDs), formats: append([]int16(nil), m.ResultFormatCodes...)}
-	h.portals[m.DestinationPortal] = pt
-	if !h.skipping {
-		h.pushLocked(&expect{kind: expBind, name: m.DestinationPortal, portal: pt})
+	p, _ := st.Data.(*prepared)
+	return p
+}
+
+// portalData is the gateway's data of a tracked portal.
+func portalData(pt *pgwire.Portal) *portal {
+	if pt == nil {
+		return nil
 	}
-	return pgwire.Verdict{}
+	p, _ := pt.Data.(*portal)
+	return p
 }
 
 // textParams copies bind parameters out of the reused message buffer, in
@@ -449,41 +381,176 @@ func plainParams(ps []*string) []string {
 }
 
 func (h *hooks) onExecute(ctx context.Context, m *pgproto3.Execute) pgwire.Verdict {
-	h.mu.Lock()
-	pt := h.portals[m.Portal]
-	skipping := h.skipping
-	h.mu.Unlock()
-	if skipping {
-		return pgwire.Verdict{}
+	if h.tr.State() == pgwire.StateSkipping {
+		return pgwire.Verdict{} // the server skips it until Sync: nothing runs
 	}
 	// A statement prepared while the store was healthy runs here without a
 	// new Parse: check again (fail closed).
 	if perr := h.recordingRefusal(); perr != nil {
 		return pgwire.Verdict{Refuse: perr}
 	}
+	// Every Execute is decided now, for the statement its portal runs as
+	// the server will have it (and, while a request in flight may change
+	// it, as it has it now): an EXECUTE's prepared statement may have been
+	// deallocated and prepared again since the Parse.
+	latest, current := h.tr.ClientPortal(m.Portal)
 	r := &run{decision: "allow", start: time.Now()}
-	if pt != nil && pt.stmt != nil {
-		r.sql, r.full, r.params, r.actions = pt.stmt.sql, pt.stmt.traceSQL(), pt.params, pt.stmt.actions
-		if pt.stmt.deferred {
-			st, _ := h.pol.Portal(m.Portal)
-			stmts := h.pol.Resolve(&sqlpolicy.Analysis{Statements: []sqlpolicy.Statement{st}})
-			d := h.g.policy.Evaluate(ctx, h.groups, stmts, plainParams(pt.params), estimator{h})
-			r.actions = actionStrings(d.Actions, 1)
-			if !d.Allowed {
-				h.recordRefusal(pt.stmt.sql, pt.params, r.actions, "deny", d.Err)
-				return pgwire.Verdict{Refuse: d.Err}
-			}
-			if d.NeedsApproval {
-				id, perr := h.hold(ctx, pt.stmt.sql, pt.params, r.actions, d)
-				if perr != nil {
-					return pgwire.Verdict{Refuse: perr}
+	var worst *sqlpolicy.Decision
+	var effect pgwire.Effect
+	for i, pt := range [2]*pgwire.Portal{latest, current} {
+		if pt == nil || i == 1 && pt == latest {
+			continue
+		}
+		pd := portalData(pt)
+		if pt.Stmt == nil { // a DECLAREd cursor: Execute is its FETCH, checked at DECLARE
+			if i == 0 {
+				r.sql = pt.SQL
+				if pd != nil {
+					r.actions = pd.actions
 				}
-				r.decision, r.approval = "approved", id
+			}
+			continue
+		}
+		p := prep(pt.Stmt)
+		if p == nil {
+			continue // a poison: the server refuses it
+		}
+		var params []*string
+		if pd != nil {
+			params = pd.params
+		}
+		if i == 0 {
+			r.sql, r.params, r.actions = pt.Stmt.SQL, params, p.actions
+			effect = h.effect(p.policy, p.actions)
+		}
+		var d sqlpolicy.Decision
+		if p.policy.Execute == "" && !p.policy.NeedsEstimate {
+			d = h.g.policy.Decide(h.groups, p.policy) // the common case: no allocation
+		} else {
+			stmts := h.resolve([]sqlpolicy.Statement{p.policy}, 0)
+			d = h.g.policy.Evaluate(ctx, h.groups, stmts, plainParams(params), h.estimatorFor(nil))
+			if i == 0 {
+				r.actions = actionStrings(d.Actions, 1)
 			}
 		}
+		if worst == nil || !d.Allowed || d.NeedsApproval && worst.Allowed && !worst.NeedsApproval {
+			worst = &d
+		}
 	}
-	h.push(&expect{kind: expExecute, name: m.Portal, run: r, portal: pt})
-	return pgwire.Verdict{}
+	if worst == nil && latest == nil && current == nil {
+		// A portal pgwarden does not know: fail closed (the server would
+		// not know it either).
+		st, _ := h.pol.Portal(m.Portal)
+		d := h.g.policy.Decide(h.groups, st)
+		worst = &d
+		r.sql, r.actions = st.SQL, []string{string(st.Action)}
+	}
+	if worst != nil {
+		if !worst.Allowed {
+			h.recordRefusal(r.sql, r.params, r.actions, "deny", worst.Err)
+			return pgwire.Verdict{Refuse: worst.Err}
+		}
+		if worst.NeedsApproval {
+			id, perr := h.hold(ctx, r.sql, r.params, r.actions, *worst)
+			if perr != nil {
+				return pgwire.Verdict{Refuse: perr}
+			}
+			r.decision, r.approval = "approved", id
+		}
+	}
+	v := pgwire.Verdict{Data: r}
+	if effect.Kind != pgwire.EffectNone {
+		v.Statements = []pgwire.QueryStatement{{Effect: effect, Data: r}}
+	}
+	return v
+}
+
+// resolve returns stmts with every EXECUTE replaced by what its prepared
+// statement does: as the server will have it once the requests in flight
+// are done and, where that differs, as it has it now (both must be
+// allowed), and with the PREPAREs and DEALLOCATEs earlier in stmts.
+func (h *hooks) resolve(stmts []sqlpolicy.Statement, depth int) []sqlpolicy.Statement {
+	type version struct {
+		name string
+		st   sqlpolicy.Statement
+	}
+	var vs []version
+	for _, st := range stmts {
+		if st.Execute == "" {
+			continue
+		}
+		latest, current := h.tr.ClientStatement(st.Execute)
+		for i, s := range [2]*pgwire.Statement{latest, current} {
+			p := prep(s)
+			if p == nil || i == 1 && s == latest {
+				continue
+			}
+			ps := p.policy
+			if ps.Execute != "" { // a Parse of "EXECUTE other"
+				if depth >= 3 {
+					continue // unknown: fail closed
+				}
+				ps = h.resolve([]sqlpolicy.Statement{ps}, depth+1)[0]
+			}
+			vs = append(vs, version{st.Execute, ps})
+		}
+	}
+	if vs == nil {
+		if len(stmts) == 1 && stmts[0].Execute != "" {
+			h.pol.Apply([]sqlpolicy.Statement{{DeallocateAll: true}})
+			return h.pol.Resolve(&sqlpolicy.Analysis{Statements: stmts}) // unknown: admin
+		}
+		for _, st := range stmts {
+			if st.Execute != "" || st.Prepare != nil {
+				h.pol.Apply([]sqlpolicy.Statement{{DeallocateAll: true}})
+				return h.pol.Resolve(&sqlpolicy.Analysis{Statements: stmts})
+			}
+		}
+		return stmts
+	}
+	h.pol.Apply([]sqlpolicy.Statement{{DeallocateAll: true}})
+	for _, v := range vs {
+		// two versions of one name: the registry keeps the union
+		h.pol.Apply([]sqlpolicy.Statement{{Prepare: &sqlpolicy.PrepareInfo{Name: v.name, Statement: v.st}}})
+	}
+	return h.pol.Resolve(&sqlpolicy.Analysis{Statements: stmts})
+}
+
+// effect is what statement st does to prepared statements, portals or the
+// transaction once the server confirms it (pgwire.Effect).
+func (h *hooks) effect(st sqlpolicy.Statement, actions []string) pgwire.Effect {
+	switch {
+	case st.Prepare != nil:
+		p := &prepared{policy: st.Prepare.Statement, actions: []string{string(st.Prepare.Statement.Action)}}
+		return pgwire.Effect{Kind: pgwire.EffectPrepare, Name: st.Prepare.Name, SQL: st.SQL, Data: p}
+	case st.DeallocateAll && st.CloseAll:
+		return pgwire.Effect{Kind: pgwire.EffectDiscardAll}
+	case st.DeallocateAll:
+		return pgwire.Effect{Kind: pgwire.EffectDeallocateAll}
+	case st.Deallocate != "":
+		return pgwire.Effect{Kind: pgwire.EffectDeallocate, Name: st.Deallocate}
+	case st.Cursor != "":
+		return pgwire.Effect{Kind: pgwire.EffectDeclare, Name: st.Cursor, SQL: st.SQL, Hold: withHold(st.SQL), Data: &portal{actions: actions}}
+	case st.CloseAll:
+		return pgwire.Effect{Kind: pgwire.EffectCloseAll}
+	case st.ClosePortal != "":
+		return pgwire.Effect{Kind: pgwire.EffectClosePortal, Name: st.ClosePortal}
+	case st.Tx == sqlpolicy.TxCommit:
+		return pgwire.Effect{Kind: pgwire.EffectCommit}
+	case st.Tx == sqlpolicy.TxRollback:
+		return pgwire.Effect{Kind: pgwire.EffectRollback}
+	}
+	return pgwire.Effect{}
+}
+
+// withHold reports whether sql is a DECLARE ... WITH HOLD.
+func withHold(sql string) bool {
+	tree, err := pg_query.Parse(sql)
+	if err != nil || len(tree.Stmts) != 1 {
+		return false
+	}
+	d := tree.Stmts[0].Stmt.GetDeclareCursorStmt()
+	return d != nil && d.Options&0x0020 != 0 // CURSOR_OPT_HOLD
 }
 
 // hold runs the approval workflow for a statement that needs a second
@@ -571,20 +638,155 @@ func normalize(sql string) string {
 	return out
 }
 
-// estimator asks the planner on the user's own session.
-type estimator struct{ h *hooks }
+// estimator asks the planner on the user's own session. A statement that
+// does not run itself is estimated for what it runs: EXPLAIN ANALYZE for
+// its inner statement (EXPLAIN of an EXPLAIN is a syntax error), EXECUTE
+// for its prepared statement with the EXECUTE's arguments — the one a
+// PREPARE earlier in the same query string makes (the server does not have
+// it yet), else every version the tracker knows (the largest estimate wins).
+type estimator struct {
+	h       *hooks
+	inQuery []sqlpolicy.Statement // the statements of the query string being decided
+}
+
+func (h *hooks) estimatorFor(inQuery []sqlpolicy.Statement) estimator {
+	return estimator{h: h, inQuery: inQuery}
+}
 
 func (e estimator) EstimateRows(ctx context.Context, sql string, params []string) (float64, error) {
-	args := make([]string, len(params))
-	copy(args, params)
-	rows, err := e.h.s.Query(ctx, "EXPLAIN (FORMAT JSON) "+sql, args...)
+	targets, err := e.expand(sql, params, 0)
 	if err != nil {
 		return 0, err
 	}
-	if len(rows) == 0 || len(rows[0]) == 0 {
-		return 0, errors.New("empty EXPLAIN output")
+	best := -1.0
+	for _, t := range targets {
+		args := make([]string, len(t.params))
+		copy(args, t.params)
+		rows, err := e.h.s.Query(ctx, "EXPLAIN (FORMAT JSON) "+t.sql, args...)
+		if err != nil {
+			return 0, err
+		}
+		if len(rows) == 0 || len(rows[0]) == 0 {
+			return 0, errors.New("empty EXPLAIN output")
+		}
+		n, err := sqlpolicy.ParseExplainRows([]byte(rows[0][0]))
+		if err != nil {
+			return 0, err
+		}
+		best = max(best, n)
 	}
-	return sqlpolicy.ParseExplainRows([]byte(rows[0][0]))
+	return best, nil
+}
+
+// estimateTarget is a statement text to EXPLAIN with its parameters.
+type estimateTarget struct {
+	sql    string
+	params []string
+}
+
+// expand returns the statements sql runs, as texts EXPLAIN accepts.
+func (e estimator) expand(sql string, params []string, depth int) ([]estimateTarget, error) {
+	if depth > 3 {
+		return nil, errors.New("gateway: EXECUTE nested too deep to estimate")
+	}
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return nil, err
+	}
+	if len(tree.Stmts) != 1 {
+		return nil, errors.New("gateway: cannot estimate several statements at once")
+	}
+	node := tree.Stmts[0].Stmt
+	inner := false
+	for node.GetExplainStmt() != nil {
+		node, inner = node.GetExplainStmt().GetQuery(), true
+	}
+	ex := node.GetExecuteStmt()
+	if ex == nil {
+		if !inner {
+			return []estimateTarget{{sql, params}}, nil
+		}
+		text, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: []*pg_query.RawStmt{{Stmt: node}}})
+		if err != nil {
+			return nil, err
+		}
+		return []estimateTarget{{text, params}}, nil
+	}
+	args := make([]string, len(ex.GetParams()))
+	for i, p := range ex.GetParams() {
+		v, ok := constText(p, params)
+		if !ok {
+			return nil, errors.New("gateway: EXECUTE argument is not a constant: cannot estimate")
+		}
+		args[i] = v
+	}
+	var texts []string
+	for _, st := range e.inQuery {
+		if st.Prepare != nil && st.Prepare.Name == ex.GetName() {
+			texts = append(texts, st.SQL)
+			break
+		}
+	}
+	if texts == nil {
+		latest, current := e.h.tr.ClientStatement(ex.GetName())
+		for i, s := range [2]*pgwire.Statement{latest, current} {
+			if s != nil && prep(s) != nil && (i == 0 || s != latest) {
+				texts = append(texts, s.SQL)
+			}
+		}
+	}
+	if texts == nil {
+		return nil, errors.New("gateway: EXECUTE of an unknown prepared statement")
+	}
+	var out []estimateTarget
+	for _, text := range texts {
+		t, err := pg_query.Parse(text)
+		if err != nil || len(t.Stmts) != 1 {
+			return nil, errors.New("gateway: prepared statement cannot be estimated")
+		}
+		body := text
+		if ps := t.Stmts[0].Stmt.GetPrepareStmt(); ps != nil {
+			if body, err = pg_query.Deparse(&pg_query.ParseResult{Version: t.Version, Stmts: []*pg_query.RawStmt{{Stmt: ps.GetQuery()}}}); err != nil {
+				return nil, err
+			}
+		}
+		ts, err := e.expand(body, args, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+	}
+	return out, nil
+}
+
+// constText is the text value of an EXECUTE argument: a constant (maybe
+// cast), or a parameter of the Bind that runs the EXECUTE.
+func constText(n *pg_query.Node, params []string) (string, bool) {
+	if tc := n.GetTypeCast(); tc != nil {
+		return constText(tc.GetArg(), params)
+	}
+	if pr := n.GetParamRef(); pr != nil {
+		i := int(pr.GetNumber()) - 1
+		if i < 0 || i >= len(params) {
+			return "", false
+		}
+		return params[i], true
+	}
+	c := n.GetAConst()
+	if c == nil || c.GetIsnull() {
+		return "", false
+	}
+	switch {
+	case c.GetIval() != nil:
+		return strconv.FormatInt(int64(c.GetIval().GetIval()), 10), true
+	case c.GetFval() != nil:
+		return c.GetFval().GetFval(), true
+	case c.GetSval() != nil:
+		return c.GetSval().GetSval(), true
+	case c.GetBoolval() != nil:
+		return strconv.FormatBool(c.GetBoolval().GetBoolval()), true
+	}
+	return "", false
 }
 
 // ---- server side ----------------------------------------------------------
@@ -605,31 +807,10 @@ func (h *hooks) WantServer(typ byte) bool {
 		return h.active != nil && h.active.copyPlan != nil
 	case 'c', 'W', 'v': // CopyDone, CopyBothResponse, NegotiateProtocolVersion
 		return false
+	case '1', '2', '3', 'n': // ParseComplete, BindComplete, CloseComplete, NoData: the tracker's
+		return false
 	}
 	return true
-}
-
-func (h *hooks) head() *expect {
-	if len(h.q) == 0 {
-		return nil
-	}
-	return h.q[0]
-}
-
-func (h *hooks) popKind(kinds ...expectKind) *expect {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	e := h.head()
-	if e == nil {
-		return nil
-	}
-	for _, k := range kinds {
-		if e.kind == k {
-			h.popLocked(1)
-			return e
-		}
-	}
-	return nil
 }
 
 func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
@@ -644,20 +825,12 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 		h.finish(nil, "")
 	case *pgproto3.PortalSuspended:
 		h.finish(nil, "")
-	case *pgproto3.ParseComplete:
-		h.popKind(expParse)
-	case *pgproto3.BindComplete:
-		h.popKind(expBind)
-	case *pgproto3.CloseComplete:
-		h.popKind(expClose)
 	case *pgproto3.ParameterDescription:
-		h.mu.Lock()
-		if e := h.head(); e != nil && e.kind == expDescS && e.stmt != nil {
-			e.stmt.paramOIDs = append([]uint32(nil), m.ParameterOIDs...)
+		if e := h.tr.Head(); e != nil && e.Kind == pgwire.ReqDescribeStatement {
+			if p := prep(e.Stmt); p != nil {
+				p.paramOIDs = append([]uint32(nil), m.ParameterOIDs...)
+			}
 		}
-		h.mu.Unlock()
-	case *pgproto3.NoData:
-		h.popKind(expDescS, expDescP)
 	// The relay forwards the original bytes when OnServer returns msg
 	// itself: a masked message must be a new one.
 	case *pgproto3.ErrorResponse:
@@ -718,31 +891,72 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 // activateHead makes the Execute at the head of the queue the active run
 // (its rows are about to stream).
 func (h *hooks) activateHead() {
-	h.mu.Lock()
-	e := h.head()
-	h.mu.Unlock()
-	if e != nil && e.kind == expExecute && e.run != nil {
-		h.activate(e.run, e.portal)
+	e := h.tr.Head()
+	if e == nil || e.Kind != pgwire.ReqExecute {
+		return
+	}
+	if r, ok := e.Data.(*run); ok {
+		h.activate(r, e.Portal)
 	}
 }
 
 // activate makes r the run whose rows stream next, with the row description
-// of its portal (Describe P) or statement (Describe S / Parse).
-func (h *hooks) activate(r *run, pt *portal) {
+// of its portal (Describe P) or statement (Describe S / Parse), as the
+// server has them now.
+func (h *hooks) activate(r *run, pt *pgwire.Portal) {
 	h.active = r
 	if pt == nil {
 		return
 	}
-	rd := pt.rd
-	formats := pt.formats
-	if rd == nil && pt.stmt != nil {
-		rd = pt.stmt.rd
+	pd := portalData(pt)
+	var rd *rowDesc
+	var formats []int16
+	if pd != nil {
+		rd, formats = pd.rd, pd.formats
 	}
 	if rd == nil {
-		return
+		if p := prep(pt.Stmt); p != nil {
+			rd = p.rd
+		}
+	}
+	if rd == nil || !h.fits(rd, pt.Stmt) {
+		return // undescribed: rows are refused if they need masking
 	}
 	r.described = true
 	r.columns, r.plan, r.recPlan, r.formats = rd.columns, rd.plan, rd.recPlan, formats
+}
+
+// fits reports whether rd, built when st was described, still describes
+// its rows: for a statement whose text is an EXECUTE, only while the
+// prepared statement it runs is the one it ran then.
+func (h *hooks) fits(rd *rowDesc, st *pgwire.Statement) bool {
+	p := prep(st)
+	if p == nil || p.policy.Execute == "" {
+		return true
+	}
+	return rd.target != nil && h.tr.Statement(p.policy.Execute) == rd.target
+}
+
+// traceSQL is the SQL masking traces for rows of st (a Parse or PREPARE),
+// and for a statement whose text is an EXECUTE the prepared statement it
+// runs now (nil when unknown: masking then treats expression columns as
+// unknown and masks them).
+func (h *hooks) traceSQL(st *pgwire.Statement) (string, *pgwire.Statement) {
+	p := prep(st)
+	if p == nil {
+		if st != nil {
+			return st.SQL, nil
+		}
+		return "", nil
+	}
+	if p.policy.Execute == "" {
+		return st.SQL, nil
+	}
+	t := h.tr.Statement(p.policy.Execute)
+	if t == nil {
+		return "", nil
+	}
+	return t.SQL, t
 }
 
 // catalogGeneration changes whenever the masking catalog cache is dropped
@@ -778,47 +992,58 @@ func (h *hooks) describe(m *pgproto3.RowDescription, sql string, idx int) (*rowD
 }
 
 func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
-	h.mu.Lock()
-	e := h.head()
-	h.mu.Unlock()
+	e := h.tr.Head()
 	if e == nil {
 		return pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: unexpected row description from the server; session closed")
 	}
-	switch e.kind {
-	case expDescS, expDescP:
-		st := e.stmt
-		if st == nil && e.portal != nil {
-			st = e.portal.stmt
-		}
-		sql := ""
+	switch e.Kind {
+	case pgwire.ReqDescribeStatement, pgwire.ReqDescribePortal:
+		st := e.Stmt
+		var sql string
+		var target *pgwire.Statement
 		if st != nil {
-			sql = st.traceSQL()
+			sql, target = h.traceSQL(st)
+		} else if e.Portal != nil {
+			sql = e.Portal.SQL // a DECLAREd cursor
 		}
+		p := prep(st)
 		gen := h.g.catalogGeneration()
 		var rd *rowDesc
-		if st != nil && st.lastRD.matches(m, gen) {
-			rd = st.lastRD.rd // same description, same catalog: the plans describe would build again
+		if p != nil && p.lastRD.matches(m, gen, sql) && p.lastRD.rd.target == target {
+			rd = p.lastRD.rd // same description, same catalog: the plans describe would build again
 		} else {
 			var err error
 			if rd, err = h.describe(m, sql, 0); err != nil {
 				return err
 			}
-			if st != nil {
-				st.lastRD = newRDCache(m, gen, rd)
+			rd.target = target
+			if p != nil {
+				p.lastRD = newRDCache(m, gen, sql, rd)
 			}
 		}
-		if e.kind == expDescS && e.stmt != nil {
-			e.stmt.rd = rd
-		} else if e.portal != nil {
-			e.portal.rd = rd
+		if e.Kind == pgwire.ReqDescribeStatement {
+			if p != nil {
+				p.rd = rd
+			}
+		} else if pd := portalData(e.Portal); pd != nil {
+			pd.rd = rd
 		}
-		h.popKind(expDescS, expDescP)
-	case expQuery:
-		if e.cur >= len(e.runs) {
+	case pgwire.ReqQuery:
+		if e.Cur >= len(e.Statements) {
 			return pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: more results than statements; session closed")
 		}
-		r := e.runs[e.cur]
-		rd, err := h.describe(m, r.full, r.idx)
+		r, _ := e.Statements[e.Cur].Data.(*run)
+		if r == nil {
+			return pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: row description out of protocol order; session closed")
+		}
+		full, idx := r.full, r.idx
+		if r.execName != "" { // EXECUTE: trace the prepared statement the server runs now
+			full, idx = "", 0
+			if t := h.tr.Statement(r.execName); t != nil {
+				full = t.SQL
+			}
+		}
+		rd, err := h.describe(m, full, idx)
 		if err != nil {
 			return err
 		}
@@ -912,17 +1137,4 @@ func formatOf(formats []int16, i int) int16 {
 		return formats[i]
 	}
 	return 0
-}
-
-// maskSQLFor is the SQL masking must trace for a resolved EXECUTE: the
-// PREPARE of its prepared statement ("" when st is no EXECUTE or unknown:
-// masking then treats expression columns as unknown and masks them).
-func (h *hooks) maskSQLFor(st sqlpolicy.Statement) string {
-	if st.Execute == "" {
-		return ""
-	}
-	if p, ok := h.pol.Lookup(st.Execute); ok {
-		return p.SQL
-	}
-	return ""
 }

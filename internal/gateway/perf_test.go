@@ -11,15 +11,15 @@ func TestRowDescCacheMatches(t *testing.T) {
 	m := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
 		{Name: []byte("email"), TableOID: oidCustomers, TableAttributeNumber: 3, DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1},
 	}}
-	c := newRDCache(m, 7, &rowDesc{})
-	if !c.matches(m, 7) {
+	c := newRDCache(m, 7, "q", &rowDesc{})
+	if !c.matches(m, 7, "q") {
 		t.Fatal("identical description does not match")
 	}
-	if c.matches(m, 8) {
+	if c.matches(m, 8, "q") {
 		t.Fatal("matches across a catalog generation change")
 	}
 	m.Fields[0].Name[0] = 'E' // the message buffer is reused: the cache keeps its own copy
-	if c.matches(m, 7) {
+	if c.matches(m, 7, "q") {
 		t.Fatal("matches a renamed column")
 	}
 	m.Fields[0].Name[0] = 'e'
@@ -31,11 +31,11 @@ func TestRowDescCacheMatches(t *testing.T) {
 	} {
 		m2 := &pgproto3.RowDescription{Fields: append([]pgproto3.FieldDescription(nil), m.Fields...)}
 		change(&m2.Fields[0])
-		if c.matches(m2, 7) {
+		if c.matches(m2, 7, "q") {
 			t.Fatalf("matches a changed field %+v", m2.Fields[0])
 		}
 	}
-	if c.matches(&pgproto3.RowDescription{}, 7) || (*rdCache)(nil).matches(m, 7) {
+	if c.matches(&pgproto3.RowDescription{}, 7, "q") || (*rdCache)(nil).matches(m, 7, "q") {
 		t.Fatal("matches a different width / nil cache")
 	}
 }
@@ -45,12 +45,9 @@ func TestRowDescCacheMatches(t *testing.T) {
 // the same statement gets a fresh plan.
 func TestPreparedDescribeReusesPlan(t *testing.T) {
 	g := benchGateway(t, true, false)
-	ctx := context.Background()
 	h := ingestHooks(t, g)
-	if v := h.OnClient(ctx, &pgproto3.Parse{Name: "s", Query: "SELECT id, email FROM customers"}); v.Refuse != nil {
-		t.Fatal(v.Refuse)
-	}
-	h.OnServer(&pgproto3.ParseComplete{})
+	client(t, h, &pgproto3.Parse{Name: "s", Query: "SELECT id, email FROM customers"})
+	server(t, h, &pgproto3.ParseComplete{})
 	rd := func(name string) *pgproto3.RowDescription {
 		return &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
 			{Name: []byte("id"), TableOID: oidCustomers, TableAttributeNumber: 1, DataTypeOID: oidInt4, DataTypeSize: 4, TypeModifier: -1},
@@ -59,15 +56,8 @@ func TestPreparedDescribeReusesPlan(t *testing.T) {
 	}
 	var plans []any
 	for i, name := range []string{"email", "email", "mail"} {
-		for _, m := range []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}} {
-			if v := h.OnClient(ctx, m); v.Refuse != nil {
-				t.Fatal(v.Refuse)
-			}
-		}
-		h.OnServer(&pgproto3.BindComplete{})
-		if _, err := h.OnServer(rd(name)); err != nil {
-			t.Fatal(err)
-		}
+		client(t, h, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		server(t, h, &pgproto3.BindComplete{}, rd(name))
 		if !h.WantServer('D') {
 			t.Fatalf("run %d: rows not inspected", i)
 		}
@@ -79,8 +69,7 @@ func TestPreparedDescribeReusesPlan(t *testing.T) {
 			t.Fatalf("run %d: email not masked", i)
 		}
 		plans = append(plans, h.active.plan)
-		h.OnServer(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
-		h.OnServer(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		server(t, h, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 	}
 	if plans[0] != plans[1] {
 		t.Fatal("same description: plan rebuilt")

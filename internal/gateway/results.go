@@ -9,31 +9,35 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/internal/pgerr"
+	"github.com/pgwarden/pgwarden/pgwire"
 	"github.com/pgwarden/pgwarden/sessions"
 )
 
-// finish closes the statement whose result just completed and records it.
+// finish closes the statement whose result just completed and records it
+// (the tracker moves on after OnServer).
 func (h *hooks) finish(tag []byte, errText string) {
-	h.mu.Lock()
-	e := h.head()
-	var r *run
-	switch {
-	case e == nil:
-	case e.kind == expQuery:
-		if e.cur < len(e.runs) {
-			r = e.runs[e.cur]
-			e.cur++
-		}
-	case e.kind == expExecute:
-		r = e.run
-		h.popLocked(1)
-	}
-	h.mu.Unlock()
 	h.active = nil
-	if r == nil {
-		return
+	if r := h.answering(h.tr.Head()); r != nil {
+		h.recordRun(r, tag, errText)
 	}
-	h.recordRun(r, tag, errText)
+}
+
+// answering is the run whose result request e is receiving now.
+func (h *hooks) answering(e *pgwire.Request) *run {
+	if e == nil {
+		return nil
+	}
+	switch e.Kind {
+	case pgwire.ReqQuery:
+		if e.Cur < len(e.Statements) {
+			r, _ := e.Statements[e.Cur].Data.(*run)
+			return r
+		}
+	case pgwire.ReqExecute:
+		r, _ := e.Data.(*run)
+		return r
+	}
+	return nil
 }
 
 func (h *hooks) recordRun(r *run, tag []byte, errText string) {
@@ -72,34 +76,23 @@ func rowsFromTag(tag []byte) int64 {
 
 // onError accounts for an ErrorResponse: in a simple Query the remaining
 // statements do not run; in the extended protocol PostgreSQL skips every
-// message until Sync, so their expectations are dropped.
+// message until Sync (the tracker drops them after OnServer): the first
+// Execute among them is the statement that failed.
 func (h *hooks) onError(m *pgproto3.ErrorResponse) {
 	msg := m.Message
-	h.mu.Lock()
-	e := h.head()
+	e := h.tr.Head()
 	var failed *run
 	switch {
 	case e == nil:
-	case e.kind == expQuery || e.kind == expFunc:
-		if e.cur < len(e.runs) {
-			failed = e.runs[e.cur]
-			e.cur = len(e.runs)
-		}
+	case e.Kind == pgwire.ReqQuery || e.Kind == pgwire.ReqFunctionCall:
+		failed = h.answering(e)
 	default:
-		// drop everything up to the next Sync
-		i := 0
-		for i < len(h.q) && h.q[i].kind != expSync {
-			if h.q[i].kind == expExecute && failed == nil {
-				failed = h.q[i].run
+		h.tr.Skipped(func(r *pgwire.Request) {
+			if failed == nil && r.Kind == pgwire.ReqExecute {
+				failed, _ = r.Data.(*run)
 			}
-			i++
-		}
-		h.popLocked(i)
-		if len(h.q) == 0 {
-			h.skipping = true
-		}
+		})
 	}
-	h.mu.Unlock()
 	h.active = nil
 	if failed != nil {
 		h.recordRun(failed, nil, m.Severity+" "+m.Code+": "+msg)
@@ -120,13 +113,6 @@ func (h *hooks) onReady() error {
 		}
 	}
 	h.mu.Lock()
-	for len(h.q) > 0 {
-		k := h.q[0].kind
-		h.popLocked(1)
-		if k == expSync || k == expQuery || k == expFunc {
-			break
-		}
-	}
 	ddl := h.ddlSeen
 	h.ddlSeen = false
 	h.mu.Unlock()
@@ -138,20 +124,7 @@ func (h *hooks) onReady() error {
 }
 
 func (h *hooks) onCopyOut(m *pgproto3.CopyOutResponse) (pgproto3.BackendMessage, error) {
-	h.mu.Lock()
-	e := h.head()
-	var r *run
-	if e != nil {
-		switch e.kind {
-		case expQuery:
-			if e.cur < len(e.runs) {
-				r = e.runs[e.cur]
-			}
-		case expExecute:
-			r = e.run
-		}
-	}
-	h.mu.Unlock()
+	r := h.answering(h.tr.Head())
 	if r == nil {
 		if h.g.maskActive && !h.unmask {
 			return nil, pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: COPY out of protocol order cannot be masked; session closed")

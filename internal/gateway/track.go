@@ -6,36 +6,30 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/masking"
+	"github.com/pgwarden/pgwarden/pgwire"
 	"github.com/pgwarden/pgwarden/sessions"
+	"github.com/pgwarden/pgwarden/sqlpolicy"
 )
 
-// The protocol tracker: which server response belongs to which client
-// request. Every client message that PostgreSQL answers is pushed on a FIFO
-// when it is forwarded; server messages are matched against its head. This
-// is what lets a RowDescription find its SQL (for derived-value tracing), a
-// DataRow find its masking plan, and a CommandComplete close its statement's
-// record.
-
-type expectKind uint8
-
-const (
-	expQuery   expectKind = iota // simple Query: results per statement, then ReadyForQuery
-	expParse                     // ParseComplete
-	expBind                      // BindComplete
-	expDescS                     // ParameterDescription, then RowDescription | NoData
-	expDescP                     // RowDescription | NoData
-	expExecute                   // DataRow* then CommandComplete | EmptyQueryResponse | PortalSuspended (or Copy*)
-	expClose                     // CloseComplete
-	expSync                      // ReadyForQuery
-	expFunc                      // FunctionCallResponse, then ReadyForQuery
-)
+// What the gateway keeps about requests, prepared statements and portals.
+// Which server response belongs to which client request, and which
+// statements and portals exist, is pgwire's protocol tracker
+// (pgwire.Tracker); the gateway hangs its own data on it: a *run on each
+// Execute request and on each statement of a Query (Verdict.Data,
+// QueryStatement.Data), a *prepared on each pgwire.Statement, a *portal on
+// each pgwire.Portal. This is what lets a RowDescription find its SQL (for
+// derived-value tracing), a DataRow find its masking plan, and a
+// CommandComplete close its statement's record.
 
 // run is one statement being executed: where its rows come from and what
 // gets recorded about it.
 type run struct {
-	sql      string   // statement text (for masking traces and the record)
-	full     string   // the whole query string it belongs to
-	idx      int      // index of the statement inside full
+	sql  string // statement text (for masking traces and the record)
+	full string // the whole query string it belongs to
+	idx  int    // index of the statement inside full
+	// execName is the prepared statement an EXECUTE runs: its rows are
+	// traced with the PREPARE the server has when they arrive.
+	execName string
 	actions  []string // for the record
 	decision string
 	params   []*string
@@ -52,30 +46,16 @@ type run struct {
 	copyPlan  *masking.CopyPlan
 }
 
-// expect is one pending server response.
-type expect struct {
-	kind expectKind
-	name string // statement (Parse/DescS/Close S) or portal (Bind/DescP/Execute) name
-	// expQuery: its statements in order and the one currently answering
-	runs []*run
-	cur  int
-	// expExecute: the statement run
-	run *run
-	// expDescS / expDescP: where the RowDescription is stored
-	stmt   *prepared
-	portal *portal
-}
-
-// prepared is an extended-protocol prepared statement as the gateway knows it.
+// prepared is the gateway's data of a prepared statement (pgwire.Statement.Data):
+// a protocol-level Parse or a SQL PREPARE.
 type prepared struct {
-	name    string
-	sql     string
-	maskSQL string // for a Parse of EXECUTE: the PREPARE masking traces
+	// policy is the statement as classified (an EXECUTE unresolved: it is
+	// resolved against the prepared statements of the moment at every Execute).
+	policy sqlpolicy.Statement
 	// parameter types from Parse, then from the server's ParameterDescription
 	// (written by the server goroutine before the Bind that reads it is answered)
 	paramOIDs []uint32
 	actions   []string
-	deferred  bool // needs an approval or planner estimate at Execute time
 	rd        *rowDesc
 	// lastRD is the plans built for the last RowDescription of a Describe
 	// of this statement or of one of its portals: drivers (libpq's
@@ -90,12 +70,13 @@ type prepared struct {
 type rdCache struct {
 	fields []pgproto3.FieldDescription // names copied out of the message buffer
 	gen    uint64                      // catalog generation it was built in
+	trace  string                      // the SQL masking traced
 	rd     *rowDesc
 }
 
 // matches reports whether m has exactly the cached fields.
-func (c *rdCache) matches(m *pgproto3.RowDescription, gen uint64) bool {
-	if c == nil || c.gen != gen || len(c.fields) != len(m.Fields) {
+func (c *rdCache) matches(m *pgproto3.RowDescription, gen uint64, trace string) bool {
+	if c == nil || c.gen != gen || c.trace != trace || len(c.fields) != len(m.Fields) {
 		return false
 	}
 	for i := range m.Fields {
@@ -109,8 +90,8 @@ func (c *rdCache) matches(m *pgproto3.RowDescription, gen uint64) bool {
 	return true
 }
 
-func newRDCache(m *pgproto3.RowDescription, gen uint64, rd *rowDesc) *rdCache {
-	c := &rdCache{fields: make([]pgproto3.FieldDescription, len(m.Fields)), gen: gen, rd: rd}
+func newRDCache(m *pgproto3.RowDescription, gen uint64, trace string, rd *rowDesc) *rdCache {
+	c := &rdCache{fields: make([]pgproto3.FieldDescription, len(m.Fields)), gen: gen, trace: trace, rd: rd}
 	for i, f := range m.Fields {
 		f.Name = append([]byte(nil), f.Name...)
 		c.fields[i] = f
@@ -118,12 +99,12 @@ func newRDCache(m *pgproto3.RowDescription, gen uint64, rd *rowDesc) *rdCache {
 	return c
 }
 
-// portal is a bound portal.
+// portal is the gateway's data of a portal (pgwire.Portal.Data): a Bind,
+// or a SQL DECLARE (cursor: its rows are traced with the DECLARE).
 type portal struct {
-	name    string
-	stmt    *prepared
 	params  []*string
 	formats []int16 // result format codes as the client asked
+	actions []string
 	rd      *rowDesc
 }
 
@@ -132,12 +113,8 @@ type rowDesc struct {
 	columns []string
 	plan    *masking.Plan
 	recPlan *masking.Plan
-}
-
-// traceSQL is the SQL masking traces for the statement's rows.
-func (p *prepared) traceSQL() string {
-	if p.maskSQL != "" {
-		return p.maskSQL
-	}
-	return p.sql
+	// target is, for a statement whose text is an EXECUTE, the prepared
+	// statement it ran when described: rows of another one (DEALLOCATE
+	// and PREPARE since) do not fit this description.
+	target *pgwire.Statement
 }
