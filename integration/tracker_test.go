@@ -172,3 +172,113 @@ func TestPolicyTrackerNamedExecuteAfterDeallocate(t *testing.T) {
 		t.Fatalf("trk_c has %d rows, want 20", n)
 	}
 }
+
+// rawEmail is customer 1's email as stored (what masking must hide).
+func rawEmail(t *testing.T) string {
+	t.Helper()
+	var e string
+	must0(t, direct(t).QueryRow(context.Background(), "SELECT email FROM customers ORDER BY id LIMIT 1").Scan(&e))
+	return e
+}
+
+// Issue 15 (c): a statement that only runs another is estimated for that
+// one: EXPLAIN ANALYZE DELETE of no row and a PREPARE and EXECUTE of one
+// in the same query string are plain deletes for a dba, not bulk_delete
+// held for approval (retry mode: a hold would be 55000 at once).
+func TestPolicyTrackerEstimateInnerStatement(t *testing.T) {
+	w := startGateway(t, func(c *pgwardenConfig) { c.Policy.Approval.Mode = "retry"; c.Policy.Approval.BulkRows = 5 })
+	policyTable(t, "trk_e")
+	c := w.scripted(t, "dana@example.com", "dba")
+	for _, sql := range []string{
+		"EXPLAIN ANALYZE DELETE FROM trk_e WHERE id = -1",
+		"PREPARE pd AS DELETE FROM trk_e WHERE id = $1; EXECUTE pd(999999)",
+		"EXECUTE pd(999998)",
+		"EXPLAIN ANALYZE EXECUTE pd(999997)",
+	} {
+		out := c.simple(sql)
+		if has(out, "E ") {
+			t.Errorf("%s: %q", sql, out)
+		}
+	}
+	// and a bulk one still is held
+	if out := c.simple("EXPLAIN ANALYZE DELETE FROM trk_e WHERE id > 0"); !has(out, "E 55000 ") {
+		t.Errorf("EXPLAIN ANALYZE of a bulk DELETE: want 55000 (held), got %q", out)
+	}
+	if n := tableCount(t, "trk_e"); n != 20 {
+		t.Fatalf("trk_e has %d rows, want 20", n)
+	}
+}
+
+// Issue 15 (b): a statement whose text is an EXECUTE, described while its
+// prepared statement needed no masking, is not masked with that old plan
+// once DEALLOCATE and PREPARE made it read PII: a fresh Describe masks,
+// and rows it did not describe again are refused, never sent raw.
+func TestPolicyTrackerRePrepareMasking(t *testing.T) {
+	w := startGateway(t, nil)
+	email := rawEmail(t)
+	c := w.scripted(t, "alice@example.com", "analyst")
+	c.simple("PREPARE q AS SELECT 'nothing'::text AS email")
+	out := c.run(&pgproto3.Parse{Name: "s1", Query: "EXECUTE q"}, &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if !has(out, "D nothing") {
+		t.Fatalf("first run: %q", out)
+	}
+	c.simple("DEALLOCATE q")
+	c.simple("PREPARE q AS SELECT email FROM customers ORDER BY id LIMIT 1")
+	out = c.run(&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if has(out, "D "+email) {
+		t.Fatalf("re-prepared, not described again: raw email went out: %q", out)
+	}
+	c = w.scripted(t, "alice@example.com", "analyst")
+	c.simple("PREPARE q AS SELECT 'nothing'::text AS email")
+	c.run(&pgproto3.Parse{Name: "s1", Query: "EXECUTE q"}, &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{})
+	c.simple("DEALLOCATE q")
+	c.simple("PREPARE q AS SELECT email FROM customers ORDER BY id LIMIT 1")
+	out = c.run(&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if has(out, "D "+email) || !has(out, "D ") {
+		t.Fatalf("re-prepared, described: want a masked row, got %q", out)
+	}
+	// simple protocol: the rows of EXECUTE are traced with the PREPARE the server has
+	c2 := w.scripted(t, "alice@example.com", "analyst")
+	c2.simple("PREPARE p AS SELECT 1 AS one")
+	c2.simple("DEALLOCATE p")
+	c2.simple("PREPARE p AS SELECT upper(email) AS x FROM customers ORDER BY id LIMIT 1")
+	if out := c2.simple("EXECUTE p"); has(out, "D "+strings.ToUpper(email)) {
+		t.Fatalf("EXECUTE of a re-prepared statement: raw derived email went out: %q", out)
+	}
+}
+
+// Issue 15 (d): a portal opened by SQL DECLARE can be described and
+// executed by name through the extended protocol; its rows are masked.
+// It dies with its transaction.
+func TestPolicyTrackerDeclaredPortal(t *testing.T) {
+	w := startGateway(t, nil)
+	email := rawEmail(t)
+	c := w.scripted(t, "alice@example.com", "analyst")
+	c.simple("BEGIN")
+	c.simple("DECLARE cur CURSOR FOR SELECT id, email FROM customers ORDER BY id")
+	out := c.run(&pgproto3.Describe{ObjectType: 'P', Name: "cur"}, &pgproto3.Execute{Portal: "cur", MaxRows: 2}, &pgproto3.Sync{})
+	if has(out, "E ") || !has(out, "D 1|") || has(out, "D 1|"+email) {
+		t.Fatalf("Describe/Execute of a DECLAREd portal: %q", out)
+	}
+	// without a Describe of its own this time: the portal's description holds
+	out = c.run(&pgproto3.Execute{Portal: "cur", MaxRows: 1}, &pgproto3.Sync{})
+	if has(out, "E ") || has(out, "|"+email) {
+		t.Fatalf("second Execute: %q", out)
+	}
+	c.simple("COMMIT")
+	out = c.run(&pgproto3.Execute{Portal: "cur"}, &pgproto3.Sync{})
+	if !has(out, "E ") {
+		t.Fatalf("Execute of a cursor after COMMIT: want an error, got %q", out)
+	}
+	if out := c.simple("SELECT 1"); !has(out, "D 1") {
+		t.Fatalf("session unusable: %q", out)
+	}
+	// WITH HOLD survives the commit
+	c.simple("BEGIN")
+	c.simple("DECLARE h CURSOR WITH HOLD FOR SELECT id, email FROM customers ORDER BY id")
+	c.simple("COMMIT")
+	out = c.run(&pgproto3.Describe{ObjectType: 'P', Name: "h"}, &pgproto3.Execute{Portal: "h", MaxRows: 1}, &pgproto3.Sync{})
+	if has(out, "E ") || has(out, "|"+email) || !has(out, "D 1|") {
+		t.Fatalf("WITH HOLD cursor after COMMIT: %q", out)
+	}
+}
