@@ -282,3 +282,61 @@ func TestPolicyTrackerDeclaredPortal(t *testing.T) {
 		t.Fatalf("WITH HOLD cursor after COMMIT: %q", out)
 	}
 }
+
+// Issue 15 part 2: a client that leaves while its statement is held
+// (closes the connection, or sends Terminate) withdraws the request and
+// its minted role is revoked at once, not when the approval times out.
+func TestApprovalHeldClientLeaves(t *testing.T) {
+	for _, how := range []string{"close", "terminate"} {
+		t.Run(how, func(t *testing.T) {
+			w := startGateway(t, nil)
+			table := "trk_held_" + how
+			approvalTable(t, table, 30)
+			c := w.scripted(t, requester, "dba")
+			out := c.simple("SELECT current_user")
+			role := strings.TrimPrefix(out[len(out)-3], "D ")
+			fe := c.hc.Frontend
+			fe.Send(&pgproto3.Query{String: "DELETE FROM " + table})
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.hc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var id string
+			for id == "" {
+				m, err := fe.Receive()
+				if err != nil {
+					t.Fatalf("waiting for the hold notice: %v", err)
+				}
+				if n, ok := m.(*pgproto3.NoticeResponse); ok {
+					if i := strings.Index(n.Message, "held for approval "); i >= 0 {
+						id = strings.Fields(n.Message[i+len("held for approval "):])[0]
+						id = strings.TrimRight(id, ";.,")
+					}
+				}
+			}
+			left := time.Now()
+			if how == "terminate" {
+				fe.Send(&pgproto3.Terminate{})
+				_ = fe.Flush()
+			}
+			c.hc.Conn.Close()
+			ctx := context.Background()
+			d := direct(t)
+			for {
+				a := getApproval(t, w, id)
+				var n int
+				must0(t, d.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&n))
+				if a.State == "withdrawn" && n == 0 {
+					break
+				}
+				if time.Since(left) > 5*time.Second {
+					t.Fatalf("5s after the client left: approval %s is %s, role %s exists: %v", id, a.State, role, n == 1)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if n := countRows(t, table); n != 30 {
+				t.Fatalf("%s has %d rows, want 30", table, n)
+			}
+		})
+	}
+}

@@ -597,17 +597,22 @@ func (h *hooks) hold(ctx context.Context, sql string, params []*string, actions 
 	if err := h.s.Notice(approvals.HeldNotice(a)); err != nil {
 		return "", pgerr.New(pgerr.QueryCanceled, "pgwarden: client gone while statement was held").WithCause(err)
 	}
-	// Only the client's CancelRequest withdraws the request; the session
-	// ending (client gone, gateway stopping) expires it instead.
+	// The client's CancelRequest, or the client closing its connection or
+	// sending Terminate while it waits (pgwire keeps reading it:
+	// WatchClient), withdraws the request; the session ending otherwise
+	// (gateway stopping) expires it instead. A client that left ends its
+	// session at once, so its credential is revoked now, not at the timeout.
 	wctx, wcancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, func() {
-		if errors.Is(context.Cause(ctx), pgwire.ErrCancelRequest) {
+		if c := context.Cause(ctx); errors.Is(c, pgwire.ErrCancelRequest) || errors.Is(c, pgwire.ErrClientGone) {
 			wcancel()
 		} else {
 			mgr.SessionEnded(h.info.ID)
 		}
 	})
+	unwatch := h.s.WatchClient()
 	out, err := mgr.Wait(wctx, a.ID)
+	unwatch()
 	stop()
 	wcancel()
 	if err != nil && out.State == "" {
