@@ -52,11 +52,17 @@ func tcpPair(tb testing.TB) (net.Conn, net.Conn) {
 // relayPair runs a session's relay between an in-process "client" and
 // "upstream" (loopback TCP), without handshake. It returns the far ends.
 func relayPair(tb testing.TB, h Hooks) (client, upstream net.Conn, stop func()) {
+	client, upstream, _, stop = relaySession(tb, h)
+	return client, upstream, stop
+}
+
+// relaySession is relayPair that also returns the session.
+func relaySession(tb testing.TB, h Hooks) (client, upstream net.Conn, ss *session, stop func()) {
 	m, _ := newMetrics(nil)
 	srv := &Server{cfg: Config{MaxMessageBytes: 64 << 20}, m: m, log: zerolog.Nop()}
 	client, gwClient := tcpPair(tb)
 	gwUp, upstream := tcpPair(tb)
-	ss := &session{
+	ss = &session{
 		srv: srv, lease: nopLease{}, hooks: h, log: zerolog.Nop(),
 		client: gwClient, cr: bufio.NewReaderSize(gwClient, clientReadBuf), cw: newLazyWriter(gwClient, clientWriteBuf),
 		up: gwUp, idle: make(chan struct{}, 1), marker: "pgwarden_refused_bench_", tr: NewTracker(),
@@ -68,7 +74,7 @@ func relayPair(tb testing.TB, h Hooks) (client, upstream net.Conn, stop func()) 
 	ss.hookCtx, ss.hookCancel = context.WithCancelCause(ss.ctx)
 	done := make(chan struct{})
 	go func() { ss.run(); close(done) }()
-	return client, upstream, func() {
+	return client, upstream, ss, func() {
 		client.Close()
 		upstream.Close()
 		<-done

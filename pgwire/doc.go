@@ -60,12 +60,31 @@
 // refusals whose poison PostgreSQL skipped are dropped at the batch's
 // ReadyForQuery, as PostgreSQL would have dropped the original message.
 //
+// # The protocol tracker
+//
+// pgwire owns the session's protocol state (tracker.go, Session.Tracker):
+// the FIFO of forwarded requests and which server message answers which,
+// the prepared statements and portals as the server has them, the
+// transaction status, named states (idle, busy, skipping until Sync, COPY
+// in/out) and the relay's ReadyForQuery/refusal accounting. It records
+// the message actually forwarded (a poison, not the refused original).
+// Statements and portals change only when the server confirms it:
+// ParseComplete, BindComplete, CloseComplete, and the CommandComplete of
+// a SQL PREPARE, DEALLOCATE [ALL], DECLARE, CLOSE, DISCARD ALL, COMMIT or
+// ROLLBACK, which hooks describe in Verdict.Statements (pgwire parses no
+// SQL). A simple Query drops the unnamed statement; portals die when their
+// transaction ends, except WITH HOLD cursors of a committed one. Hooks
+// hang their own data on requests, statements and portals (Verdict.Data).
+//
 // # Side queries and cancel
 //
 // Session.Query runs a statement on the session's own upstream (named
 // statement and portal, so the client's unnamed ones survive) once every
 // forwarded message was answered; the server goroutine routes its answer
-// until ReadyForQuery. A CancelRequest matching pgwarden's key
+// until ReadyForQuery. While a hook blocks (an approval hold) it may ask
+// pgwire to keep reading the client (Session.WatchClient): EOF or a
+// Terminate then ends the session at once (the lease is revoked) and
+// cancels OnClient's context with cause ErrClientGone. A CancelRequest matching pgwarden's key
 // (constant-time) cancels a blocking OnClient's context, or is forwarded
 // to the upstream backend with the upstream's own key.
 //
