@@ -102,8 +102,25 @@ type Static struct {
 }
 
 type Policy struct {
-	Roles    map[string]Role `yaml:"roles"`
-	Approval Approval        `yaml:"approval"`
+	Roles     map[string]Role `yaml:"roles"`
+	Approval  Approval        `yaml:"approval"`
+	Functions Functions       `yaml:"functions"`
+}
+
+// Functions is the operator's vouching for user-defined functions, which
+// are otherwise opaque (docs/SPEC.md "Functions: a closed world").
+type Functions struct {
+	// Allow lists functions ("schema.name" or "name") whose result is
+	// traced like a pure function's.
+	Allow []string `yaml:"allow"`
+	// VolatileAction is the action calling an allowed VOLATILE function
+	// needs (default update).
+	VolatileAction string `yaml:"volatile_action"`
+	// CatalogMaxAge is how long a database's pg_proc snapshot is used
+	// before it is reloaded in the background (default 5m).
+	CatalogMaxAge time.Duration `yaml:"catalog_max_age"`
+	// CatalogTimeout bounds each pg_proc load (default 3s).
+	CatalogTimeout time.Duration `yaml:"catalog_timeout"`
 }
 
 type Role struct {
@@ -218,7 +235,7 @@ func Default() *Config {
 		Policy: Policy{Approval: Approval{
 			Actions: []string{"bulk_delete", "truncate", "drop", "index", "admin"},
 			Timeout: 10 * time.Minute, Mode: "wait", BulkRows: 1000,
-		}},
+		}, Functions: Functions{VolatileAction: "update", CatalogMaxAge: 5 * time.Minute, CatalogTimeout: 3 * time.Second}},
 		Masking:   Masking{Derived: "mask"},
 		Recording: Recording{Results: true, MaxRows: 100, RotateBytes: 64 << 20, SyncEvery: time.Second},
 		Store:     Store{Dir: "./data"},
@@ -501,6 +518,14 @@ func (c *Config) Validate() error {
 			if a != "all" && !isAction(a) {
 				return &Error{Path: fmt.Sprintf("policy.roles.%s.actions[%d]", name, i), Msg: fmt.Sprintf("unknown action %q (one of all, %s)", a, strings.Join(Actions, ", "))}
 			}
+		}
+	}
+	if va := c.Policy.Functions.VolatileAction; va != "" && !isAction(va) {
+		return &Error{Path: "policy.functions.volatile_action", Msg: fmt.Sprintf("unknown action %q (one of %s)", va, strings.Join(Actions, ", "))}
+	}
+	for i, f := range c.Policy.Functions.Allow {
+		if strings.TrimSpace(f) == "" || strings.Count(f, ".") > 1 || strings.ContainsAny(f, "() ") {
+			return &Error{Path: fmt.Sprintf("policy.functions.allow[%d]", i), Msg: fmt.Sprintf("%q is not a function name (schema.name or name, without arguments)", f)}
 		}
 	}
 	ap := c.Policy.Approval

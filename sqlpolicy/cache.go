@@ -3,6 +3,8 @@ package sqlpolicy
 import (
 	"hash/maphash"
 	"sync"
+
+	"github.com/pgwarden/pgwarden/internal/analysis"
 )
 
 // MaxCachedSQL is the longest query text a Classifier caches (64 KiB: a
@@ -43,6 +45,7 @@ type shard struct {
 
 type entry struct {
 	key        string
+	fs         *analysis.Functions // the classification it was made with
 	a          *Analysis
 	err        error
 	prev, next *entry
@@ -67,13 +70,20 @@ func NewClassifier(size int) *Classifier {
 
 // Classify is the cached form of the package-level Classify. The returned
 // Analysis is shared with other callers: do not modify it.
-func (c *Classifier) Classify(sql string) (*Analysis, error) {
+func (c *Classifier) Classify(sql string) (*Analysis, error) { return c.ClassifyWith(sql, nil) }
+
+// ClassifyWith is the cached form of ClassifyWith. An entry made with
+// another function classification (another database, or a snapshot since
+// refreshed) is classified again: a function's class is part of the
+// decision.
+func (c *Classifier) ClassifyWith(sql string, fs *analysis.Functions) (*Analysis, error) {
+	fs = orBuiltin(fs)
 	if len(sql) > MaxCachedSQL || c.shards[0].limit == 0 {
-		return Classify(sql)
+		return ClassifyWith(sql, fs)
 	}
 	s := &c.shards[maphash.String(c.seed, sql)%cacheShards]
 	s.mu.Lock()
-	if e, ok := s.m[sql]; ok {
+	if e, ok := s.m[sql]; ok && e.fs == fs {
 		s.moveFront(e)
 		a, err := e.a, e.err
 		s.mu.Unlock()
@@ -81,14 +91,17 @@ func (c *Classifier) Classify(sql string) (*Analysis, error) {
 	}
 	s.mu.Unlock()
 
-	a, err := Classify(sql)
+	a, err := ClassifyWith(sql, fs)
 
 	s.mu.Lock()
-	if e, ok := s.m[sql]; ok { // another goroutine got there first
+	if e, ok := s.m[sql]; ok && e.fs == fs { // another goroutine got there first
 		s.moveFront(e)
 		a, err = e.a, e.err
+	} else if ok {
+		e.fs, e.a, e.err = fs, a, err
+		s.moveFront(e)
 	} else {
-		e := &entry{key: sql, a: a, err: err}
+		e := &entry{key: sql, fs: fs, a: a, err: err}
 		s.m[sql] = e
 		s.pushFront(e)
 		if len(s.m) > s.limit {

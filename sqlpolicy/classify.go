@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/pgwarden/pgwarden/internal/analysis"
 	"github.com/pgwarden/pgwarden/internal/parsesafe"
 )
 
@@ -61,6 +63,14 @@ type Statement struct {
 	IsCopyFrom    bool // COPY ... FROM STDIN
 	IsDDL         bool // changes the catalog: catalog caches must refresh
 	Tx            TxKind
+	// NonPure: the statement calls a function that is not pure (reads
+	// hidden data, writes state, admin, user-defined or unknown) or reads
+	// a catalog relation exposing other rows' values (pg_stats): masking
+	// must trace it even where its action is a plain read.
+	NonPure bool
+	// UnknownFunc: it calls a function the classification does not know
+	// (admin); the caller may reload the catalog once and classify again.
+	UnknownFunc bool
 
 	dmlRoot bool // the root is SELECT/INSERT/UPDATE/DELETE/MERGE/VALUES
 	// paramSet/paramReason: actions needed by the expressions of an
@@ -85,19 +95,39 @@ func (e *ParseError) Error() string { return "sqlpolicy: cannot parse SQL: " + e
 const maxNesting = 4
 
 // Classify parses sql with the PostgreSQL parser and classifies each of
-// its statements. It never fails open: a string it cannot parse yields an
-// error AND an Analysis with a single admin statement.
-func Classify(sql string) (*Analysis, error) { return classify(sql, 0) }
+// its statements with the built-in function snapshot (PostgreSQL 15 and
+// pgvector as shipped: every user-defined function is unknown). It never
+// fails open: a string it cannot parse yields an error AND an Analysis
+// with a single admin statement.
+func Classify(sql string) (*Analysis, error) { return classify(sql, 0, nil) }
 
-func classify(sql string, depth int) (*Analysis, error) {
-	tree, err := pg.Parse(sql)
+// ClassifyWith is Classify with the function classification of the
+// database the statement runs in (nil: the built-in snapshot).
+func ClassifyWith(sql string, fs *analysis.Functions) (*Analysis, error) {
+	return classify(sql, 0, fs)
+}
+
+var builtinFuncs = sync.OnceValue(func() *analysis.Functions {
+	return analysis.BuiltinFunctions(analysis.Options{}, "")
+})
+
+func orBuiltin(fs *analysis.Functions) *analysis.Functions {
+	if fs == nil {
+		return builtinFuncs()
+	}
+	return fs
+}
+
+func classify(sql string, depth int, fs *analysis.Functions) (*Analysis, error) {
+	fs = orBuiltin(fs)
+	tree, err := analysis.Parse(sql)
 	if err != nil {
 		return failClosed(sql, err.Error()), &ParseError{Msg: err.Error()}
 	}
 	a := &Analysis{Statements: make([]Statement, 0, len(tree.Stmts))}
 	for _, raw := range tree.Stmts {
 		text := stmtText(sql, raw)
-		a.Statements = append(a.Statements, classifyRoot(raw.GetStmt(), text, depth))
+		a.Statements = append(a.Statements, classifyRoot(raw.GetStmt(), text, depth, fs))
 	}
 	return a, nil
 }
@@ -110,12 +140,25 @@ func failClosed(sql, why string) *Analysis {
 }
 
 // FunctionCall is the statement for a fast-path FunctionCall ('F')
-// message: it calls a function by OID, invisible to the parser, so admin.
-func FunctionCall(oid uint32) Statement {
-	return Statement{
-		SQL: fmt.Sprintf("<fast-path function call, oid %d>", oid), Action: ActionAdmin, Requires: []Action{ActionAdmin},
-		Reason: "fast-path FunctionCall calls a function by OID: admin",
+// message, classified by the function's OID in fs (nil: the built-in
+// snapshot) like SELECT fn(...). Its arguments are not inspected, so only
+// a pure function is a read; any other class, an OID the catalog does not
+// know, and a function whose effect depends on its arguments
+// (set_config) is admin.
+func FunctionCall(oid uint32, fs *analysis.Functions) Statement {
+	v := orBuiltin(fs).ByOID(oid)
+	st := Statement{SQL: fmt.Sprintf("<fast-path function call %s, oid %d>", v.Name, oid)}
+	if v.Known && v.Class == analysis.Pure && v.Action == "" {
+		st.Action, st.Requires = ActionRead, []Action{ActionRead}
+		st.Reason = "fast-path call of " + v.Name + " (" + v.Reason + ")"
+		return st
 	}
+	st.Action, st.Requires, st.NonPure = ActionAdmin, []Action{ActionAdmin}, true
+	st.Reason = "fast-path call of " + v.Name + ": " + v.Reason
+	if v.Known && v.Class != analysis.Admin {
+		st.Reason = "fast-path call of " + v.Name + " (" + v.Class.String() + "; its arguments are not inspected): admin"
+	}
+	return st
 }
 
 func stmtText(sql string, raw *pg.RawStmt) string {
@@ -143,6 +186,9 @@ type walker struct {
 	estimate bool // a DELETE/UPDATE with WHERE that runs now
 	executes bool // false inside definitions (function bodies, rules, PREPARE, plain EXPLAIN)
 	depth    int
+	nonPure  bool
+	unknown  bool
+	fs       *analysis.Functions
 	st       *Statement // root-level facts
 }
 
@@ -162,14 +208,16 @@ func (w *walker) merge(o *walker, prefix string) {
 	}
 	w.tables = append(w.tables, o.tables...)
 	w.ctes = append(w.ctes, o.ctes...)
+	w.nonPure = w.nonPure || o.nonPure
+	w.unknown = w.unknown || o.unknown
 }
 
 func (w *walker) sub(executes bool) *walker {
-	return &walker{executes: executes, depth: w.depth, st: &Statement{SQL: w.st.SQL}}
+	return &walker{executes: executes, depth: w.depth, fs: w.fs, st: &Statement{SQL: w.st.SQL}}
 }
 
-func classifyRoot(n *pg.Node, text string, depth int) Statement {
-	w := &walker{executes: true, depth: depth, st: &Statement{SQL: text}}
+func classifyRoot(n *pg.Node, text string, depth int, fs *analysis.Functions) Statement {
+	w := &walker{executes: true, depth: depth, fs: fs, st: &Statement{SQL: text}}
 	w.root(n)
 	return w.finish()
 }
@@ -193,6 +241,13 @@ func (w *walker) finish() Statement {
 	st.NeedsEstimate = w.estimate && !set.has(ActionBulkDelete)
 	st.IsDDL = set&setOf(ActionDDL, ActionDrop, ActionIndex) != 0 || (set.has(ActionAdmin) && !st.dmlRoot)
 	st.Tables = dedupTables(w.tables, w.ctes)
+	st.NonPure = w.nonPure
+	st.UnknownFunc = w.unknown
+	for _, t := range st.Tables {
+		if analysis.HiddenRelations[strings.TrimPrefix(t, "pg_catalog.")] {
+			st.NonPure = true
+		}
+	}
 	return st
 }
 
@@ -269,7 +324,7 @@ func mayHaveDistance(sql string) bool {
 			}
 		case '_':
 			// l2_distance, cosine_distance, inner_product, vector_dims, ...:
-			// every name in distanceFuncs has "_distance", "_product" or "_dims"
+			// every name in analysis.DistanceFuncs has "_distance", "_product" or "_dims"
 			rest := sql[i+1:]
 			if hasPrefixFold(rest, "distance") || hasPrefixFold(rest, "product") || hasPrefixFold(rest, "dims") {
 				return true
@@ -317,11 +372,11 @@ func containsDistance(ns []*pg.Node) bool {
 		inspect(n.ProtoReflect(), func(m proto.Message) bool {
 			switch x := m.(type) {
 			case *pg.A_Expr:
-				if names := x.GetName(); len(names) > 0 && distanceOps[names[len(names)-1].GetString_().GetSval()] {
+				if names := x.GetName(); len(names) > 0 && analysis.DistanceOps[names[len(names)-1].GetString_().GetSval()] {
 					found = true
 				}
 			case *pg.FuncCall:
-				if _, name := funcName(x.GetFuncname()); distanceFuncs[name] {
+				if _, name := funcName(x.GetFuncname()); analysis.DistanceFuncs[name] {
 					found = true
 				}
 			}
@@ -676,13 +731,27 @@ func objName(t pg.ObjectType) string {
 
 func (w *walker) funcCall(n *pg.FuncCall) {
 	schema, name := funcName(n.GetFuncname())
-	qual := name
-	if schema != "" {
-		qual = schema + "." + name
+	v := w.fs.Lookup(schema, name)
+	if v.Class != analysis.Pure || !v.Known {
+		w.nonPure = true
 	}
-	if a := funcClass(schema, name); a != "" {
-		w.add(a, "calls "+qual)
+	if !v.Known {
+		w.unknown = true
+		w.add(ActionAdmin, v.Reason)
 		return
+	}
+	switch v.Action {
+	case "":
+	case "admin":
+		w.add(ActionAdmin, "calls "+v.Name+" ("+v.Reason+")")
+		return
+	default:
+		if a, ok := ParseAction(v.Action); ok {
+			w.add(a, "calls "+v.Name+" ("+v.Reason+")")
+		} else {
+			w.add(ActionAdmin, "calls "+v.Name+" (action "+v.Action+" unknown): fail closed")
+			return
+		}
 	}
 	args := n.GetArgs()
 	switch {
@@ -712,28 +781,33 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 				w.add(ActionAdmin, "set_config('"+s+"', ...): "+why)
 			}
 		}
-	case sqlFuncs[name]:
-		if len(args) == 0 {
+	case v.Reach == analysis.ReachSQL:
+		if v.SQLArgc != 0 && len(args) != v.SQLArgc {
 			return
 		}
-		inner, ok := stringConst(args[0])
+		if v.SQLArg >= len(args) {
+			return
+		}
+		inner, ok := stringConst(args[v.SQLArg])
 		if !ok {
-			w.add(ActionAdmin, qual+" runs computed SQL: fail closed")
+			w.add(ActionAdmin, v.Name+" runs computed SQL: fail closed")
 			return
 		}
 		if w.depth+1 > maxNesting {
-			w.add(ActionAdmin, qual+" nested too deeply: fail closed")
+			w.add(ActionAdmin, v.Name+" nested too deeply: fail closed")
 			return
 		}
-		a, err := classify(inner, w.depth+1)
+		a, err := classify(inner, w.depth+1, w.fs)
 		if err != nil {
-			w.add(ActionAdmin, qual+" runs SQL that cannot be parsed: fail closed")
+			w.add(ActionAdmin, v.Name+" runs SQL that cannot be parsed: fail closed")
 			return
 		}
 		for _, st := range a.Statements {
 			for _, act := range st.Requires {
-				w.add(act, qual+" runs: "+st.Reason)
+				w.add(act, v.Name+" runs: "+st.Reason)
 			}
+			w.nonPure = w.nonPure || st.NonPure
+			w.unknown = w.unknown || st.UnknownFunc
 			w.estimate = w.estimate || st.NeedsEstimate
 		}
 	}

@@ -12,83 +12,9 @@ import (
 // PG_READ_FILE and "pg_read_file" all match, while "PG_READ_FILE" (quoted,
 // upper case) is a different function that only a user could have created.
 
-// distanceOps are pgvector's distance operators.
-var distanceOps = map[string]bool{
-	"<->": true, // L2
-	"<#>": true, // negative inner product
-	"<=>": true, // cosine
-	"<+>": true, // L1
-	"<~>": true, // Hamming (bit)
-	"<%>": true, // Jaccard (bit)
-}
-
-// distanceFuncs are pgvector's distance (and dimension) functions.
-var distanceFuncs = map[string]bool{
-	"l2_distance": true, "cosine_distance": true, "inner_product": true,
-	"l1_distance": true, "hamming_distance": true, "jaccard_distance": true,
-	"vector_dims": true, "vector_l2_squared_distance": true,
-	"vector_negative_inner_product": true, "vector_spherical_distance": true,
-	"halfvec_l2_squared_distance": true, "halfvec_negative_inner_product": true,
-	"sparsevec_l2_squared_distance": true, "sparsevec_negative_inner_product": true,
-}
-
-// adminFuncs escape the policy: server file access, large objects, other
-// connections, signals to other backends, configuration reloads,
-// replication slots and backups, statistics resets.
-var adminFuncs = map[string]bool{
-	"pg_read_file": true, "pg_read_binary_file": true, "pg_ls_dir": true,
-	"pg_ls_logdir": true, "pg_ls_waldir": true, "pg_ls_tmpdir": true,
-	"pg_ls_archive_statusdir": true, "pg_ls_logicalsnapdir": true,
-	"pg_ls_logicalmapdir": true, "pg_ls_replslotdir": true, "pg_stat_file": true,
-	"pg_file_write": true, "pg_file_rename": true, "pg_file_unlink": true,
-	"pg_file_sync": true, "pg_logdir_ls": true, "pg_current_logfile": true,
-	"loread": true, "lowrite": true,
-	"pg_terminate_backend": true, "pg_cancel_backend": true, "pg_reload_conf": true,
-	"pg_rotate_logfile": true, "pg_promote": true, "pg_backup_start": true,
-	"pg_backup_stop": true, "pg_start_backup": true, "pg_stop_backup": true,
-	"pg_switch_wal": true, "pg_create_restore_point": true,
-	"pg_create_physical_replication_slot": true, "pg_create_logical_replication_slot": true,
-	"pg_drop_replication_slot": true, "pg_copy_physical_replication_slot": true,
-	"pg_copy_logical_replication_slot": true, "pg_replication_slot_advance": true,
-	"pg_logical_slot_get_changes": true, "pg_logical_slot_peek_changes": true,
-	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
-	"pg_logical_emit_message": true, "pg_wal_replay_pause": true, "pg_wal_replay_resume": true,
-	"pg_log_backend_memory_contexts": true, "pg_import_system_collations": true,
-	"pg_stat_statements_reset": true, "pg_background_launch": true,
-	"pg_background_result": true, "pg_background_detach": true,
-}
-
-// adminFuncPrefixes are families of admin functions.
-var adminFuncPrefixes = []string{"lo_", "dblink", "pg_replication_origin_", "pg_stat_reset"}
-
-// adminSchemas are extension schemas whose functions run or schedule SQL.
-var adminSchemas = map[string]bool{"cron": true, "dblink": true}
-
-// sqlFuncs execute the SQL text given as their first argument.
-var sqlFuncs = map[string]bool{
-	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
-	"ts_stat": true,
-}
-
-// updateFuncs change data without an UPDATE statement.
-var updateFuncs = map[string]bool{"setval": true}
-
-// funcClass returns the action a function call forces on its statement
-// (Admin, Update) or "" when it is an ordinary function.
-func funcClass(schema, name string) Action {
-	if adminFuncs[name] || adminSchemas[schema] {
-		return ActionAdmin
-	}
-	for _, p := range adminFuncPrefixes {
-		if strings.HasPrefix(name, p) {
-			return ActionAdmin
-		}
-	}
-	if updateFuncs[name] {
-		return ActionUpdate
-	}
-	return ""
-}
+// Functions, operators and relations are classified by internal/analysis
+// (the closed world: pg_proc plus its reviewed exceptions table); the
+// lists below are about settings, which no catalog classifies.
 
 // ordinarySettings may be SET, RESET and SHOWn by anyone as a session
 // action: planner and client settings that change neither identity nor

@@ -1,5 +1,7 @@
 package sqlpolicy
 
+import "github.com/pgwarden/pgwarden/internal/analysis"
+
 // Session remembers, for one client session, what each prepared
 // statement and portal does, so that EXECUTE (SQL) and Bind/Execute
 // (extended protocol) get the action of the statement they run, and Parse
@@ -17,6 +19,7 @@ package sqlpolicy
 // A Session is used by one goroutine (the relay's client reader).
 type Session struct {
 	c       *Classifier
+	fs      *analysis.Functions
 	stmts   map[string]Statement
 	portals map[string]Statement
 }
@@ -29,11 +32,15 @@ func (c *Classifier) NewSession() *Session {
 // NewSession returns an empty registry without a shared cache.
 func NewSession() *Session { return (*Classifier)(nil).NewSession() }
 
+// SetFunctions sets the function classification of the session's
+// database (nil: the built-in snapshot); later statements use it.
+func (s *Session) SetFunctions(fs *analysis.Functions) { s.fs = fs }
+
 func (s *Session) classify(sql string) (*Analysis, error) {
 	if s.c == nil {
-		return Classify(sql)
+		return ClassifyWith(sql, s.fs)
 	}
-	return s.c.Classify(sql)
+	return s.c.ClassifyWith(sql, s.fs)
 }
 
 // Parse handles an extended-protocol Parse: it classifies sql (cached) and

@@ -111,6 +111,22 @@ func TestCatalogLoadsRefreshesAndFallsBack(t *testing.T) {
 	if v := c.Functions(context.Background(), "other").Lookup("", "slugify"); v.Known {
 		t.Fatalf("slugify known without a catalog: %+v", v)
 	}
+	// Refresh: a statement naming an unknown function reloads, at most
+	// once per minAge.
+	fail.Store(false)
+	now = now.Add(2 * time.Second)
+	n0 := calls.Load()
+	fs3 := c.Refresh(context.Background(), "app", time.Second)
+	if fs3.Source != "catalog" || calls.Load() != n0+1 {
+		t.Fatalf("Refresh did not reload: %s, %d loads", fs3.Source, calls.Load()-n0)
+	}
+	if c.Refresh(context.Background(), "app", time.Second) != fs3 || calls.Load() != n0+1 {
+		t.Fatalf("Refresh within minAge reloaded (%d loads)", calls.Load()-n0)
+	}
+	now = now.Add(2 * time.Second)
+	if c.Refresh(context.Background(), "app", time.Second) == fs3 {
+		t.Fatal("Refresh after minAge did not reload")
+	}
 	// Timeout: a loader that hangs is cut off.
 	hang := NewCatalog(func(ctx context.Context, db string) ([]Func, error) {
 		<-ctx.Done()

@@ -179,6 +179,7 @@ type Catalog struct {
 
 type dbFuncs struct {
 	fs      *Functions
+	tried   time.Time // last load attempt
 	next    time.Time // refresh due
 	stale   bool      // Invalidate: reload before the next use
 	loading bool
@@ -244,6 +245,9 @@ func (c *Catalog) Functions(ctx context.Context, database string) *Functions {
 }
 
 func (c *Catalog) refresh(ctx context.Context, database string, d *dbFuncs) *Functions {
+	c.mu.Lock()
+	d.tried = c.opt.Now()
+	c.mu.Unlock()
 	lctx, cancel := context.WithTimeout(ctx, c.opt.Timeout)
 	funcs, err := c.load(lctx, database)
 	cancel()
@@ -271,6 +275,26 @@ func (c *Catalog) refresh(ctx context.Context, database string, d *dbFuncs) *Fun
 	d.next = now.Add(c.opt.MaxAge)
 	d.stale = false
 	return d.fs
+}
+
+// Refresh reloads database's classification now, unless the snapshot in
+// use was loaded less than minAge ago (a statement naming a function the
+// snapshot does not know: it may have been created since, outside the
+// gateway; minAge keeps such statements from costing a load each). A
+// failed reload keeps the snapshot in use.
+func (c *Catalog) Refresh(ctx context.Context, database string, minAge time.Duration) *Functions {
+	if c == nil || c.load == nil {
+		return c.Functions(ctx, database)
+	}
+	c.mu.Lock()
+	d := c.dbs[database]
+	if d == nil || d.fs == nil || d.loading || c.opt.Now().Sub(d.tried) < minAge {
+		c.mu.Unlock()
+		return c.Functions(ctx, database)
+	}
+	d.loading = true
+	c.mu.Unlock()
+	return c.refresh(ctx, database, d)
 }
 
 // Invalidate makes the next use of every database's classification load
