@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/pgwarden/pgwarden/internal/analysis"
 	"net"
 	"net/http"
 	"sync"
@@ -54,6 +55,7 @@ type Gateway struct {
 	verifier   identity.Verifier
 	provider   credentials.Provider
 	classifier *sqlpolicy.Classifier
+	functions  *analysis.Catalog // the closed world of functions, per database
 	policy     *sqlpolicy.Policy
 	masker     *masking.Engine
 	maskActive bool // any rule or detector configured
@@ -108,6 +110,9 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	catalogDSN := cfg.Masking.CatalogDSN
 	if catalogDSN == "" && cfg.Credentials.Provider == "native" {
 		catalogDSN = cfg.Credentials.Native.AdminDSN // the gateway's own connection
+	}
+	if g.functions, err = newFunctionCatalog(cfg, catalogDSN, g.log); err != nil {
+		return nil, err
 	}
 	if catalogDSN != "" && len(cfg.Masking.Rules) > 0 {
 		pool, err := pgxpool.New(ctx, catalogDSN)
@@ -301,4 +306,29 @@ func (g *Gateway) Close() {
 			g.catalog.Close()
 		}
 	})
+}
+
+// newFunctionCatalog translates policy.functions into the analysis
+// package's options. It reads pg_proc through the catalog connection
+// (masking.catalog_dsn, else the native provider's admin_dsn); without
+// one, statements are classified with the built-in PostgreSQL 15 +
+// pgvector snapshot and every user-defined function is unknown (admin).
+func newFunctionCatalog(cfg *config.Config, dsn string, log zerolog.Logger) (*analysis.Catalog, error) {
+	fc := cfg.Policy.Functions
+	opt := analysis.CatalogOptions{
+		Functions: analysis.Options{Allow: fc.Allow, VolatileAction: fc.VolatileAction},
+		MaxAge:    fc.CatalogMaxAge,
+		Timeout:   fc.CatalogTimeout,
+		OnError: func(db string, err error) {
+			log.Warn().Str("database", db).Err(err).Msg("function catalog (pg_proc) could not be loaded: user-defined functions are refused until it can")
+		},
+	}
+	if dsn == "" {
+		return analysis.NewCatalog(nil, opt, "no catalog connection is configured (masking.catalog_dsn)"), nil
+	}
+	load, err := analysis.DSNLoader(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("policy.functions: %w", err)
+	}
+	return analysis.NewCatalog(load, opt, ""), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"github.com/pgwarden/pgwarden/internal/analysis"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,9 @@ type hooks struct {
 	// pol resolves EXECUTEs (client goroutine only): it is loaded with the
 	// prepared statements the tracker knows right before each Resolve.
 	pol *sqlpolicy.Session
+	// funcs classifies the functions of the session's database (client
+	// goroutine only; refreshed before each statement by useFunctions).
+	funcs *analysis.Functions
 
 	mu        sync.Mutex
 	reason    string // SET pgwarden.reason
@@ -66,6 +70,7 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 		maxRows:   g.cfg.Recording.MaxRows,
 		recording: g.cfg.Recording.Results && g.cfg.Recording.MaxRows > 0,
 	}
+	h.useFunctions(ctx)
 	if g.recorder != nil {
 		if err := g.recorder.Healthy(); err != nil && !g.recorder.FailOpen() {
 			return nil, pgerr.New(pgerr.UnableToConnect, "pgwarden: session recording unavailable; refusing to run unrecorded").WithCause(err)
@@ -92,7 +97,47 @@ func (h *hooks) WantClient(typ byte) bool {
 	return false
 }
 
+// useFunctions takes the current function classification of the
+// session's database (cheap when the snapshot is fresh; a load after DDL
+// is bounded by policy.functions.catalog_timeout).
+func (h *hooks) useFunctions(ctx context.Context) {
+	if fs := h.g.functions.Functions(ctx, h.info.Database); fs != h.funcs {
+		h.funcs = fs
+		h.pol.SetFunctions(fs)
+	}
+}
+
+// functionReloadEvery bounds how often a statement naming a function the
+// snapshot does not know may reload the catalog (it may have been created
+// outside the gateway since the last load).
+const functionReloadEvery = 200 * time.Millisecond
+
+// refreshFunctions reloads the session database's function catalog (rate
+// limited) and reports whether the classification changed.
+func (h *hooks) refreshFunctions(ctx context.Context) bool {
+	fs := h.g.functions.Refresh(ctx, h.info.Database, functionReloadEvery)
+	if fs == h.funcs {
+		return false
+	}
+	h.funcs = fs
+	h.pol.SetFunctions(fs)
+	return true
+}
+
+func unknownFunc(stmts []sqlpolicy.Statement) bool {
+	for i := range stmts {
+		if stmts[i].UnknownFunc {
+			return true
+		}
+	}
+	return false
+}
+
 func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwire.Verdict {
+	switch msg.(type) {
+	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.FunctionCall:
+		h.useFunctions(ctx)
+	}
 	switch m := msg.(type) {
 	case *pgproto3.Query:
 		return h.onQuery(ctx, m)
@@ -106,8 +151,12 @@ func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwi
 		if perr := h.recordingRefusal(); perr != nil {
 			return pgwire.Verdict{Refuse: perr}
 		}
-		st := sqlpolicy.FunctionCall(m.Function)
+		st := sqlpolicy.FunctionCall(m.Function, h.funcs)
 		d := h.g.policy.Decide(h.groups, st)
+		if d.Allowed && st.NonPure && !h.unmask && h.g.maskActive {
+			d.Allowed, d.Err = false, pgerr.New(pgerr.InsufficientPrivilege,
+				"pgwarden: %s reads or writes outside its result, and this session's results are masked; masked data may only leave through masked result rows", strings.TrimPrefix(strings.TrimSuffix(st.SQL, ">"), "<"))
+		}
 		if !d.Allowed || d.NeedsApproval {
 			err := d.Err
 			if err == nil {
@@ -186,7 +235,10 @@ func (h *hooks) onQuery(ctx context.Context, m *pgproto3.Query) pgwire.Verdict {
 	if perr := h.recordingRefusal(); perr != nil {
 		return pgwire.Verdict{Refuse: perr}
 	}
-	an, _ := h.g.classifier.Classify(sql) // unparseable: one admin statement (fail closed)
+	an, _ := h.g.classifier.ClassifyWith(sql, h.funcs) // unparseable: one admin statement (fail closed)
+	if unknownFunc(an.Statements) && h.refreshFunctions(ctx) {
+		an, _ = h.g.classifier.ClassifyWith(sql, h.funcs)
+	}
 	stmts := h.resolve(an.Statements, 0)
 	d := h.g.policy.Evaluate(ctx, h.groups, stmts, nil, h.estimatorFor(an.Statements))
 	actions := actionStrings(d.Actions, len(stmts))
@@ -265,6 +317,9 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 	// The statement as PostgreSQL will prepare it (one statement; several
 	// are refused by the server, and here need all their actions).
 	an, _ := h.pol.Parse("", m.Query)
+	if unknownFunc(an.Statements) && h.refreshFunctions(ctx) {
+		an, _ = h.pol.Parse("", m.Query)
+	}
 	combined, _ := h.pol.Lookup("")
 	// A Parse of SQL-level EXECUTE/PREPARE/DEALLOCATE (some drivers send
 	// every statement through Parse): EXECUTE is what its prepared statement does.

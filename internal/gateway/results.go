@@ -117,8 +117,11 @@ func (h *hooks) onReady() error {
 	h.ddlSeen = false
 	h.mu.Unlock()
 	h.active = nil
-	if ddl && h.g.pgCatalog != nil {
-		h.g.pgCatalog.Invalidate()
+	if ddl {
+		h.g.functions.Invalidate() // CREATE/ALTER/DROP FUNCTION, CREATE EXTENSION
+		if h.g.pgCatalog != nil {
+			h.g.pgCatalog.Invalidate()
+		}
 	}
 	return nil
 }
