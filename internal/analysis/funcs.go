@@ -121,6 +121,7 @@ type Options struct {
 // Functions is an immutable classification of one database's pg_proc.
 type Functions struct {
 	byName   map[string][]*Func
+	verdicts map[string]*nameVerdicts // precomputed Lookup answers
 	byOID    map[uint32]*Func
 	allow    map[string]bool
 	volAct   string
@@ -144,13 +145,49 @@ func NewFunctions(funcs []Func, opt Options, source string) *Functions {
 			fs.byOID[f.OID] = f
 		}
 	}
+	// Classify once per snapshot, so a Lookup on the classification hot
+	// path is two map reads.
+	fs.verdicts = make(map[string]*nameVerdicts, len(fs.byName))
+	for name, cands := range fs.byName {
+		nv := &nameVerdicts{bySchema: make(map[string]Verdict, 1)}
+		for i, f := range cands {
+			v := fs.classify(f)
+			if i == 0 {
+				nv.any = v
+			} else {
+				nv.any = merge(nv.any, v)
+			}
+			if old, ok := nv.bySchema[f.Schema]; ok {
+				v = merge(old, v)
+			}
+			v.Name = f.Schema + "." + name
+			nv.bySchema[f.Schema] = v
+		}
+		nv.any.Name = name
+		fs.verdicts[name] = nv
+	}
 	return fs
+}
+
+type nameVerdicts struct {
+	any      Verdict            // every schema: an unqualified call
+	bySchema map[string]Verdict // Name is schema.name
 }
 
 // Lookup classifies a call of name (schema "" when unqualified). An
 // unqualified name may resolve to any schema on the search path, so every
 // function of that name counts and the strongest verdict wins.
 func (fs *Functions) Lookup(schema, name string) Verdict {
+	if fs != nil && !AdminSchemas[schema] {
+		if nv := fs.verdicts[name]; nv != nil {
+			if schema == "" {
+				return nv.any
+			}
+			if v, ok := nv.bySchema[schema]; ok {
+				return v
+			}
+		}
+	}
 	qual := name
 	if schema != "" {
 		qual = schema + "." + name
@@ -161,33 +198,15 @@ func (fs *Functions) Lookup(schema, name string) Verdict {
 	if fs == nil {
 		return unknown(qual, "no function catalog")
 	}
-	var out Verdict
-	n := 0
-	for _, f := range fs.byName[name] {
-		if schema != "" && f.Schema != schema {
-			continue
-		}
-		v := fs.classify(f)
-		if n == 0 {
-			out = v
-		} else {
-			out = merge(out, v)
-		}
-		n++
+	if e, ok := lookupException(name); ok && e.class == Admin {
+		// admin by name even where it is not installed here (dblink_*, lo_*)
+		return e.verdict(qual)
 	}
-	if n == 0 {
-		if e, ok := lookupException(name); ok && e.class == Admin {
-			// admin by name even where it is not installed here (dblink_*, lo_*)
-			return e.verdict(qual)
-		}
-		why := "not in this database's catalog"
-		if fs.Degraded != "" {
-			why = "the function catalog could not be read (" + fs.Degraded + ")"
-		}
-		return unknown(qual, why)
+	why := "not in this database's catalog"
+	if fs.Degraded != "" {
+		why = "the function catalog could not be read (" + fs.Degraded + ")"
 	}
-	out.Name = qual
-	return out
+	return unknown(qual, why)
 }
 
 // ByOID classifies the function with this OID (a fast-path FunctionCall).
