@@ -8,13 +8,18 @@
 //     tree of the real PostgreSQL parser (pg_query_go), never from the SQL
 //     text. The whole tree is walked, so writes in data-modifying CTEs,
 //     subqueries, COPY (...) TO, EXPLAIN ANALYZE, rules and SQL-function
-//     bodies count, and so do policy-escaping functions anywhere in any
-//     expression (server files, large objects, dblink, signals, role
-//     changes through set_config). A statement that does several things
-//     needs all of them (Statement.Requires); reads are implied by writes.
-//     Anything unknown, unparseable or computed (set_config with a
-//     non-constant name, query_to_xml of a non-constant query, the
-//     fast-path FunctionCall) is admin: fail closed.
+//     bodies count, and so does every function call anywhere in any
+//     expression, classified by the closed world of internal/analysis
+//     (pg_proc of the session's database plus its reviewed exceptions:
+//     server files, large objects, dblink, signals are admin; a
+//     user-defined VOLATILE function is admin unless policy.functions
+//     allows it; role changes through set_config are checked by setting).
+//     A statement that does several things needs all of them
+//     (Statement.Requires); reads are implied by writes. Anything
+//     unknown, unparseable or computed (a function the catalog does not
+//     know, set_config with a non-constant name, query_to_xml of a
+//     non-constant query, a fast-path FunctionCall of a non-pure
+//     function) is admin: fail closed.
 //   - A bounded, concurrent cache of classifications keyed by exact text
 //     (Classifier), and a per-session registry of prepared statements and
 //     portals (Session) so EXECUTE and Bind get the prepared statement's
@@ -57,10 +62,9 @@
 //   - CREATE FUNCTION is ddl; in an untrusted language, SECURITY DEFINER,
 //     or with a protected SET it is admin.
 //
-// Known limitation: a function the parser cannot see into (a user-defined
-// function called from a SELECT) keeps the outer statement's action, even
-// if it is VOLATILE and writes. Creating such a function needs ddl, so a
-// group without ddl cannot plant one; grant ddl with that in mind.
+// A user-defined STABLE or IMMUTABLE function keeps the outer statement's
+// action (PostgreSQL forbids writes in them); masking refuses it for
+// groups without unmask unless policy.functions allows it.
 //
 // Lifecycle: one Classifier and one Policy per gateway (both immutable or
 // internally synchronised); one Session per client connection, used only
