@@ -69,6 +69,7 @@ func corpusFunctions() *analysis.Functions {
 		analysis.Func{OID: 30003, Schema: "public", Name: "slugify", Volatility: 'i', Language: "sql", Kind: 'f'},
 		analysis.Func{OID: 30004, Schema: "public", Name: "bump_counter", Volatility: 'v', Language: "plpgsql", Kind: 'f'},
 		analysis.Func{OID: 30005, Schema: "public", Name: "note_stats", Volatility: 's', Language: "plpgsql", Kind: 'f'},
+		analysis.Func{OID: 30006, Schema: "public", Name: "owner_lookup", Volatility: 's', SecDef: true, Language: "sql", Kind: 'f'},
 	)
 	return analysis.NewFunctions(funcs, analysis.Options{Allow: []string{"public.slugify", "bump_counter"}}, "corpus")
 }

@@ -337,7 +337,10 @@ func (fs *Functions) classify(f *Func) Verdict {
 	v.Class, v.Reach = ReadsHidden, ReachAny
 	v.Reason = "user-defined function: its body is opaque"
 	if f.SecDef {
-		v.Reason = "user-defined SECURITY DEFINER function: its body runs with its owner's rights"
+		// Even a STABLE one: it may call a VOLATILE function, which then
+		// writes with the owner's rights.
+		v.Action = "admin"
+		v.Reason = "user-defined SECURITY DEFINER function: its body runs with its owner's rights, so it is admin unless policy.functions.allow vouches for it"
 	}
 	if v.Volatile {
 		v.Class, v.Action = WritesState, "admin"
