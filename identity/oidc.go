@@ -103,7 +103,8 @@ var _ Verifier = (*OIDC)(nil)
 // NewOIDC returns a verifier for cfg. It fails only on configuration errors
 // (e.g. an unreadable ca_file); an unreachable issuer is retried lazily. ctx
 // bounds the first discovery attempt only (at most 3s; a cancelled ctx skips
-// it, for an issuer served by a listener that is not up yet).
+// it without a warning, for an issuer served by a listener that is not up
+// yet: the first Verify or Check then discovers it).
 func NewOIDC(ctx context.Context, cfg config.OIDC, opts ...Option) (*OIDC, error) {
 	if cfg.Issuer == "" {
 		return nil, &config.Error{Path: "auth.oidc.issuer", Msg: "required"}
@@ -150,6 +151,14 @@ func NewOIDC(ctx context.Context, cfg config.OIDC, opts ...Option) (*OIDC, error
 	}
 	// Bounded so that start-up never stalls on an issuer that accepts
 	// connections but does not answer; later attempts happen on demand.
+	if ctx.Err() != nil {
+		// The caller says the issuer cannot answer yet (pgwarden dev serves
+		// it from a listener that starts after this): no attempt, and no
+		// warning about a failure that is only the start order. The first
+		// Verify or Check discovers it.
+		o.log.Debug().Str("issuer", cfg.Issuer).Msg("OIDC discovery deferred to first use")
+		return o, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, firstDiscoveryTimeout)
 	defer cancel()
 	if _, err := o.discover(ctx, true); err != nil {

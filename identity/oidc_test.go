@@ -1,6 +1,7 @@
 package identity_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
@@ -393,21 +396,29 @@ func TestRefusalNeverLeaksToken(t *testing.T) {
 }
 
 // A caller that gives up (cancelled ctx) must not put the verifier into
-// discovery backoff: that says nothing about the issuer.
+// discovery backoff: that says nothing about the issuer. NewOIDC with a
+// cancelled ctx (pgwarden dev: its issuer's listener is not up yet) makes
+// no attempt and logs no warning (issue 15: "OIDC discovery failed" at
+// every start of pgwarden dev).
 func TestCancelledCallerDoesNotTriggerBackoff(t *testing.T) {
 	k := newECKey(t, "k")
 	iss := newTestIssuer(t, false, k)
 	dead, cancel := context.WithCancel(context.Background())
 	cancel()
+	var logBuf bytes.Buffer
 	v, err := identity.NewOIDC(dead, oidcCfg(iss.URL()),
 		identity.WithNow(func() time.Time { return t0 }),
-		identity.WithDiscoveryRetry(time.Hour, time.Hour))
+		identity.WithDiscoveryRetry(time.Hour, time.Hour),
+		identity.WithLogger(zerolog.New(&logBuf).Level(zerolog.InfoLevel)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
 	if got := iss.discHits.Load(); got != 0 {
 		t.Fatalf("a cancelled ctx still requested discovery %d times", got)
+	}
+	if strings.Contains(logBuf.String(), `"warn"`) || strings.Contains(logBuf.String(), "discovery failed") {
+		t.Fatalf("a deferred first discovery logged: %s", logBuf.String())
 	}
 	if _, err := v.Verify(context.Background(), k.sign(t, iss.claims(t0, "a@x")), "a@x"); err != nil {
 		t.Fatalf("first use after a skipped discovery: %v", err)

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgwarden/pgwarden/internal/pgtest"
+)
+
+// syncBuffer is a goroutine-safe buffer for a command's stdout/stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestDevStartIsQuiet runs `pgwarden dev` in process: its start logs no
+// "OIDC discovery failed" (its own issuer is served by the admin listener,
+// which is not up when the verifier is built; issue 15), and the deferred
+// discovery happens on the first login, which works.
+func TestDevStartIsQuiet(t *testing.T) {
+	if err := pgtest.Available(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	data := t.TempDir()
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	adminListen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data", data, "--listen", listen, "--admin-listen", adminListen,
+			"--pg-port", strconv.Itoa(freePort(t))}, &stdout, &stderr)
+	}()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("pgwarden dev exited %d\n%s", code, stderr.String())
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("pgwarden dev did not stop within 60s of its context ending")
+		}
+	}
+	defer stop()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(stdout.String(), "pgwarden dev is running") {
+		select {
+		case code := <-done:
+			stopped = true
+			t.Fatalf("pgwarden dev exited %d before it was running\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pgwarden dev not running within 3 minutes\n%s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	code, tok, errs := runCLI("token", "--data", data, "--user", "alice@example.com", "--groups", "analyst")
+	if code != 0 {
+		t.Fatalf("pgwarden token: exit %d: %s", code, errs)
+	}
+	host, port := splitHostPort(listen)
+	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%s dbname=vectors user=alice@example.com sslmode=require connect_timeout=10", host, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.Password = strings.TrimSpace(tok)
+	cc.TLSConfig = &tls.Config{InsecureSkipVerify: true}
+	cc.Fallbacks = nil
+	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ccancel()
+	conn, err := pgx.ConnectConfig(cctx, cc)
+	if err != nil {
+		t.Fatalf("connect to pgwarden dev: %v\n%s", err, stderr.String())
+	}
+	var n int
+	err = conn.QueryRow(cctx, "SELECT count(*) FROM documents").Scan(&n)
+	conn.Close(context.Background())
+	if err != nil || n == 0 {
+		t.Fatalf("SELECT count(*) FROM documents: %d, %v", n, err)
+	}
+	stop()
+	logs := stderr.String()
+	if strings.Contains(logs, "discovery failed") {
+		t.Errorf("pgwarden dev logged a failed OIDC discovery:\n%s", logs)
+	}
+	if !strings.Contains(logs, "OIDC discovery done") {
+		t.Errorf("no OIDC discovery logged after the first login:\n%s", logs)
+	}
+}
