@@ -241,17 +241,6 @@ func (s *Store) updateOpen(fn func(a *Approval) bool) ([]*Approval, error) {
 	return changed, err
 }
 
-// hasOpen reports cheaply whether any request is pending or approved.
-func (s *Store) hasOpen() bool {
-	found := false
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bucketOpen).Cursor().First()
-		found = k != nil
-		return nil
-	})
-	return found
-}
-
 // claim finds an approved retry-mode request with this fingerprint and
 // lets fn transition it, in one write transaction (so two concurrent
 // re-runs cannot both win). fn returns true when it took the request.

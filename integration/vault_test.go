@@ -64,15 +64,15 @@ func wantConnectRefused(t *testing.T, err error, want string, secrets ...string)
 }
 
 // runUntilTerminated runs SELECT 1 every 200ms (bounded) until it fails,
-// returning the time of the last success, the failure and its time.
-func runUntilTerminated(t *testing.T, conn *pgx.Conn, limit time.Duration) (lastOK time.Time, err error, at time.Time) {
+// returning the time of the last success, the failure's time and the failure.
+func runUntilTerminated(t *testing.T, conn *pgx.Conn, limit time.Duration) (lastOK, at time.Time, err error) {
 	t.Helper()
 	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err = conn.Exec(ctx, "SELECT 1")
 		cancel()
 		if err != nil {
-			return lastOK, err, time.Now()
+			return lastOK, time.Now(), err
 		}
 		lastOK = time.Now()
 	}
@@ -195,7 +195,7 @@ func TestVaultMaxTTLTerminatesSession(t *testing.T) {
 	}
 	issued := tv.LeaseIssued(t, leases[0])
 
-	lastOK, err, at := runUntilTerminated(t, conn, 20*time.Second)
+	lastOK, at, err := runUntilTerminated(t, conn, 20*time.Second)
 	wantTerminated(t, err)
 	t.Logf("lease issued %v; last success +%v; terminated +%v: %v", issued.Format(time.StampMilli), lastOK.Sub(issued), at.Sub(issued), err)
 	if lastOK.Sub(issued) <= vaultShortTTL {
@@ -348,7 +348,7 @@ func TestVaultStoppedMidRun(t *testing.T) {
 	if got := currentUser(t, long); got != longUser {
 		t.Fatalf("existing session's user %q, was %q", got, longUser)
 	}
-	lastOK, err, at := runUntilTerminated(t, short, 15*time.Second)
+	lastOK, at, err := runUntilTerminated(t, short, 15*time.Second)
 	wantTerminated(t, err)
 	t.Logf("short lease issued %v; last success +%v; terminated +%v: %v", issued.Format(time.StampMilli), lastOK.Sub(issued), at.Sub(issued), err)
 	if lastOK.IsZero() {
