@@ -279,7 +279,7 @@ func (g *Gateway) Serve(ctx context.Context, wl, al net.Listener) error {
 		_ = g.admin.Shutdown(sctx)
 	}
 	for ; n > 0; n-- {
-		if err := <-errc; err != nil && first == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+		if err := <-errc; err != nil && first == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, pgwire.ErrServerClosed) {
 			first = err
 		}
 	}
