@@ -120,12 +120,24 @@ func TestCatalogLoadsRefreshesAndFallsBack(t *testing.T) {
 	if fs3.Source != "catalog" || calls.Load() != n0+1 {
 		t.Fatalf("Refresh did not reload: %s, %d loads", fs3.Source, calls.Load()-n0)
 	}
-	if c.Refresh(context.Background(), "app", time.Second) != fs3 || calls.Load() != n0+1 {
+	// Within minAge Refresh waits out the rest of it; a statement whose
+	// ctx ends first keeps the snapshot in use without a load.
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	if c.Refresh(cctx, "app", time.Second) != fs3 || calls.Load() != n0+1 {
 		t.Fatalf("Refresh within minAge reloaded (%d loads)", calls.Load()-n0)
 	}
+	cancel()
 	now = now.Add(2 * time.Second)
 	if c.Refresh(context.Background(), "app", time.Second) == fs3 {
 		t.Fatal("Refresh after minAge did not reload")
+	}
+	// Real clock: a function created just after a load is found by a
+	// Refresh moments later (it waits out minAge, then loads).
+	rc := NewCatalog(load, CatalogOptions{MaxAge: time.Minute}, "")
+	first := rc.Functions(context.Background(), "app")
+	n1 := calls.Load()
+	if again := rc.Refresh(context.Background(), "app", 30*time.Millisecond); again == first || calls.Load() != n1+1 {
+		t.Fatalf("Refresh just after a load did not reload (%d loads)", calls.Load()-n1)
 	}
 	// Timeout: a loader that hangs is cut off.
 	hang := NewCatalog(func(ctx context.Context, db string) ([]Func, error) {

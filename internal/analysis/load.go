@@ -288,7 +288,30 @@ func (c *Catalog) Refresh(ctx context.Context, database string, minAge time.Dura
 	}
 	c.mu.Lock()
 	d := c.dbs[database]
-	if d == nil || d.fs == nil || d.loading || c.opt.Now().Sub(d.tried) < minAge {
+	if d != nil && d.fs != nil && !d.loading {
+		if wait := minAge - c.opt.Now().Sub(d.tried); wait > 0 {
+			// Loaded moments ago: the function may have been created
+			// since (a test, a migration just before its first use). Wait
+			// out the rest of minAge instead of refusing on a stale
+			// snapshot; one load per minAge still bounds the cost.
+			c.mu.Unlock()
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return c.Functions(ctx, database)
+			case <-t.C:
+			}
+			c.mu.Lock()
+			d = c.dbs[database]
+			if d == nil || d.fs == nil || d.loading || c.opt.Now().Sub(d.tried) < minAge {
+				// another session reloaded (or is reloading) meanwhile
+				c.mu.Unlock()
+				return c.Functions(ctx, database)
+			}
+		}
+	}
+	if d == nil || d.fs == nil || d.loading {
 		c.mu.Unlock()
 		return c.Functions(ctx, database)
 	}
