@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/internal/analysis"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
 )
 
@@ -66,6 +67,10 @@ type Query struct {
 	// with several statements, every expression column is then traced
 	// against all of them together (fail closed).
 	Stmt int
+	// Funcs is the closed world of functions of the session's database
+	// (internal/analysis); nil: the built-in PostgreSQL 15 + pgvector
+	// snapshot, where every user-defined function is unknown (opaque).
+	Funcs *analysis.Functions
 }
 
 // Engine holds the compiled masking configuration. It is safe for
@@ -86,8 +91,8 @@ type Engine struct {
 }
 
 type traceKey struct {
-	sql  string
-	stmt int
+	sql   string
+	funcs *analysis.Functions // a new snapshot classifies calls anew
 }
 
 const maxTraceCache = 1024
@@ -108,7 +113,7 @@ func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
 	if q == nil {
 		return e.traceQuery(ctx, q)
 	}
-	k := traceKey{q.SQL, 0}
+	k := traceKey{q.SQL, q.Funcs}
 	var gen uint64
 	if g, ok := e.cat.(interface{ Generation() uint64 }); ok {
 		gen = g.Generation()

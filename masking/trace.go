@@ -3,9 +3,13 @@ package masking
 import (
 	"context"
 	"strings"
+	"sync"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgwarden/pgwarden/internal/analysis"
+	"github.com/pgwarden/pgwarden/internal/pgerr"
 )
 
 // Derived tracing: which output expressions of a statement read a masked
@@ -98,10 +102,32 @@ type cteDef struct {
 type tracer struct {
 	e      *Engine
 	ctx    context.Context
-	views  int // depth inside view definitions (predicates there are not the user's)
+	fs     *analysis.Functions // the closed world of functions (never nil)
+	views  int                 // depth inside view definitions (predicates there are not the user's)
+	depth  int                 // nesting of SQL text run by functions (query_to_xml)
 	pred   taint
 	write  taint // values written into tables (INSERT ... SELECT, UPDATE SET, CREATE TABLE AS)
 	unsure bool
+	// refusal is the first reason the statement cannot be made safe for a
+	// group without unmask: a function that reads what the trace cannot
+	// see, a masked value passed to a function that writes state.
+	refusal *pgerr.Error
+	// touched: some expression read a masked column or key (then the
+	// statement's error and notice texts may carry masked values).
+	touched bool
+}
+
+// defaultFuncs is the closed world when the glue passes none: the built-in
+// PostgreSQL 15 + pgvector snapshot (every user-defined function unknown,
+// so opaque).
+var defaultFuncs = sync.OnceValue(func() *analysis.Functions {
+	return analysis.BuiltinFunctions(analysis.Options{}, "")
+})
+
+func (t *tracer) refuse(err *pgerr.Error) {
+	if t.refusal == nil {
+		t.refusal = err
+	}
 }
 
 // traceResult is the analysis of one SQL string.
@@ -112,11 +138,27 @@ type traceResult struct {
 }
 
 type stmtTrace struct {
-	outs   []outCol
-	exact  bool
-	unsure bool // EXECUTE/FETCH: outputs unknown
-	pred   taint
-	write  taint
+	outs    []outCol
+	exact   bool
+	unsure  bool // EXECUTE/FETCH: outputs unknown
+	pred    taint
+	write   taint
+	refusal *pgerr.Error
+	touched bool
+}
+
+// readsMasked: the statement read a masked value somewhere (outputs,
+// predicates, writes, function arguments) or cannot be traced.
+func (st *stmtTrace) readsMasked() bool {
+	if st.touched || st.unsure || st.refusal != nil || st.pred.lvl > lvlClean || st.write.lvl > lvlClean {
+		return true
+	}
+	for _, o := range st.outs {
+		if o.t.lvl > lvlClean {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) traceQuery(ctx context.Context, q *Query) *traceResult {
@@ -125,15 +167,20 @@ func (e *Engine) traceQuery(ctx context.Context, q *Query) *traceResult {
 		tr.all = true
 		return tr
 	}
-	res, err := pg.Parse(q.SQL)
+	res, err := analysis.Parse(q.SQL)
 	if err != nil {
 		tr.all = true
 		return tr
 	}
+	fs := q.Funcs
+	if fs == nil {
+		fs = defaultFuncs()
+	}
 	for _, rs := range res.Stmts {
-		t := &tracer{e: e, ctx: ctx}
+		t := &tracer{e: e, ctx: ctx, fs: fs}
 		outs, exact := t.stmt(rs.Stmt, nil)
-		tr.stmts = append(tr.stmts, stmtTrace{outs: outs, exact: exact, unsure: t.unsure, pred: t.pred, write: t.write})
+		tr.stmts = append(tr.stmts, stmtTrace{outs: outs, exact: exact, unsure: t.unsure, pred: t.pred, write: t.write,
+			refusal: t.refusal, touched: t.touched})
 	}
 	return tr
 }
@@ -262,9 +309,17 @@ func (t *tracer) stmt(n *pg.Node, sc *scope) ([]outCol, bool) {
 			outs = append(outs, outCol{name: name, t: src.col(name)})
 		}
 		return outs, true
+	case *pg.Node_CallStmt:
+		// a procedure is a function call whose arguments may carry masked
+		// values into its body (an unvouched user-defined procedure is
+		// refused as opaque); its OUT parameters are not traced: masked
+		if fc := x.CallStmt.Funccall; fc != nil {
+			t.funcCall(fc, sc)
+		}
+		t.unsure = true
+		return nil, false
 	}
-	// SHOW, SET, utility statements: no data columns. A CALL's OUT
-	// parameters or a function body are not traced (see docs).
+	// SHOW, SET, utility statements: no data columns.
 	return nil, true
 }
 
@@ -321,10 +376,42 @@ func (t *tracer) cte(sc *scope, d *cteDef) {
 	}
 	rename()
 	if selfReferencing(d) {
-		// second pass: the self-reference now carries the first pass's taint
-		d.outs, d.exact = outs, exact
-		outs, exact = t.stmt(d.q.Ctequery, sc)
-		rename()
+		// Trace again with the self-reference carrying the last pass's
+		// taint until no column's taint grows (a fixed point: a recursive
+		// term may rotate a value across columns one step per pass). Taint
+		// only grows and has three levels, so 2*columns+2 passes reach it;
+		// if not, every column is taken as masked (fail closed).
+		converged := false
+		for pass := 0; pass < 2*len(outs)+2; pass++ {
+			d.outs, d.exact = outs, exact
+			next, nexact := t.stmt(d.q.Ctequery, sc)
+			for i, a := range d.q.Aliascolnames {
+				if i < len(next) {
+					next[i].name = strVal(a)
+				}
+			}
+			grew := len(next) != len(outs)
+			if !grew {
+				for i := range next {
+					j := next[i].t.or(outs[i].t)
+					if j.lvl != outs[i].t.lvl || j.direct != outs[i].t.direct {
+						grew = true
+					}
+					next[i].t = j
+				}
+			}
+			outs, exact = next, nexact
+			if !grew {
+				converged = true
+				break
+			}
+		}
+		if !converged {
+			all := anyTaint(outs).or(taint{lvl: lvlFull, what: "(recursive query not traced)"})
+			for i := range outs {
+				outs[i].t = all
+			}
+		}
 	}
 	d.outs, d.exact, d.done, d.inFlight = outs, exact, true, false
 }
@@ -602,6 +689,18 @@ func (t *tracer) rangeVar(rv *pg.RangeVar, sc *scope) *source {
 		}
 	}
 	src := &source{alias: alias, schema: strings.ToLower(rv.Schemaname), rel: strings.ToLower(rv.Relname), base: true, e: t.e}
+	if analysis.HiddenRelations[src.rel] && (src.schema == "" || src.schema == "pg_catalog" || src.schema == "public") {
+		// planner statistics: values of every column the role may read
+		src.base = false
+		src.all = taint{lvl: lvlFull, what: "(" + src.rel + ")"}
+		t.touched = true
+		if t.views == 0 && t.e.anyRules {
+			t.refuse(pgerr.New(pgerr.InsufficientPrivilege,
+				"%s is not allowed for groups without unmask: it carries values of masked columns (planner statistics, other statements)", src.rel).
+				WithHint("masked data may only leave through masked result rows"))
+		}
+		return src
+	}
 	if vr, ok := t.e.cat.(ViewResolver); ok && t.e.cat != nil {
 		defs, err := vr.ViewsNamed(t.ctx, src.schema, src.rel)
 		switch {
@@ -672,7 +771,7 @@ func (t *tracer) view(def string) ([]outCol, bool) {
 	if t.views >= maxViewDepth {
 		return []outCol{{name: "*", t: taint{lvl: lvlFull, what: "(views nested too deep)"}}}, false
 	}
-	res, err := pg.Parse(def)
+	res, err := analysis.Parse(def)
 	if err != nil || len(res.Stmts) != 1 {
 		return []outCol{{name: "*", t: taint{lvl: lvlFull, what: "(view not traced)"}}}, false
 	}
@@ -683,7 +782,7 @@ func (t *tracer) view(def string) ([]outCol, bool) {
 
 // viewColumnTaint resolves column attnum of a view (from a RowDescription).
 func (e *Engine) viewColumnTaint(ctx context.Context, ref ColumnRef) taint {
-	t := &tracer{e: e, ctx: ctx}
+	t := &tracer{e: e, ctx: ctx, fs: defaultFuncs()}
 	outs, exact := t.view(ref.ViewDef)
 	i := int(ref.Attnum) - 1
 	if exact && i >= 0 && i < len(outs) {
@@ -778,6 +877,14 @@ func (s *source) whole() taint {
 }
 
 func (t *tracer) colRef(c *pg.ColumnRef, sc *scope) taint {
+	tt := t.colRefTaint(c, sc)
+	if tt.lvl > lvlClean {
+		t.touched = true
+	}
+	return tt
+}
+
+func (t *tracer) colRefTaint(c *pg.ColumnRef, sc *scope) taint {
 	f := c.Fields
 	if len(f) == 0 {
 		return taint{}
@@ -836,14 +943,6 @@ func (t *tracer) anyRuleTaint(name string) taint {
 	return taint{}
 }
 
-// Distance operators and functions of pgvector: their result is a number
-// computed server-side, not the masked vector (see docs/masking.md).
-var distanceOps = map[string]bool{"<->": true, "<#>": true, "<=>": true, "<+>": true, "<~>": true, "<%>": true}
-var distanceFuncs = map[string]bool{"l2_distance": true, "cosine_distance": true, "inner_product": true, "l1_distance": true,
-	"hamming_distance": true, "jaccard_distance": true, "negative_inner_product": true, "vector_dims": true, "vector_norm": true, "l2_norm": true}
-
-var jsonAccessOps = map[string]bool{"->": true, "->>": true, "#>": true, "#>>": true}
-
 func (t *tracer) expr(n *pg.Node, sc *scope) taint {
 	if n == nil {
 		return taint{}
@@ -863,14 +962,14 @@ func (t *tracer) expr(n *pg.Node, sc *scope) taint {
 		if len(a.Name) > 0 {
 			op = strVal(a.Name[len(a.Name)-1])
 		}
-		if a.Kind == pg.A_Expr_Kind_AEXPR_OP && distanceOps[op] {
+		if a.Kind == pg.A_Expr_Kind_AEXPR_OP && analysis.DistanceOps[op] {
 			// still walk for subqueries (their predicates count)
 			var sink taint
 			t.walkGeneric(a.ProtoReflect(), sc, &sink)
 			return taint{}
 		}
 		l, r := t.expr(a.Lexpr, sc), t.expr(a.Rexpr, sc)
-		if a.Kind == pg.A_Expr_Kind_AEXPR_OP && jsonAccessOps[op] && l.lvl == lvlJSON && r.lvl == lvlClean {
+		if a.Kind == pg.A_Expr_Kind_AEXPR_OP && analysis.JSONAccessOps[op] && l.lvl == lvlJSON && r.lvl == lvlClean {
 			if !t.keyMasked(a.Rexpr) {
 				return l.derived()
 			}
@@ -878,31 +977,7 @@ func (t *tracer) expr(n *pg.Node, sc *scope) taint {
 		}
 		return l.or(r).full()
 	case *pg.Node_FuncCall:
-		fc := x.FuncCall
-		name := ""
-		if len(fc.Funcname) > 0 {
-			name = strings.ToLower(strVal(fc.Funcname[len(fc.Funcname)-1]))
-		}
-		var tt taint
-		if distanceFuncs[name] || (name == "count" && len(fc.Funcname) == 1) {
-			// a count is not derived from the values it counts (a
-			// distinct count is an inference channel like predicates)
-			t.walkGeneric(fc.ProtoReflect(), sc, &tt)
-			return taint{}
-		}
-		for _, a := range fc.Args {
-			tt = tt.or(t.expr(a, sc))
-		}
-		for _, o := range fc.AggOrder {
-			tt = tt.or(t.expr(o, sc))
-		}
-		if fc.AggFilter != nil {
-			t.predicate(fc.AggFilter, sc)
-		}
-		if fc.Over != nil {
-			t.predicate(&pg.Node{Node: &pg.Node_WindowDef{WindowDef: fc.Over}}, sc)
-		}
-		return tt.full()
+		return t.funcCall(x.FuncCall, sc)
 	case *pg.Node_SubLink:
 		sl := x.SubLink
 		outs, _ := t.stmt(sl.Subselect, &scope{parent: sc})

@@ -732,8 +732,8 @@ func objName(t pg.ObjectType) string {
 func (w *walker) funcCall(n *pg.FuncCall) {
 	schema, name := funcName(n.GetFuncname())
 	v := w.fs.Lookup(schema, name)
-	if v.Class != analysis.Pure || !v.Known {
-		w.nonPure = true
+	if v.Class != analysis.Pure || !v.Known || v.Volatile {
+		w.nonPure = true // masking must trace it (MayWrite, hidden reads)
 	}
 	if !v.Known {
 		w.unknown = true

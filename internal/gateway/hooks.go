@@ -43,6 +43,9 @@ type hooks struct {
 	// funcs classifies the functions of the session's database (client
 	// goroutine only; refreshed before each statement by useFunctions).
 	funcs *analysis.Functions
+	// srvFuncs is funcs for the server goroutine (masking plans trace
+	// function calls with it).
+	srvFuncs atomic.Pointer[analysis.Functions]
 
 	mu        sync.Mutex
 	reason    string // SET pgwarden.reason
@@ -103,6 +106,7 @@ func (h *hooks) WantClient(typ byte) bool {
 func (h *hooks) useFunctions(ctx context.Context) {
 	if fs := h.g.functions.Functions(ctx, h.info.Database); fs != h.funcs {
 		h.funcs = fs
+		h.srvFuncs.Store(fs)
 		h.pol.SetFunctions(fs)
 	}
 }
@@ -120,6 +124,7 @@ func (h *hooks) refreshFunctions(ctx context.Context) bool {
 		return false
 	}
 	h.funcs = fs
+	h.srvFuncs.Store(fs)
 	h.pol.SetFunctions(fs)
 	return true
 }
@@ -185,20 +190,25 @@ func (h *hooks) recordingRefusal() *pgerr.Error {
 // deny, deny_predicates, binary COPY of masked columns) for any of the
 // statements, or nil.
 func (h *hooks) maskRefusal(ctx context.Context, stmts []sqlpolicy.Statement) *pgerr.Error {
-	// With masking.derived: mask and without deny_predicates, CheckQuery
-	// refuses only statements that write values read from masked columns
-	// (INSERT/UPDATE ... SELECT, SELECT INTO, CREATE TABLE AS). The
-	// classifier walks the whole tree and reports the strongest action, so
-	// a statement whose strongest action is read or search contains none of
-	// those: skip the second parse its trace costs (make bench: ~20% of
+	if h.unmask {
+		return nil
+	}
+	// With masking.derived: mask and without deny_predicates, Check
+	// refuses statements that write values read from masked columns
+	// (INSERT/UPDATE ... SELECT, SELECT INTO, CREATE TABLE AS) and those
+	// that call a function that is not pure (reads hidden data, writes
+	// state, VOLATILE, unknown) or read planner statistics. The classifier
+	// walks the whole tree and reports the strongest action and whether any
+	// call is not pure, so a read or search with only pure calls contains
+	// none of those: skip the trace it costs (make bench: ~20% of
 	// pgwarden's CPU on pgbench -S -M simple, where every query text is new).
 	writesOnly := h.g.cfg.Masking.Derived == "mask" && !h.g.cfg.Masking.DenyPredicates
 	for _, st := range stmts {
-		if writesOnly && (st.Action == sqlpolicy.ActionRead || st.Action == sqlpolicy.ActionSearch) &&
+		if writesOnly && !st.NonPure && (st.Action == sqlpolicy.ActionRead || st.Action == sqlpolicy.ActionSearch) &&
 			st.Prepare == nil && st.Execute == "" && st.Cursor == "" {
 			continue
 		}
-		if perr := h.g.masker.CheckQuery(st.SQL, h.unmask); perr != nil {
+		if perr := h.g.masker.Check(ctx, &masking.Query{SQL: st.SQL, Stmt: -1, Funcs: h.funcs}, h.unmask); perr != nil {
 			return perr
 		}
 		// A COPY the masker refuses (binary format) is refused before it
@@ -895,7 +905,11 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 	// itself: a masked message must be a new one.
 	case *pgproto3.ErrorResponse:
 		masked := *m
-		h.g.masker.MaskError(&masked)
+		if h.withholdText(h.failedRun()) {
+			withholdError(&masked)
+		} else {
+			h.g.masker.MaskError(&masked)
+		}
 		h.onError(&masked) // the record gets the masked text, unmask or not
 		if !h.unmask {
 			return &masked, nil
@@ -903,7 +917,11 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 	case *pgproto3.NoticeResponse:
 		if !h.unmask {
 			masked := *m
-			h.g.masker.MaskNotice(&masked)
+			if h.withholdText(h.failedRun()) {
+				withholdNotice(&masked)
+			} else {
+				h.g.masker.MaskNotice(&masked)
+			}
 			return &masked, nil
 		}
 	case *pgproto3.NotificationResponse:
@@ -933,6 +951,14 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 			return nil, pgerr.Fatal(pgerr.InsufficientPrivilege,
 				"pgwarden: the server reports %s changed for this session, so its statements can no longer be checked; session closed: %s",
 				m.Name, reason)
+		}
+		// A reported setting (application_name) may carry a value set by
+		// set_config; masked values cannot get there (masking refuses them
+		// into functions that write state): the detectors are a last net.
+		if !h.unmask && h.g.maskActive {
+			if v := h.g.masker.MaskText(m.Value); v != m.Value {
+				return &pgproto3.ParameterStatus{Name: m.Name, Value: v}, nil
+			}
 		}
 	case *pgproto3.CopyOutResponse:
 		return h.onCopyOut(m)
@@ -1033,7 +1059,7 @@ func (h *hooks) describe(m *pgproto3.RowDescription, sql string, idx int) (*rowD
 	for i, f := range m.Fields {
 		rd.columns[i] = string(f.Name)
 	}
-	q := &masking.Query{SQL: sql, Stmt: idx}
+	q := &masking.Query{SQL: sql, Stmt: idx, Funcs: h.srvFuncs.Load()}
 	planFn := h.g.masker.Plan
 	if h.unmask {
 		planFn = h.g.masker.PlanRecord // only for the record: never refuses (derived: deny)

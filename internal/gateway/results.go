@@ -3,12 +3,14 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/internal/pgerr"
+	"github.com/pgwarden/pgwarden/masking"
 	"github.com/pgwarden/pgwarden/pgwire"
 	"github.com/pgwarden/pgwarden/sessions"
 )
@@ -79,7 +81,16 @@ func rowsFromTag(tag []byte) int64 {
 // message until Sync (the tracker drops them after OnServer): the first
 // Execute among them is the statement that failed.
 func (h *hooks) onError(m *pgproto3.ErrorResponse) {
-	msg := m.Message
+	failed := h.failedRun()
+	h.active = nil
+	if failed != nil {
+		h.recordRun(failed, nil, m.Severity+" "+m.Code+": "+m.Message)
+	}
+}
+
+// failedRun is the statement an ErrorResponse (or NoticeResponse) the
+// server sends now belongs to, or nil (a Parse or Bind, outside any).
+func (h *hooks) failedRun() *run {
 	e := h.tr.Head()
 	var failed *run
 	switch {
@@ -93,10 +104,50 @@ func (h *hooks) onError(m *pgproto3.ErrorResponse) {
 			}
 		})
 	}
-	h.active = nil
-	if failed != nil {
-		h.recordRun(failed, nil, m.Severity+" "+m.Code+": "+msg)
+	return failed
+}
+
+// withholdText: the text of an error or notice raised by r may not reach a
+// session without unmask, because r reads masked data (a cast error quotes
+// the value it could not cast, a RAISE may print one). Detectors are a
+// last net, not a mechanism.
+func (h *hooks) withholdText(r *run) bool {
+	if h.unmask || !h.g.maskActive || r == nil {
+		return false
 	}
+	sql, idx := r.full, r.idx
+	if sql == "" {
+		sql, idx = r.sql, 0
+	}
+	if r.execName != "" { // EXECUTE: the prepared statement the server runs now
+		sql, idx = "", 0
+		if t := h.tr.Statement(r.execName); t != nil {
+			sql = t.SQL
+		}
+	}
+	if sql == "" {
+		return true // nothing known of the statement: fail closed
+	}
+	return h.g.masker.ReadsMasked(context.Background(), &masking.Query{SQL: sql, Stmt: idx, Funcs: h.srvFuncs.Load()})
+}
+
+// withheldText replaces an error's or notice's message; the SQLSTATE,
+// severity and position stay, so clients and tools still see what kind of
+// error it was.
+const withheldText = "pgwarden: %s text withheld: the statement reads masked data (SQLSTATE %s)"
+
+func withholdError(m *pgproto3.ErrorResponse) {
+	m.Message = fmt.Sprintf(withheldText, "error", m.Code)
+	m.Detail, m.Hint, m.Where, m.InternalQuery, m.InternalPosition = "", "", "", "", 0
+	m.SchemaName, m.TableName, m.ColumnName, m.DataTypeName, m.ConstraintName = "", "", "", "", ""
+	m.UnknownFields = nil
+}
+
+func withholdNotice(m *pgproto3.NoticeResponse) {
+	m.Message = fmt.Sprintf(withheldText, "notice", m.Code)
+	m.Detail, m.Hint, m.Where, m.InternalQuery, m.InternalPosition = "", "", "", "", 0
+	m.SchemaName, m.TableName, m.ColumnName, m.DataTypeName, m.ConstraintName = "", "", "", "", ""
+	m.UnknownFields = nil
 }
 
 // onReady accounts for a ReadyForQuery. An error means the client must not
