@@ -107,3 +107,82 @@ func TestClosedWorldSeesNewFunctions(t *testing.T) {
 		t.Fatalf("analyst cw_fresh: %v, want 42501 naming a VOLATILE user-defined function (not an unknown one)", err)
 	}
 }
+
+// TestClosedWorldMasking: masked data has no way out of a statement but
+// masked rows. A SECURITY DEFINER function owned by vector_admin returns a
+// masked column (its owner reads it, the gateway cannot see inside), and
+// the *_to_xml family reads whole tables by name: each is refused with
+// 42501 through pgx (text and binary results) and psql, and nothing of the
+// raw value reaches the analyst.
+func TestClosedWorldMasking(t *testing.T) {
+	ctx := context.Background()
+	d := direct(t)
+	for _, sql := range []string{
+		`CREATE OR REPLACE FUNCTION cw_contact(n int) RETURNS text LANGUAGE sql STABLE SECURITY DEFINER AS 'SELECT email FROM customers WHERE id = n'`,
+		`ALTER FUNCTION cw_contact(int) OWNER TO vector_admin`,
+		`GRANT EXECUTE ON FUNCTION cw_contact(int) TO PUBLIC`,
+	} {
+		must(d.Exec(ctx, sql))
+	}
+	t.Cleanup(func() { _, _ = direct(t).Exec(context.Background(), "DROP FUNCTION IF EXISTS cw_contact(int)") })
+	var email string
+	must0(t, d.QueryRow(ctx, "SELECT email FROM customers WHERE id = 1").Scan(&email))
+	// The test can fail: directly, the function hands out the raw value.
+	var viaFn string
+	must0(t, d.QueryRow(ctx, "SELECT cw_contact(1)").Scan(&viaFn))
+	if viaFn != email {
+		t.Fatalf("cw_contact(1) = %q directly, want the raw email", viaFn)
+	}
+
+	w := startGateway(t, nil)
+	leaks := []string{
+		"SELECT md5(cw_contact(1))",
+		"SELECT cw_contact(1)",
+		"SELECT table_to_xml('customers', true, false, '')",
+		"SELECT query_to_xml('SELECT email FROM customers', true, false, '')",
+		"SELECT schema_to_xml('public', true, false, '')",
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			alice := w.connectMode(t, mode, "alice@example.com", "analyst")
+			for _, sql := range leaks {
+				var v any
+				err := alice.QueryRow(ctx, sql).Scan(&v)
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || pe.Code != "42501" || !strings.HasPrefix(pe.Message, "pgwarden: ") {
+					t.Fatalf("%s: %v (value %v), want 42501 pgwarden: ...", sql, err, v)
+				}
+				if strings.Contains(pe.Message+pe.Detail+pe.Hint, email) {
+					t.Fatalf("%s: the refusal carries the raw email: %+v", sql, pe)
+				}
+			}
+		})
+	}
+	t.Run("binary results", func(t *testing.T) {
+		alice := w.connect(t, "alice@example.com", "analyst")
+		for _, sql := range leaks[:2] {
+			rr := alice.PgConn().ExecParams(ctx, sql, nil, nil, nil, []int16{1}).Read()
+			if sqlstate(rr.Err) != "42501" {
+				t.Fatalf("%s with binary results: %v, want 42501", sql, rr.Err)
+			}
+		}
+	})
+	t.Run("psql", func(t *testing.T) {
+		needTool(t, "psql", "the psql client")
+		tok := w.Issuer.token(t, "alice@example.com", "analyst")
+		for _, sql := range leaks {
+			out, errOut, err := w.psql(t, "alice@example.com", tok, "-c", sql)
+			if err == nil || !strings.Contains(errOut, "pgwarden: ") {
+				t.Fatalf("psql %s: %v, stdout %q, stderr %q; want a pgwarden refusal", sql, err, out, errOut)
+			}
+			if strings.Contains(out+errOut, email) {
+				t.Fatalf("psql %s: the raw email reached the client", sql)
+			}
+		}
+		// control: a masked read still answers, masked
+		out, errOut, err := w.psql(t, "alice@example.com", tok, "-c", "SELECT email FROM customers WHERE id = 1")
+		if err != nil || strings.TrimSpace(out) == "" || strings.Contains(out, email) {
+			t.Fatalf("psql masked read: %v, stdout %q, stderr %q", err, out, errOut)
+		}
+	})
+}
