@@ -20,7 +20,7 @@ FUZZTIME ?= 20s
 ARGS     ?=
 PKGS     ?= ./...
 
-.PHONY: setup setup-pg setup-clients build test run fuzz bench bench-micro clean
+.PHONY: setup setup-pg setup-clients build test chaos lint race run fuzz bench bench-micro clean
 
 # PostgreSQL + pgvector and the Go modules: all `make run` needs.
 setup-pg:
@@ -43,6 +43,24 @@ build:
 test: setup
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+# Static checks CI runs before the tests: vet, staticcheck (pinned; the go
+# command caches it), go.mod/go.sum tidy, and the race detector on the
+# packages that own goroutines (relay, recorder, approvals, credentials,
+# OIDC key refresh, gateway sessions).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+RACE_PKGS   ?= ./pgwire ./sessions ./approvals ./credentials ./identity ./internal/gateway
+lint:
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) mod tidy -diff
+
+race: setup
+	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+
+# The long chaos test (docs/recording.md): PGWARDEN_CHAOS_DURATION=10m by default.
+chaos: setup
+	PGWARDEN_CHAOS=long $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./integration/
 
 run: setup-pg build
 	$(BIN) dev $(ARGS)

@@ -166,6 +166,13 @@ func (s *Server) Kill() {
 	}
 }
 
+// Pause stops the Vault process (SIGSTOP): it accepts connections but
+// answers nothing, as a hung server, until Resume.
+func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused Vault process (SIGCONT).
+func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Log is the tail (4000 bytes) of Vault's output, for failure messages.
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(s.log)
