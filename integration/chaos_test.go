@@ -659,7 +659,7 @@ func TestChaos(t *testing.T) {
 		procMu.Unlock()
 	}
 	metrics := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	goroutines0 := chaosMetric(t, metrics, proc.gw.AdminURL, "go_goroutines")
+	goroutines0 := metricVia(t, metrics, proc.gw.AdminURL, "go_goroutines")
 
 	dir := t.TempDir()
 	script := filepath.Join(compatDir(t), "..", "chaos", "psycopg_worker.py")
@@ -751,8 +751,8 @@ func TestChaos(t *testing.T) {
 	var goroutines float64
 	idle := false
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if chaosMetric(t, metrics, gw.gw.AdminURL, "pgwarden_connections") == 0 {
-			goroutines = chaosMetric(t, metrics, gw.gw.AdminURL, "go_goroutines")
+		if metricVia(t, metrics, gw.gw.AdminURL, "pgwarden_connections") == 0 {
+			goroutines = metricVia(t, metrics, gw.gw.AdminURL, "go_goroutines")
 			if goroutines <= goroutines0+chaosIdleGoroutines {
 				idle = true
 				break
@@ -761,7 +761,7 @@ func TestChaos(t *testing.T) {
 	}
 	if !idle {
 		t.Errorf("gateway goroutines: %v after the load, %v when it was idle at start (connections %v)",
-			goroutines, goroutines0, chaosMetric(t, metrics, gw.gw.AdminURL, "pgwarden_connections"))
+			goroutines, goroutines0, metricVia(t, metrics, gw.gw.AdminURL, "pgwarden_connections"))
 	}
 	// the last gateway stops gracefully: it revokes what it minted
 	must0(t, gw.cmd.Process.Signal(syscall.SIGTERM))
@@ -968,28 +968,6 @@ func sortedCounts(m map[string]int) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
-}
-
-// chaosMetric reads one unlabelled sample from GET /metrics.
-func chaosMetric(t *testing.T, c *http.Client, adminURL, name string) float64 {
-	t.Helper()
-	resp, err := c.Get(adminURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %q", name, line)
-			}
-			return v
-		}
-	}
-	t.Fatalf("metric %s not exported", name)
-	return 0
 }
 
 // chaosVault starts Vault with the database engine against the upstream

@@ -344,10 +344,17 @@ func (p *gwProcess) kill9(t *testing.T) {
 	}
 }
 
-// metric reads one unlabelled sample from GET /metrics.
+// adminMetric reads one unlabelled sample from GET /metrics.
 func adminMetric(t *testing.T, adminURL, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(adminURL + "/metrics")
+	return metricVia(t, http.DefaultClient, adminURL, name)
+}
+
+// metricVia is adminMetric through client c (the chaos test's has a
+// timeout, so a wedged gateway fails the test instead of hanging it).
+func metricVia(t *testing.T, c *http.Client, adminURL, name string) float64 {
+	t.Helper()
+	resp, err := c.Get(adminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
