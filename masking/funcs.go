@@ -102,7 +102,7 @@ func (t *tracer) hiddenReach(v analysis.Verdict, fc *pg.FuncCall) string {
 		if len(args) == 0 {
 			return "it reads a relation"
 		}
-		s, ok := constString(args[0])
+		s, ok := t.constString(args[0])
 		if !ok {
 			return "it reads the relation named by a computed argument"
 		}
@@ -119,7 +119,7 @@ func (t *tracer) hiddenReach(v analysis.Verdict, fc *pg.FuncCall) string {
 		if len(args) == 0 {
 			return "it reads every table of a schema"
 		}
-		s, ok := constString(args[0])
+		s, ok := t.constString(args[0])
 		if !ok {
 			return "it reads every table of a schema named by a computed argument"
 		}
@@ -141,7 +141,7 @@ func (t *tracer) hiddenReach(v analysis.Verdict, fc *pg.FuncCall) string {
 		if v.SQLArg >= len(args) {
 			return "it runs SQL text"
 		}
-		inner, ok := constString(args[v.SQLArg])
+		inner, ok := t.constString(args[v.SQLArg])
 		if !ok {
 			return "it runs computed SQL text"
 		}
@@ -204,7 +204,8 @@ func funcName(ns []*pg.Node) (schema, name string) {
 }
 
 // constString is the value of a string constant ('x', 'x'::regclass, E'x').
-func constString(n *pg.Node) (string, bool) {
+func (t *tracer) constString(n *pg.Node) (string, bool) {
+	t.readsConst()
 	for n != nil {
 		switch x := n.Node.(type) {
 		case *pg.Node_AConst:

@@ -87,6 +87,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	cache    map[traceKey]*traceResult // bounded; dropped by Invalidate or a new catalog generation
+	shapes   map[traceKey]*traceResult // keyed by shape (analysis.ShapeOf); same bounds and lifetime
 	cacheGen uint64
 }
 
@@ -101,14 +102,20 @@ const maxTraceCache = 1024
 // cache too. Call it when DDL has passed through the gateway.
 func (e *Engine) Invalidate() {
 	e.mu.Lock()
-	e.cache = nil
+	e.cache, e.shapes = nil, nil
 	e.mu.Unlock()
 	if inv, ok := e.cat.(interface{ Invalidate() }); ok {
 		inv.Invalidate()
 	}
 }
 
-// trace returns the (cached) trace of q.
+// trace returns the (cached) trace of q. Two levels: the exact text, then
+// its shape (the text without its constants' values, internal/analysis).
+// A trace is stored under its shape only when it never looked at a
+// constant's value (tracer.readsConst) and analysis.Shaped confirms the
+// grammar took every constant as a plain value, so every text of that
+// shape traces alike (see sqlpolicy.Classifier for the argument, and
+// TestTraceShape).
 func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
 	if q == nil {
 		return e.traceQuery(ctx, q)
@@ -120,12 +127,22 @@ func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
 	}
 	e.mu.Lock()
 	if gen != e.cacheGen {
-		e.cache, e.cacheGen = nil, gen
+		e.cache, e.shapes, e.cacheGen = nil, nil, gen
 	}
 	tr := e.cache[k]
 	e.mu.Unlock()
 	if tr != nil {
 		return tr
+	}
+	buf, shaped := analysis.ShapeOf(q.SQL)
+	defer buf.Release()
+	if shaped {
+		e.mu.Lock()
+		tr = e.shapes[traceKey{string(buf.Key), q.Funcs}]
+		e.mu.Unlock()
+		if tr != nil {
+			return tr
+		}
 	}
 	tr = e.traceQuery(ctx, q)
 	e.mu.Lock()
@@ -134,6 +151,16 @@ func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
 	}
 	e.cache[k] = tr
 	e.mu.Unlock()
+	if shaped && !tr.all && !tr.constRead {
+		if tree, err := analysis.Parse(q.SQL); err == nil && analysis.Shaped(tree, q.SQL, buf.Consts) {
+			e.mu.Lock()
+			if e.shapes == nil || len(e.shapes) >= maxTraceCache {
+				e.shapes = make(map[traceKey]*traceResult)
+			}
+			e.shapes[traceKey{string(buf.Key), q.Funcs}] = tr
+			e.mu.Unlock()
+		}
+	}
 	return tr
 }
 

@@ -115,7 +115,16 @@ type tracer struct {
 	// touched: some expression read a masked column or key (then the
 	// statement's error and notice texts may carry masked values).
 	touched bool
+	// constRead: the trace looked at a constant's value (an ORDER BY
+	// ordinal, a JSON key, a relation named by a string): a text that
+	// differs only in constants may trace differently, so the shape cache
+	// does not reuse this trace (TestConstReadsAreMarked in sqlpolicy
+	// keeps every A_Const read behind readsConst).
+	constRead bool
 }
+
+// readsConst marks the trace as depending on constant values.
+func (t *tracer) readsConst() { t.constRead = true }
 
 // defaultFuncs is the closed world when the glue passes none: the built-in
 // PostgreSQL 15 + pgvector snapshot (every user-defined function unknown,
@@ -135,6 +144,8 @@ type traceResult struct {
 	stmts []stmtTrace
 	all   bool // no SQL, or unparseable: every expression is suspect
 	e     *Engine
+	// constRead: some statement's trace looked at a constant's value.
+	constRead bool
 }
 
 type stmtTrace struct {
@@ -181,6 +192,7 @@ func (e *Engine) traceQuery(ctx context.Context, q *Query) *traceResult {
 		outs, exact := t.stmt(rs.Stmt, nil)
 		tr.stmts = append(tr.stmts, stmtTrace{outs: outs, exact: exact, unsure: t.unsure, pred: t.pred, write: t.write,
 			refusal: t.refusal, touched: t.touched})
+		tr.constRead = tr.constRead || t.constRead
 	}
 	return tr
 }
@@ -499,14 +511,14 @@ func (t *tracer) sorts(list []*pg.Node, sc *scope, outs []outCol) {
 			continue
 		}
 		e := sb.SortBy.Node
-		if c, ok := e.GetNode().(*pg.Node_AConst); ok {
-			if iv, ok := c.AConst.Val.(*pg.A_Const_Ival); ok {
-				k := int(iv.Ival.Ival) - 1
-				if k >= 0 && k < len(outs) && t.views == 0 {
-					t.pred = t.pred.or(outs[k].t.full())
-				}
-				continue
+		if _, isConst := e.GetNode().(*pg.Node_AConst); !isConst {
+			// not a constant: no ordinal, and nothing to mark
+		} else if k, ok := t.ordinal(e); ok {
+			k--
+			if k >= 0 && k < len(outs) && t.views == 0 {
+				t.pred = t.pred.or(outs[k].t.full())
 			}
+			continue
 		}
 		if cr, ok := e.GetNode().(*pg.Node_ColumnRef); ok && len(cr.ColumnRef.Fields) == 1 {
 			name := strVal(cr.ColumnRef.Fields[0])
@@ -1003,30 +1015,53 @@ func (t *tracer) expr(n *pg.Node, sc *scope) taint {
 
 func (a taint) derivedKeepJSON() taint { a.direct = nil; return a }
 
+// ordinal is the value of an integer constant (ORDER BY 2).
+func (t *tracer) ordinal(n *pg.Node) (int, bool) {
+	t.readsConst()
+	if c, ok := n.GetNode().(*pg.Node_AConst); ok {
+		if iv, ok := c.AConst.Val.(*pg.A_Const_Ival); ok {
+			return int(iv.Ival.Ival), true
+		}
+	}
+	return 0, false
+}
+
+// constKey is the value of a JSON accessor's constant right operand: a
+// string (a key, or a #> path) or an integer (an array index).
+func (t *tracer) constKey(n *pg.Node) (s string, index, ok bool) {
+	t.readsConst()
+	c, isConst := n.GetNode().(*pg.Node_AConst)
+	if !isConst {
+		return "", false, false
+	}
+	switch v := c.AConst.Val.(type) {
+	case *pg.A_Const_Sval:
+		return v.Sval.Sval, false, true
+	case *pg.A_Const_Ival:
+		return "", true, true
+	}
+	return "", false, false
+}
+
 // keyMasked: is the right operand of a JSON accessor a masked key (or not a constant)?
 func (t *tracer) keyMasked(n *pg.Node) bool {
-	var keys []string
-	switch x := n.GetNode().(type) {
-	case *pg.Node_AConst:
-		switch v := x.AConst.Val.(type) {
-		case *pg.A_Const_Sval:
-			s := v.Sval.Sval
-			if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") { // #> path
-				for _, p := range strings.Split(s[1:len(s)-1], ",") {
-					keys = append(keys, strings.Trim(strings.TrimSpace(p), `"`))
-				}
-			} else {
-				keys = []string{s}
-			}
-		case *pg.A_Const_Ival:
-			return false // array index
-		default:
-			return true
-		}
-	case *pg.Node_TypeCast:
-		return t.keyMasked(x.TypeCast.Arg)
-	default:
+	if tc, ok := n.GetNode().(*pg.Node_TypeCast); ok {
+		return t.keyMasked(tc.TypeCast.Arg)
+	}
+	s, index, ok := t.constKey(n)
+	switch {
+	case !ok:
 		return true
+	case index:
+		return false // array index
+	}
+	var keys []string
+	if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") { // #> path
+		for _, p := range strings.Split(s[1:len(s)-1], ",") {
+			keys = append(keys, strings.Trim(strings.TrimSpace(p), `"`))
+		}
+	} else {
+		keys = []string{s}
 	}
 	for _, k := range keys {
 		for _, mk := range t.e.allKeys {

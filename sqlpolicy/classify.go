@@ -73,6 +73,12 @@ type Statement struct {
 	UnknownFunc bool
 
 	dmlRoot bool // the root is SELECT/INSERT/UPDATE/DELETE/MERGE/VALUES
+	// constSensitive: the classification looked at a constant's value
+	// (set_config's setting name, SQL text given to query_to_xml, an
+	// EXPLAIN option): a text differing only in constants may classify
+	// differently, so the shape cache does not reuse it.
+	constSensitive bool
+	start, end     int32 // where SQL is in the classified text
 	// paramSet/paramReason: actions needed by the expressions of an
 	// EXECUTE's parameters, added when the EXECUTE is resolved.
 	paramSet    actionSet
@@ -126,8 +132,10 @@ func classify(sql string, depth int, fs *analysis.Functions) (*Analysis, error) 
 	}
 	a := &Analysis{Statements: make([]Statement, 0, len(tree.Stmts))}
 	for _, raw := range tree.Stmts {
-		text := stmtText(sql, raw)
-		a.Statements = append(a.Statements, classifyRoot(raw.GetStmt(), text, depth, fs))
+		start, end := stmtSpan(sql, raw)
+		st := classifyRoot(raw.GetStmt(), sql[start:end], depth, fs)
+		st.start, st.end = int32(start), int32(end)
+		a.Statements = append(a.Statements, st)
 	}
 	return a, nil
 }
@@ -161,20 +169,38 @@ func FunctionCall(oid uint32, fs *analysis.Functions) Statement {
 	return st
 }
 
-func stmtText(sql string, raw *pg.RawStmt) string {
+// stmtSpan returns where a statement's own text is in sql: trimmed, without
+// the final ';'. The bounds are never inside a constant (they sit on
+// whitespace, ';' or a token's edge), which the shape cache relies on to
+// move them to a text that differs only in constants.
+func stmtSpan(sql string, raw *pg.RawStmt) (start, end int) {
 	loc, n := int(raw.GetStmtLocation()), int(raw.GetStmtLen())
 	if loc < 0 || loc > len(sql) {
 		loc = 0
 	}
-	end := len(sql)
+	end = len(sql)
 	if n > 0 && loc+n <= len(sql) {
 		end = loc + n
 	}
-	t := strings.TrimSpace(sql[loc:end])
-	for strings.HasSuffix(t, ";") {
-		t = strings.TrimSpace(t[:len(t)-1])
+	for {
+		for loc < end && isSpace(sql[loc]) {
+			loc++
+		}
+		for end > loc && isSpace(sql[end-1]) {
+			end--
+		}
+		if end > loc && sql[end-1] == ';' {
+			end--
+			continue
+		}
+		return loc, end
 	}
-	return t
+}
+
+// isSpace is PostgreSQL's scanner whitespace (scan.l: space, tab, newline,
+// carriage return, form feed, vertical tab).
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
 // walker accumulates what one statement needs.
@@ -190,7 +216,16 @@ type walker struct {
 	unknown  bool
 	fs       *analysis.Functions
 	st       *Statement // root-level facts
+	// consts is set once the classification looked at a constant's value
+	// (shared by every walker of one statement): its result may then
+	// differ for a text that differs only in constants, so the shape
+	// cache must not reuse it. Only constValue-style accessors set it;
+	// TestConstReadsAreMarked keeps A_Const reads inside them.
+	consts *bool
 }
+
+// readsConst marks the classification as depending on constant values.
+func (w *walker) readsConst() { *w.consts = true }
 
 func (w *walker) add(a Action, why string) {
 	w.set = w.set.with(a)
@@ -213,11 +248,11 @@ func (w *walker) merge(o *walker, prefix string) {
 }
 
 func (w *walker) sub(executes bool) *walker {
-	return &walker{executes: executes, depth: w.depth, fs: w.fs, st: &Statement{SQL: w.st.SQL}}
+	return &walker{executes: executes, depth: w.depth, fs: w.fs, st: &Statement{SQL: w.st.SQL}, consts: w.consts}
 }
 
 func classifyRoot(n *pg.Node, text string, depth int, fs *analysis.Functions) Statement {
-	w := &walker{executes: true, depth: depth, fs: fs, st: &Statement{SQL: text}}
+	w := &walker{executes: true, depth: depth, fs: fs, st: &Statement{SQL: text}, consts: new(bool)}
 	w.root(n)
 	return w.finish()
 }
@@ -243,6 +278,7 @@ func (w *walker) finish() Statement {
 	st.Tables = dedupTables(w.tables, w.ctes)
 	st.NonPure = w.nonPure
 	st.UnknownFunc = w.unknown
+	st.constSensitive = *w.consts
 	for _, t := range st.Tables {
 		if analysis.HiddenRelations[strings.TrimPrefix(t, "pg_catalog.")] {
 			st.NonPure = true
@@ -428,7 +464,9 @@ func funcName(ns []*pg.Node) (schema, name string) {
 }
 
 // stringConst returns the value of a string constant ('x' or 'x'::type).
-func stringConst(n *pg.Node) (string, bool) {
+// The classification then depends on constant values.
+func (w *walker) stringConst(n *pg.Node) (string, bool) {
+	w.readsConst()
 	for n != nil {
 		switch x := n.Node.(type) {
 		case *pg.Node_AConst:
@@ -760,7 +798,7 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 			w.add(ActionAdmin, "set_config without arguments")
 			return
 		}
-		setting, ok := stringConst(args[0])
+		setting, ok := w.stringConst(args[0])
 		if !ok {
 			w.add(ActionAdmin, "set_config with a computed setting name: fail closed")
 			return
@@ -773,7 +811,7 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 		if parsesafe.Governs(s) {
 			v, ok := "", len(args) >= 2
 			if ok {
-				v, ok = stringConst(args[1])
+				v, ok = w.stringConst(args[1])
 			}
 			if !ok {
 				w.add(ActionAdmin, "set_config('"+s+"', ...) with a computed value: fail closed")
@@ -788,7 +826,7 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 		if v.SQLArg >= len(args) {
 			return
 		}
-		inner, ok := stringConst(args[v.SQLArg])
+		inner, ok := w.stringConst(args[v.SQLArg])
 		if !ok {
 			w.add(ActionAdmin, v.Name+" runs computed SQL: fail closed")
 			return
@@ -820,7 +858,7 @@ func (w *walker) explain(n *pg.ExplainStmt) {
 		if d == nil || strings.ToLower(d.GetDefname()) != "analyze" {
 			continue
 		}
-		analyze = !defElemFalse(d)
+		analyze = !w.defElemFalse(d)
 	}
 	sub := w.sub(analyze)
 	sub.root(n.GetQuery())
@@ -842,7 +880,8 @@ func (w *walker) explain(n *pg.ExplainStmt) {
 
 // defElemFalse reports whether an option's argument clearly says false;
 // anything unclear counts as true (fail closed).
-func defElemFalse(d *pg.DefElem) bool {
+func (w *walker) defElemFalse(d *pg.DefElem) bool {
+	w.readsConst()
 	arg := d.GetArg()
 	if arg == nil {
 		return false
@@ -894,8 +933,8 @@ func (w *walker) setStmt(n *pg.VariableSetStmt) {
 		w.add(ActionAdmin, verb+" SESSION AUTHORIZATION changes the session's identity")
 	case !settingIsOrdinary(name):
 		w.add(ActionAdmin, verb+" of "+name+", which is not an ordinary session setting")
-	case n.GetKind() == pg.VariableSetKind_VAR_SET_VALUE && parseSafeSet(name, n.GetArgs()) != "":
-		w.add(ActionAdmin, verb+" of "+name+": "+parseSafeSet(name, n.GetArgs()))
+	case n.GetKind() == pg.VariableSetKind_VAR_SET_VALUE && w.parseSafeSet(name, n.GetArgs()) != "":
+		w.add(ActionAdmin, verb+" of "+name+": "+w.parseSafeSet(name, n.GetArgs()))
 	default:
 		// RESET, SET ... TO DEFAULT and SET ... FROM CURRENT return to a
 		// value the session already had, which the gateway checked when
@@ -904,10 +943,26 @@ func (w *walker) setStmt(n *pg.VariableSetStmt) {
 	}
 }
 
+// settingConst is a SET value that is a single string or integer constant.
+func (w *walker) settingConst(n *pg.Node) (string, bool) {
+	w.readsConst()
+	c := n.GetAConst()
+	if c == nil {
+		return "", false
+	}
+	switch x := c.GetVal().(type) {
+	case *pg.A_Const_Sval:
+		return x.Sval.GetSval(), true
+	case *pg.A_Const_Ival:
+		return strconv.FormatInt(int64(x.Ival.GetIval()), 10), true
+	}
+	return "", false
+}
+
 // parseSafeSet returns why SET name = args would make the server lex SQL
 // differently from pg_query ("" when it does not; see internal/parsesafe).
 // A value that is not a single constant fails closed.
-func parseSafeSet(name string, args []*pg.Node) string {
+func (w *walker) parseSafeSet(name string, args []*pg.Node) string {
 	const computed = "only a single constant value can be checked: fail closed"
 	if !parsesafe.Governs(name) {
 		return ""
@@ -915,17 +970,8 @@ func parseSafeSet(name string, args []*pg.Node) string {
 	if len(args) != 1 {
 		return computed
 	}
-	c := args[0].GetAConst()
-	if c == nil {
-		return computed
-	}
-	var v string
-	switch x := c.GetVal().(type) {
-	case *pg.A_Const_Sval:
-		v = x.Sval.GetSval()
-	case *pg.A_Const_Ival:
-		v = strconv.FormatInt(int64(x.Ival.GetIval()), 10)
-	default:
+	v, ok := w.settingConst(args[0])
+	if !ok {
 		return computed
 	}
 	if why, ok := parsesafe.Check(name, v); !ok {
@@ -1017,7 +1063,7 @@ func (w *walker) functionOptions(opts []*pg.Node) {
 				w.add(ActionAdmin, "function in untrusted language "+lang)
 			}
 		case "security":
-			if !defElemFalse(d) {
+			if !w.defElemFalse(d) {
 				w.add(ActionAdmin, "SECURITY DEFINER function runs with its owner's rights")
 			}
 		case "set":

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -222,8 +223,8 @@ func skipBlockComment(sql string, i int) (int, bool) {
 	return 0, false
 }
 
-// skipQuoted returns the end of a string whose body starts at i: '' is a
-// quote inside it; with escapes (E'') a backslash escapes the next byte,
+// skipQuoted returns the end of a string whose body starts at i: ” is a
+// quote inside it; with escapes (E”) a backslash escapes the next byte,
 // of which only the plain escapes are shaped (the others can fail to lex:
 // \u, \x, octal).
 func skipQuoted(sql string, i int, escapes bool) (int, bool) {
@@ -254,7 +255,7 @@ func skipQuoted(sql string, i int, escapes bool) (int, bool) {
 	return 0, false
 }
 
-// skipPlain returns the end of a B'' or X'' body starting at i (no
+// skipPlain returns the end of a B” or X” body starting at i (no
 // escapes, no doubled quotes: the lexer ends it at the first quote).
 func skipPlain(sql string, i int) (int, bool) {
 	for i < len(sql) {
@@ -441,4 +442,32 @@ func Shaped(tree *pg.ParseResult, sql string, consts []Const) bool {
 		return false
 	}
 	return true
+}
+
+// ShapeScratch holds the buffers of one shape computation; ShapeOf hands
+// out pooled ones so the hot path does not allocate.
+type ShapeScratch struct {
+	Key    []byte
+	Consts []Const
+}
+
+var shapeScratch = sync.Pool{New: func() any {
+	return &ShapeScratch{Key: make([]byte, 0, 512), Consts: make([]Const, 0, 16)}
+}}
+
+// ShapeOf computes sql's shape (see AppendShape) into pooled scratch.
+// ok also requires at least one constant: a text without any is its own
+// shape, which an exact-text cache already covers. Call Release when the
+// key and constants are no longer needed.
+func ShapeOf(sql string) (s *ShapeScratch, ok bool) {
+	s = shapeScratch.Get().(*ShapeScratch)
+	s.Key, s.Consts, ok = AppendShape(s.Key[:0], s.Consts[:0], sql)
+	return s, ok && len(s.Consts) > 0
+}
+
+// Release returns s to the pool.
+func (s *ShapeScratch) Release() {
+	if cap(s.Key) <= 64<<10 && cap(s.Consts) <= MaxShapeConsts {
+		shapeScratch.Put(s)
+	}
 }

@@ -157,7 +157,7 @@ func TestShaped(t *testing.T) {
 		{"DO $$BEGIN PERFORM 1; END$$", false}, // the body is not an A_Const
 		{"FETCH 5 FROM c", false},
 		{"COPY t TO '/tmp/x'", false},
-		{"SELECT 1::float(24)", false}, // the typmod picks the type
+		{"SELECT 1::float(24)", false},    // the typmod picks the type
 		{"SELECT 'x'::varchar(10)", true}, // a typmod is an A_Const the decision does not read
 	} {
 		_, consts, ok := AppendShape(nil, nil, tc.sql)
