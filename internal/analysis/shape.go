@@ -223,8 +223,8 @@ func skipBlockComment(sql string, i int) (int, bool) {
 	return 0, false
 }
 
-// skipQuoted returns the end of a string whose body starts at i: ” is a
-// quote inside it; with escapes (E”) a backslash escapes the next byte,
+// skipQuoted returns the end of a string whose body starts at i: a doubled
+// quote is a quote inside it; with escapes (E'x') a backslash escapes the next byte,
 // of which only the plain escapes are shaped (the others can fail to lex:
 // \u, \x, octal).
 func skipQuoted(sql string, i int, escapes bool) (int, bool) {
@@ -255,7 +255,7 @@ func skipQuoted(sql string, i int, escapes bool) (int, bool) {
 	return 0, false
 }
 
-// skipPlain returns the end of a B” or X” body starting at i (no
+// skipPlain returns the end of a B'x' or X'x' body starting at i (no
 // escapes, no doubled quotes: the lexer ends it at the first quote).
 func skipPlain(sql string, i int) (int, bool) {
 	for i < len(sql) {

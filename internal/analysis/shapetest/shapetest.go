@@ -11,7 +11,7 @@ import (
 )
 
 // Revalue returns sql with every constant replaced by another of its kind
-// chosen by seed (other lengths, other quoting: ”, E”, $q$), and whether
+// chosen by seed (other lengths, other quoting: 'x', E'x', $q$x$q$), and whether
 // the result has sql's shape. It is false when sql is not shaped, has no
 // constants, or a replacement joined a neighbouring token (x followed by
 // '...' lexes as a hex string): that text has another shape.
