@@ -98,6 +98,11 @@ type traceKey struct {
 
 const maxTraceCache = 1024
 
+// maxTraceKey bounds the key of a cached trace (exact text or shape): a
+// longer text is traced every time, so the caches hold at most
+// maxTraceCache × maxTraceKey bytes of keys.
+const maxTraceKey = 64 << 10
+
 // Invalidate forgets cached traces and, when the catalog supports it, its
 // cache too. Call it when DDL has passed through the gateway.
 func (e *Engine) Invalidate() {
@@ -136,6 +141,7 @@ func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
 	}
 	buf, shaped := analysis.ShapeOf(q.SQL)
 	defer buf.Release()
+	shaped = shaped && len(buf.Key) <= maxTraceKey
 	if shaped {
 		e.mu.Lock()
 		tr = e.shapes[traceKey{string(buf.Key), q.Funcs}]
@@ -145,12 +151,14 @@ func (e *Engine) trace(ctx context.Context, q *Query) *traceResult {
 		}
 	}
 	tr = e.traceQuery(ctx, q)
-	e.mu.Lock()
-	if e.cache == nil || len(e.cache) >= maxTraceCache {
-		e.cache = make(map[traceKey]*traceResult)
+	if len(q.SQL) <= maxTraceKey {
+		e.mu.Lock()
+		if e.cache == nil || len(e.cache) >= maxTraceCache {
+			e.cache = make(map[traceKey]*traceResult)
+		}
+		e.cache[k] = tr
+		e.mu.Unlock()
 	}
-	e.cache[k] = tr
-	e.mu.Unlock()
 	if shaped && !tr.all && !tr.constRead {
 		if tree, err := analysis.Parse(q.SQL); err == nil && analysis.Shaped(tree, q.SQL, buf.Consts) {
 			e.mu.Lock()

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/internal/analysis/shapetest"
 )
 
 func vectorLiteral(n int) string {
@@ -70,6 +72,20 @@ GROUP BY category, name, docs
 HAVING count(*) > 1
 ORDER BY category, top10 DESC
 LIMIT 50`
+
+// knnVector is a vector literal of dim components that differs per seed.
+func knnVector(dim, seed int) string {
+	var b strings.Builder
+	b.WriteString("'[")
+	for i := 0; i < dim; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%.6f", float64((seed*7919+i*104729)%2000000)/1e6-1)
+	}
+	b.WriteString("]'")
+	return b.String()
+}
 
 var benchQueries = []struct{ name, sql string }{
 	{"knn384", "SELECT id, content FROM documents ORDER BY embedding <-> " + vectorLiteral(384) + " LIMIT 10"},
@@ -138,5 +154,47 @@ func TestBenchQueriesClassify(t *testing.T) {
 	}
 	if n := strings.Count(analytic50, "\n") + 1; n < 50 {
 		t.Fatalf("analytic query has %d lines", n)
+	}
+}
+
+// BenchmarkClassifyShape classifies texts that differ from a cached one
+// only in constants (a notebook's kNN search with a fresh vector literal,
+// pgbench -S -M simple): each iteration takes one of 4096 revalued
+// variants, so the exact-text level misses and the shape level answers.
+func BenchmarkClassifyShape(b *testing.B) {
+	qs := []struct {
+		name, sql string
+		dim       int // a kNN query: variants carry another vector of this dimension
+	}{
+		{benchQueries[0].name, benchQueries[0].sql, 384},
+		{benchQueries[1].name, benchQueries[1].sql, 1536},
+		{"pgbench-simple", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;", 0},
+		{benchQueries[3].name, benchQueries[3].sql, 0},
+	}
+	for _, q := range qs {
+		variants := make([]string, 4096)
+		for i := range variants {
+			if q.dim > 0 {
+				variants[i] = strings.Replace(q.sql, vectorLiteral(q.dim), knnVector(q.dim, i), 1)
+				continue
+			}
+			v, ok := shapetest.Revalue(q.sql, uint64(i))
+			if !ok {
+				b.Fatalf("%s: not shaped", q.name)
+			}
+			variants[i] = v
+		}
+		c := NewClassifier(1024)
+		c.Classify(q.sql)
+		b.Run(q.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(q.sql)))
+			for i := 0; i < b.N; i++ {
+				a, err := c.Classify(variants[i%len(variants)])
+				if err != nil || len(a.Statements) != 1 {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

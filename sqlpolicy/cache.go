@@ -13,6 +13,12 @@ import (
 // size × MaxCachedSQL plus the analyses.
 const MaxCachedSQL = 64 << 10
 
+// MaxShapedSQL is the longest query text the shape level serves (1 MiB:
+// a multi-row INSERT of 384-dimension vectors is ~70 KiB). Its entries
+// keep the shape key (at most MaxCachedSQL) and the constants' bounds, not
+// the text.
+const MaxShapedSQL = 1 << 20
+
 const cacheShards = 16
 
 // Classifier classifies query strings with two bounded LRU caches. It is
@@ -96,21 +102,25 @@ func (c *Classifier) Classify(sql string) (*Analysis, error) { return c.Classify
 // decision.
 func (c *Classifier) ClassifyWith(sql string, fs *analysis.Functions) (*Analysis, error) {
 	fs = orBuiltin(fs)
-	if len(sql) > MaxCachedSQL || c.shards[0].limit == 0 {
+	if len(sql) > MaxShapedSQL || c.shards[0].limit == 0 {
 		return ClassifyWith(sql, fs)
 	}
-	s := &c.shards[maphash.String(c.seed, sql)%cacheShards]
-	s.mu.Lock()
-	if e, ok := s.m[sql]; ok && e.fs == fs {
-		s.moveFront(e)
-		a, err := e.a, e.err
+	exact := len(sql) <= MaxCachedSQL
+	if exact {
+		s := &c.shards[maphash.String(c.seed, sql)%cacheShards]
+		s.mu.Lock()
+		if e, ok := s.m[sql]; ok && e.fs == fs {
+			s.moveFront(e)
+			a, err := e.a, e.err
+			s.mu.Unlock()
+			return a, err
+		}
 		s.mu.Unlock()
-		return a, err
 	}
-	s.mu.Unlock()
 
 	buf, shaped := analysis.ShapeOf(sql)
 	defer buf.Release()
+	shaped = shaped && len(buf.Key) <= MaxCachedSQL
 	var ss *shard
 	if shaped {
 		ss = &c.shapes[maphash.Bytes(c.seed, buf.Key)%cacheShards]
@@ -125,13 +135,25 @@ func (c *Classifier) ClassifyWith(sql string, fs *analysis.Functions) (*Analysis
 	}
 
 	a, err := ClassifyWith(sql, fs)
-	c.shards[maphash.String(c.seed, sql)%cacheShards].insert(sql, fs, a, err, nil)
+	if exact {
+		c.shards[maphash.String(c.seed, sql)%cacheShards].insert(sql, fs, a, err, nil)
+	}
 	if shaped && err == nil && shapeable(a) {
 		if tree, perr := analysis.Parse(sql); perr == nil && analysis.Shaped(tree, sql, buf.Consts) {
-			ss.insert(string(buf.Key), fs, a, nil, append([]analysis.Const(nil), buf.Consts...))
+			ss.insert(string(buf.Key), fs, withoutText(a), nil, append([]analysis.Const(nil), buf.Consts...))
 		}
 	}
 	return a, err
+}
+
+// withoutText is a copy of a without the statements' texts (a shape hit
+// takes them from its own text), so a shape entry does not keep the text.
+func withoutText(a *Analysis) *Analysis {
+	out := &Analysis{Statements: append([]Statement(nil), a.Statements...)}
+	for i := range out.Statements {
+		out.Statements[i].SQL = ""
+	}
+	return out
 }
 
 // insert stores a classification (or keeps one another goroutine stored
@@ -204,6 +226,18 @@ func (c *Classifier) Len() int {
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// shapeLen returns the number of cached shapes.
+func (c *Classifier) shapeLen() int {
+	n := 0
+	for i := range c.shapes {
+		s := &c.shapes[i]
 		s.mu.Lock()
 		n += len(s.m)
 		s.mu.Unlock()

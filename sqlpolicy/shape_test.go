@@ -1,7 +1,6 @@
 package sqlpolicy
 
 import (
-	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -14,16 +13,7 @@ import (
 )
 
 func knnLiteral(seed int) string {
-	var b strings.Builder
-	b.WriteString("SELECT id FROM documents ORDER BY embedding <-> '[")
-	for i := 0; i < 384; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%.6f", float64((seed*7919+i*104729)%2000000)/1e6-1)
-	}
-	b.WriteString("]' LIMIT 10")
-	return b.String()
+	return "SELECT id FROM documents ORDER BY embedding <-> " + knnVector(384, seed) + " LIMIT 10"
 }
 
 func TestClassifierShape(t *testing.T) {
@@ -60,6 +50,31 @@ func TestClassifierShape(t *testing.T) {
 	}
 	if a.Statements[1].Action != ActionDelete || !a.Statements[1].NeedsEstimate {
 		t.Fatalf("DELETE: %+v", a.Statements[1])
+	}
+
+	// a batch INSERT longer than the exact level takes is served by shape
+	batch := func(seed int) string {
+		var b strings.Builder
+		b.WriteString("INSERT INTO ingest (title, embedding) VALUES ")
+		for i := 0; i < 20; i++ {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("('batch " + strings.Repeat("x", seed) + "', " + knnVector(384, seed+i) + ")")
+		}
+		return b.String()
+	}
+	c2 := NewClassifier(64)
+	if long := batch(1); len(long) <= MaxCachedSQL {
+		t.Fatalf("batch is only %d bytes", len(long))
+	}
+	c2.Classify(batch(1))
+	b2, err := c2.Classify(batch(7))
+	if err != nil || b2.Statements[0].SQL != batch(7) || b2.Statements[0].Action != ActionInsert || c2.Len() != 0 {
+		t.Fatalf("long batch: %v %s, exact level %d", err, b2.Statements[0].Action, c2.Len())
+	}
+	if n := c2.shapeLen(); n != 1 {
+		t.Fatalf("shape level holds %d entries", n)
 	}
 }
 

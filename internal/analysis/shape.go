@@ -228,6 +228,20 @@ func skipBlockComment(sql string, i int) (int, bool) {
 // of which only the plain escapes are shaped (the others can fail to lex:
 // \u, \x, octal).
 func skipQuoted(sql string, i int, escapes bool) (int, bool) {
+	if !escapes { // the common case: jump from quote to quote
+		for {
+			j := strings.IndexByte(sql[i:], '\'')
+			if j < 0 {
+				return 0, false
+			}
+			i += j
+			if i+1 < len(sql) && sql[i+1] == '\'' {
+				i += 2
+				continue
+			}
+			return i + 1, true
+		}
+	}
 	for i < len(sql) {
 		switch c := sql[i]; {
 		case c == '\'':
