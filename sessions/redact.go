@@ -106,9 +106,37 @@ func secretStatement(sql string) bool {
 // ignoring ASCII case, without allocating.
 func containsFold(s, sub string) bool {
 	n := len(sub)
-	for i := 0; i+n <= len(s); i++ {
+	if n == 0 {
+		return true
+	}
+	lo, up := sub[0], sub[0]
+	if 'a' <= lo && lo <= 'z' {
+		up = lo - ('a' - 'A')
+	}
+	// jump to the next byte that can start a match (IndexByte is
+	// vectorised), then compare the rest
+	nextLo, nextUp := -1, -1 // positions found and not yet passed
+	for i := 0; i+n <= len(s); {
+		if nextLo < i {
+			if nextLo = strings.IndexByte(s[i:], lo); nextLo < 0 {
+				nextLo = len(s)
+			} else {
+				nextLo += i
+			}
+		}
+		if nextUp < i {
+			if nextUp = strings.IndexByte(s[i:], up); nextUp < 0 {
+				nextUp = len(s)
+			} else {
+				nextUp += i
+			}
+		}
+		i = min(nextLo, nextUp)
+		if i+n > len(s) {
+			return false
+		}
 		ok := true
-		for j := 0; j < n; j++ {
+		for j := 1; j < n; j++ {
 			c := s[i+j]
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
@@ -121,6 +149,7 @@ func containsFold(s, sub string) bool {
 		if ok {
 			return true
 		}
+		i++
 	}
 	return false
 }
