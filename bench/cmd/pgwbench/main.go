@@ -255,6 +255,10 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 	if err != nil {
 		return err
 	}
+	knnLitArgs, err := knnLiteralScripts(scripts, 10)
+	if err != nil {
+		return err
+	}
 	three := []*target{direct, pgb, pgw}
 	hot := three
 	if o.baseline {
@@ -282,6 +286,7 @@ SELECT id, title, body, metadata FROM documents WHERE id > :d AND id <= :d + 100
 		{"pgbench-S-simple", three, true, pb(pgbenchWorkload{Name: "pgbench-S-simple", Clients: 8, Mode: "simple", Args: []string{"-S"}}), 0},
 		{"pgbench-S-prepared", hot, true, pb(pgbenchWorkload{Name: "pgbench-S-prepared", Clients: 8, Mode: "prepared", Args: []string{"-S"}}), 0},
 		{"knn", hot, true, pb(pgbenchWorkload{Name: "knn", Clients: 8, Mode: "prepared", Args: []string{"-f", knn}}), 0},
+		{"knn-literal", three, true, pb(pgbenchWorkload{Name: "knn-literal", Clients: 8, Mode: "simple", Args: knnLitArgs}), 0},
 		{"masked-read", []*target{direct, pgb, pgw, pgwNoMask}, true, pb(pgbenchWorkload{Name: "masked-read", Clients: 4, Mode: "prepared", Args: []string{"-f", masked}}), 0},
 		{"insert-batch", three, true, pb(pgbenchWorkload{Name: "insert-batch", Clients: 4, Mode: "simple", Args: insArgs}), 0},
 		{"insert-copy", three, false, func(t *target) (Result, error) { return runCopy(ctx, t, 4, 100, o.duration) }, 0},

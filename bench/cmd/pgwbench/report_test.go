@@ -23,7 +23,7 @@ func TestMergeRounds(t *testing.T) {
 
 func TestChecks(t *testing.T) {
 	rs := []Result{
-		{Workload: "pgbench-S-prepared", Target: "pgwarden", Throughput: 90},
+		{Workload: "pgbench-S-prepared", Target: "pgwarden", Throughput: 89},
 		{Workload: "pgbench-S-prepared", Target: "pgbouncer", Throughput: 100},
 		{Workload: "knn", Target: "pgwarden", Throughput: 100, P50us: 1200},
 		{Workload: "knn", Target: "pgbouncer", Throughput: 100},
@@ -33,14 +33,25 @@ func TestChecks(t *testing.T) {
 		{Workload: "connect-churn", Target: "pgwarden", P50us: 9000},
 		{Workload: "connect-churn", Target: "direct", P50us: 3000},
 		{Workload: "idle-sessions", Target: "pgwarden", Throughput: 70},
+		{Workload: "knn-literal", Target: "pgwarden", Throughput: 95, P50us: 2100},
+		{Workload: "knn-literal", Target: "pgbouncer", Throughput: 100},
+		{Workload: "knn-literal", Target: "direct", Throughput: 100, P50us: 2000},
+		{Workload: "pgbench-S-simple", Target: "pgwarden", Throughput: 80},
+		{Workload: "pgbench-S-simple", Target: "pgbouncer", Throughput: 100},
+		{Workload: "insert-batch", Target: "pgwarden", Throughput: 80},
+		{Workload: "insert-batch", Target: "pgbouncer", Throughput: 100},
 	}
 	want := map[string]bool{
-		"pgbench -S -M prepared: pgwarden / pgbouncer throughput": false,
-		"kNN: pgwarden / pgbouncer throughput":                    true,
-		"kNN p50: pgwarden − direct":                              false, // +200 µs
-		"masked read: pgwarden / pgwarden without masking rules":  true,
-		"connect p50: pgwarden / direct SCRAM":                    true, // exactly 3×
-		"idle session memory (pgwarden RSS per session)":          false,
+		"pgbench -S -M prepared: pgwarden / pgbouncer throughput":    false, // 0.89
+		"kNN with a literal vector: pgwarden / pgbouncer throughput": true,  // exactly 0.95
+		"kNN with a literal vector p50: pgwarden − direct":           true,  // +100 µs
+		"pgbench -S -M simple: pgwarden / pgbouncer throughput":      false,
+		"insert-batch: pgwarden / pgbouncer throughput":              true, // exactly 0.80
+		"kNN: pgwarden / pgbouncer throughput":                       true,
+		"kNN p50: pgwarden − direct":                                 false, // +200 µs
+		"masked read: pgwarden / pgwarden without masking rules":     true,
+		"connect p50: pgwarden / direct SCRAM":                       true, // exactly 3×
+		"idle session memory (pgwarden RSS per session)":             false,
 	}
 	cs := checks(rs)
 	if len(cs) != len(want) {

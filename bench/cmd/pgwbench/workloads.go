@@ -365,3 +365,29 @@ func runIdle(ctx context.Context, t *target, n int, holdHook func()) (Result, er
 		Note: fmt.Sprintf("RSS %d → %d KiB for %d idle sessions (opened in %s)", before, after, n, elapsed.Round(time.Millisecond)),
 	}, nil
 }
+
+// knnLiteralScripts writes n pgbench scripts of the knn-literal workload:
+// a kNN search whose 384-d query vector is inlined as a literal, the way
+// psycopg2, pandas read_sql and SQLAlchemy send it. Three components come
+// from \set variables (pgbench substitutes :vars inside quotes), so every
+// statement text is new, as a notebook's would be.
+func knnLiteralScripts(dir string, n int) ([]string, error) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var args []string
+	for s := 0; s < n; s++ {
+		v := randVector(r)
+		// replace the first three components by 0.:a, 0.:b, 0.:c
+		rest := v[1:]
+		for i := 0; i < 3; i++ {
+			rest = rest[strings.IndexByte(rest, ',')+1:]
+		}
+		body := "\\set a random(100000, 999999)\n\\set b random(100000, 999999)\n\\set c random(100000, 999999)\n" +
+			"SELECT id FROM documents ORDER BY embedding <-> '[0.:a,0.:b,0.:c," + rest + "' LIMIT 10;\n"
+		p, err := writeScript(dir, fmt.Sprintf("knn-literal-%d.sql", s), body)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-f", p+"@1")
+	}
+	return args, nil
+}
