@@ -21,7 +21,9 @@
 //     non-constant query, a fast-path FunctionCall of a non-pure
 //     function) is admin: fail closed.
 //   - A bounded, concurrent cache of classifications keyed by exact text
-//     (Classifier), and a per-session registry of prepared statements and
+//     and, behind it, by shape (the text without its constants' values;
+//     only classifications that never looked at a value — see
+//     Classifier), and a per-session registry of prepared statements and
 //     portals (Session) so EXECUTE and Bind get the prepared statement's
 //     action and Parse is classified once.
 //   - Policy: groups → allowed actions (union; "all"), approval actions,

@@ -5,6 +5,11 @@
 //   - Parsing: Parse is the one pg_query parse of a statement text; a
 //     bounded cache hands the same read-only tree to every consumer of the
 //     same text (classification, masking's trace, approval normalisation).
+//   - Shapes: AppendShape/ShapeOf key a text by everything but its
+//     constants' values (a Go scanner following PostgreSQL's lexer,
+//     checked against pg_query.Scan by FuzzShape); Shaped confirms the
+//     grammar took every constant as an A_Const value. The classifier and
+//     masking key their second cache level by it.
 //   - Vocabulary: pgvector's distance operators and functions, JSON access
 //     operators, catalog relations that expose other rows' values.
 //   - The closed world of functions: every function a statement can reach
