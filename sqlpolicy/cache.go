@@ -222,22 +222,15 @@ func rebase(a *Analysis, old, consts []analysis.Const, sql string) *Analysis {
 }
 
 // Len returns the number of cached query texts.
-func (c *Classifier) Len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		n += len(s.m)
-		s.mu.Unlock()
-	}
-	return n
-}
+func (c *Classifier) Len() int { return entries(&c.shards) }
 
 // shapeLen returns the number of cached shapes.
-func (c *Classifier) shapeLen() int {
+func (c *Classifier) shapeLen() int { return entries(&c.shapes) }
+
+func entries(ss *[cacheShards]shard) int {
 	n := 0
-	for i := range c.shapes {
-		s := &c.shapes[i]
+	for i := range ss {
+		s := &ss[i]
 		s.mu.Lock()
 		n += len(s.m)
 		s.mu.Unlock()
