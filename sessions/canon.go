@@ -126,10 +126,6 @@ func appendNullableStrings(dst []byte, ss []*string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString quotes s the way encoding/json does with HTML escaping
-// off: '"' and '\\' backslash-escaped; \b \f \n \r \t short forms; other
-// bytes below 0x20 as \u00XX; each invalid UTF-8 byte as \ufffd; U+2028
-// and U+2029 as \u2028 and \u2029; everything else verbatim.
 // plainJSON8 reports whether none of the 8 bytes of s is a control byte,
 // '"', '\\' or non-ASCII (SWAR: a byte's high bit set in the masks below
 // means it is one of those).
@@ -142,6 +138,10 @@ func plainJSON8(s string) bool {
 	return (ctl|(q-ones)&^q|(bs-ones)&^bs|x)&highs == 0
 }
 
+// appendJSONString quotes s the way encoding/json does with HTML escaping
+// off: '"' and '\\' backslash-escaped; \b \f \n \r \t short forms; other
+// bytes below 0x20 as \u00XX; each invalid UTF-8 byte as \ufffd; U+2028
+// and U+2029 as \u2028 and \u2029; everything else verbatim.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0

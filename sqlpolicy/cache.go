@@ -50,7 +50,8 @@ const cacheShards = 16
 // statement could collide with a cached one and borrow its decision, and
 // pg_query.Normalize parses the text, costing about 60% of a full
 // classification; the shape key is the text itself (no collisions) and
-// costs a scan (about 1.5 ns per byte).
+// costs a scan (BenchmarkClassifyShape: a whole hit is 1.3 µs for a
+// 384-dimension kNN text, 0.32 µs for pgbench -S).
 type Classifier struct {
 	seed   maphash.Seed
 	shards [cacheShards]shard

@@ -183,10 +183,10 @@ func stmtSpan(sql string, raw *pg.RawStmt) (start, end int) {
 		end = loc + n
 	}
 	for {
-		for loc < end && isSpace(sql[loc]) {
+		for loc < end && analysis.IsSpace(sql[loc]) {
 			loc++
 		}
-		for end > loc && isSpace(sql[end-1]) {
+		for end > loc && analysis.IsSpace(sql[end-1]) {
 			end--
 		}
 		if end > loc && sql[end-1] == ';' {
@@ -195,12 +195,6 @@ func stmtSpan(sql string, raw *pg.RawStmt) (start, end int) {
 		}
 		return loc, end
 	}
-}
-
-// isSpace is PostgreSQL's scanner whitespace (scan.l: space, tab, newline,
-// carriage return, form feed, vertical tab).
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
 // walker accumulates what one statement needs.

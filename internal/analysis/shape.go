@@ -198,7 +198,9 @@ func isOpChar(c byte) bool {
 	return false
 }
 
-func isSpace(c byte) bool {
+// IsSpace reports whether c is whitespace to PostgreSQL's scanner (scan.l:
+// space, tab, newline, carriage return, form feed, vertical tab).
+func IsSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
@@ -343,7 +345,7 @@ func continues(sql string, end int) bool {
 		case c == '\n' || c == '\r':
 			newline = true
 			end++
-		case isSpace(c):
+		case IsSpace(c):
 			end++
 		case c == '-' && end+1 < len(sql) && sql[end+1] == '-':
 			for end < len(sql) && sql[end] != '\n' && sql[end] != '\r' {
@@ -445,7 +447,7 @@ func Shaped(tree *pg.ParseResult, sql string, consts []Const) bool {
 			continue
 		}
 		j := int(c.Start) - 1
-		for j >= 0 && isSpace(sql[j]) {
+		for j >= 0 && IsSpace(sql[j]) {
 			j--
 		}
 		if j >= 0 && sql[j] == '-' {
