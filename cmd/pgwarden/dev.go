@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,6 +41,20 @@ func devCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer stack.Stop()
+			// Bind both listeners before anything says "running": a taken
+			// port fails here, and a port of 0 resolves to the real one,
+			// which the issuer URL and the banner then name.
+			wl, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", listen, err)
+			}
+			defer wl.Close()
+			al, err := net.Listen("tcp", adminListen)
+			if err != nil {
+				return fmt.Errorf("admin listen %s: %w", adminListen, err)
+			}
+			defer al.Close()
+			listen, adminListen := wl.Addr().String(), al.Addr().String()
 			issuerURL := "http://" + adminListen + "/dev-issuer"
 			iss, err := devissuer.Open(abs, issuerURL)
 			if err != nil {
@@ -58,12 +73,12 @@ func devCmd(g *globals) *cobra.Command {
 				return err
 			}
 			printDevBanner(g, abs, listen, adminListen)
-			return gw.Run(ctx)
+			return gw.Serve(ctx, wl, al)
 		},
 	}
 	c.Flags().StringVar(&dataDir, "data", defaultDevData, "data directory (PostgreSQL cluster, issuer keys, recordings, approvals)")
-	c.Flags().StringVar(&listen, "listen", "127.0.0.1:6432", "Postgres listener")
-	c.Flags().StringVar(&adminListen, "admin-listen", "127.0.0.1:6480", "admin HTTP listener (also serves the development issuer)")
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:6432", "Postgres listener (port 0: any free port, named in the banner)")
+	c.Flags().StringVar(&adminListen, "admin-listen", "127.0.0.1:6480", "admin HTTP listener (also serves the development issuer; port 0: any free port)")
 	c.Flags().IntVar(&pgPort, "pg-port", 0, "port of the local PostgreSQL (0: 54329 if free, else any)")
 	return c
 }

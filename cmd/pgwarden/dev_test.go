@@ -58,14 +58,16 @@ func TestDevStartIsQuiet(t *testing.T) {
 		t.Skip(err)
 	}
 	data := t.TempDir()
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	adminListen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// Port 0 for both listeners: pgwarden dev binds them before it says it
+	// is running and names the real addresses in its banner (a port picked
+	// here and bound later could be taken meanwhile by another package's
+	// test running in parallel).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--data", data, "--listen", listen, "--admin-listen", adminListen,
+		done <- run(ctx, []string{"dev", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 			"--pg-port", strconv.Itoa(freePort(t))}, &stdout, &stderr)
 	}()
 	stopped := false
@@ -99,6 +101,7 @@ func TestDevStartIsQuiet(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	listen := bannerField(t, stdout.String(), "Postgres listener :")
 	code, tok, errs := runCLI("token", "--data", data, "--user", "alice@example.com", "--groups", "analyst")
 	if code != 0 {
 		t.Fatalf("pgwarden token: exit %d: %s", code, errs)
@@ -131,4 +134,18 @@ func TestDevStartIsQuiet(t *testing.T) {
 	if !strings.Contains(logs, "OIDC discovery done") {
 		t.Errorf("no OIDC discovery logged after the first login:\n%s", logs)
 	}
+}
+
+// bannerField returns the first word after label in pgwarden dev's banner.
+func bannerField(t *testing.T, banner, label string) string {
+	t.Helper()
+	i := strings.Index(banner, label)
+	if i < 0 {
+		t.Fatalf("banner has no %q:\n%s", label, banner)
+	}
+	f := strings.Fields(banner[i+len(label):])
+	if len(f) == 0 {
+		t.Fatalf("banner has nothing after %q:\n%s", label, banner)
+	}
+	return f[0]
 }

@@ -8,6 +8,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -112,6 +113,32 @@ func Start(ctx context.Context, dir string, opt Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	// A port picked here may be taken by another process before the
+	// server binds it (test packages run in parallel): when the caller left
+	// the port to us, a start that fails on a taken address retries on
+	// another free port.
+	for attempt := 1; ; attempt++ {
+		err := c.startServer(ctx, opt)
+		if err == nil {
+			return c, nil
+		}
+		if opt.Port != 0 || attempt == 3 || !errors.Is(err, errPortTaken) {
+			return nil, err
+		}
+		p, perr := FreePort()
+		if perr != nil {
+			return nil, err
+		}
+		c.Port = p
+	}
+}
+
+// errPortTaken marks a start that failed because the port was in use.
+var errPortTaken = errors.New("port in use")
+
+// startServer writes the server settings for c.Port and starts postgres.
+func (c *Cluster) startServer(ctx context.Context, opt Options) error {
+	dir := c.Dir
 	conf := []string{
 		"listen_addresses = '127.0.0.1'",
 		"port = " + strconv.Itoa(c.Port),
@@ -127,28 +154,39 @@ func Start(ctx context.Context, dir string, opt Options) (*Cluster, error) {
 	}
 	conf = append(conf, opt.Settings...)
 	if err := c.writeFile(filepath.Join(dir, "postgresql.auto.conf"), strings.Join(conf, "\n")+"\n"); err != nil {
-		return nil, err
+		return err
 	}
 	_ = os.Remove(filepath.Join(dir, "postmaster.pid")) // stale from a crash
 	logf, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	_ = c.chown(logf.Name())
+	var logStart int64
+	if st, err := logf.Stat(); err == nil {
+		logStart = st.Size()
+	}
 	c.cmd = c.command(context.Background(), filepath.Join(BinDir, "postgres"), "-D", dir)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	if err := c.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, err
+		return err
 	}
 	c.done = make(chan struct{})
 	go func() { _ = c.cmd.Wait(); logf.Close(); close(c.done) }()
 	if err := c.waitReady(ctx, 30*time.Second); err != nil {
 		c.Stop()
+		c.once = sync.Once{} // a retry starts a new server; its Stop must run
 		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-		return nil, fmt.Errorf("postgres did not start: %v\n%s", err, tail(string(log), 2000))
+		if logStart <= int64(len(log)) {
+			log = log[logStart:]
+		}
+		if strings.Contains(string(log), "Address already in use") {
+			return fmt.Errorf("postgres did not start on port %d: %w\n%s", c.Port, errPortTaken, tail(string(log), 2000))
+		}
+		return fmt.Errorf("postgres did not start: %v\n%s", err, tail(string(log), 2000))
 	}
-	return c, nil
+	return nil
 }
 
 // StartT starts a cluster in a temp dir for a test and stops it at cleanup.
@@ -269,8 +307,18 @@ func (c *Cluster) waitReady(ctx context.Context, max time.Duration) error {
 		conn, err := pgx.Connect(cctx, c.SuperDSN("postgres"))
 		cancel()
 		if err == nil {
+			// The port may belong to another test's server (ours then
+			// exits on "Address already in use"): only our data directory
+			// counts as ready.
+			var dataDir string
+			err = conn.QueryRow(ctx, "SELECT current_setting('data_directory')").Scan(&dataDir)
 			conn.Close(ctx)
-			return nil
+			if err == nil && sameDir(dataDir, c.Dir) {
+				return nil
+			}
+			if err == nil {
+				err = fmt.Errorf("port %d is served by another cluster (%s)", c.Port, dataDir)
+			}
 		}
 		last = err
 		select {
@@ -326,4 +374,14 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// sameDir reports whether a and b name the same directory.
+func sameDir(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }

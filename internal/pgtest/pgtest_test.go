@@ -2,7 +2,10 @@ package pgtest
 
 import (
 	"context"
+	"errors"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -27,5 +30,23 @@ func TestStartWithVector(t *testing.T) {
 	}
 	if _, err := pgx.Connect(ctx, c.DSN("r", "wrong", "vectors")); err == nil {
 		t.Fatal("wrong password accepted: scram not enforced")
+	}
+}
+
+// TestStartOnTakenPort: a cluster asked for a port another cluster serves
+// fails with errPortTaken instead of taking the other server's answers for
+// its own readiness (the retry of Start on a free port relies on this).
+func TestStartOnTakenPort(t *testing.T) {
+	a := StartT(t, Options{})
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := Start(ctx, filepath.Join(dir, "data"), Options{Port: a.Port})
+	if err == nil {
+		b.Stop()
+		t.Fatalf("a second cluster on port %d reported ready", a.Port)
+	}
+	if !errors.Is(err, errPortTaken) {
+		t.Fatalf("error is not errPortTaken: %v", err)
 	}
 }
