@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,16 +34,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestDevStartIsQuiet runs `pgwarden dev` in process: its start logs no
 // "OIDC discovery failed" (its own issuer is served by the admin listener,
 // which is not up when the verifier is built; issue 15), and the deferred
@@ -67,8 +55,8 @@ func TestDevStartIsQuiet(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-			"--pg-port", strconv.Itoa(freePort(t))}, &stdout, &stderr)
+		done <- run(ctx, []string{"dev", "--data", data, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
+			&stdout, &stderr)
 	}()
 	stopped := false
 	stop := func() {
