@@ -783,6 +783,12 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 		t.Run(fmt.Sprintf("fail_open=%v", failOpen), func(t *testing.T) {
 			cfg, is := processConfig(t)
 			cfg.Recording.FailOpen = failOpen
+			// Every event in a segment of its own: the active segment is
+			// written through a mapping into space allocated ahead (4 MiB),
+			// which a file size limit set later does not take away; a new
+			// segment's allocation is what the limit refuses (as a full
+			// disk would refuse the next allocation).
+			cfg.Recording.RotateBytes = 512
 			cfgPath := writeConfig(t, cfg)
 			p := startProcess(t, bin, cfgPath, cfg, is)
 			ctx := context.Background()

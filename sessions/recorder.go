@@ -96,9 +96,6 @@ type segFile interface {
 // stdoutSink is where the stdout sink writes (tests replace it).
 var stdoutSink io.Writer = os.Stdout
 
-var openSegFile = func(path string) (segFile, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-}
 
 // Recorder writes the session record of one gateway process. Create it with
 // Open, hand each session a SessionRecorder from Start, Close at shutdown.
@@ -248,8 +245,20 @@ func (r *Recorder) recover() error {
 			r.track(&ev)
 		}
 		meta.size = lr.off
-		frag := append([]byte(nil), lr.rest()...)
+		// What follows the last complete line: nothing, the zero tail of
+		// space allocated ahead (cut off silently), or a torn last write
+		// (and, after a power loss, maybe pages written out of order
+		// behind zeros): kept aside whole, then cut off.
+		frag, err := tailAfter(f, meta.size)
 		f.Close()
+		if err != nil {
+			return fmt.Errorf("sessions: %s: %w", name, err)
+		}
+		if len(frag) == 0 {
+			if err := trimTo(path, meta.size); err != nil {
+				return fmt.Errorf("sessions: cutting the zero tail of %s: %w", name, err)
+			}
+		}
 		if len(frag) > 0 {
 			if i != len(names)-1 {
 				r.log.Error().Str("segment", name).Msg("sealed segment ends without newline (run `pgwarden sessions verify`)")
@@ -283,6 +292,29 @@ func (r *Recorder) recover() error {
 		r.seg = f
 	}
 	return nil
+}
+
+// tailAfter returns f's bytes from off to its end without trailing NULs
+// (nil when there are only NULs or nothing).
+func tailAfter(f *os.File, off int64) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil || st.Size() <= off {
+		return nil, err
+	}
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return bytes.TrimRight(b, "\x00"), nil
+}
+
+// trimTo truncates path to size when it is longer.
+func trimTo(path string, size int64) error {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() <= size {
+		return err
+	}
+	return os.Truncate(path, size)
 }
 
 // track updates the open-session set from one event.
@@ -741,12 +773,24 @@ func (r *Recorder) probe() {
 	r.lock(0)
 	if r.seg != nil {
 		// reopen the active segment: the old descriptor may be broken (EIO)
+		// Closed first: a mapped segment's Close cuts the file to its
+		// data, which must not happen under the new descriptor.
+		_ = r.seg.Close()
+		r.seg = nil
 		nf, err = openSegFile(filepath.Join(r.dir, r.segs[len(r.segs)-1].name))
 		if err == nil {
-			_ = r.seg.Close()
-			r.seg = nf
-			err = r.seg.Truncate(r.segs[len(r.segs)-1].size) // drop any partial write
+			// drop any partial write; a segment shorter than what was
+			// written to it (changed behind our back) is not resumed
+			if err = nf.Truncate(r.segs[len(r.segs)-1].size); err == nil {
+				r.seg = nf
+			} else {
+				_ = nf.Close()
+				nf = nil
+			}
 		}
+		// r.seg nil (not reopened): the next event starts a new segment,
+		// chained to this one's last event like after a rotation
+		// (and a segment that failed to resume stays as it is, for verify)
 	}
 	r.unlock()
 	if err == nil && nf != nil {

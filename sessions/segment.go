@@ -91,13 +91,19 @@ func writeFileAtomic(path string, data []byte) error {
 
 // lineReader yields complete lines ('\n'-terminated) of one segment and
 // remembers the offset after the last complete line, so a tail can resume.
+// The data ends at end of file or at the first NUL byte, whichever comes
+// first: the active segment is written through a mapping into space
+// allocated ahead, so its file ends in zeros (segfile_linux.go), and no
+// event line contains a NUL (JSON escapes it).
 type lineReader struct {
 	r      io.Reader
 	buf    []byte
 	start  int   // start of unconsumed data in buf
+	end    int   // with eof: end of the data in buf (a NUL or len(buf))
 	off    int64 // file offset of buf[start]
 	lineNo int
 	eof    bool
+	zero   bool // the data ended at a NUL (a zero tail follows)
 }
 
 const maxLine = 64 << 20 // a line longer than this is corrupt
@@ -110,14 +116,26 @@ func newLineReader(r io.Reader, off int64) *lineReader {
 // next call), or io.EOF; rest reports an incomplete trailing fragment.
 func (lr *lineReader) next() ([]byte, error) {
 	for {
+		if lr.zero {
+			return nil, io.EOF
+		}
 		if i := bytes.IndexByte(lr.buf[lr.start:], '\n'); i >= 0 {
 			line := lr.buf[lr.start : lr.start+i]
+			if z := bytes.IndexByte(line, 0); z >= 0 {
+				lr.stopAt(lr.start + z)
+				return nil, io.EOF
+			}
 			lr.start += i + 1
 			lr.off += int64(i + 1)
 			lr.lineNo++
 			return line, nil
 		}
+		if z := bytes.IndexByte(lr.buf[lr.start:], 0); z >= 0 {
+			lr.stopAt(lr.start + z)
+			return nil, io.EOF
+		}
 		if lr.eof {
+			lr.end = len(lr.buf)
 			return nil, io.EOF
 		}
 		if len(lr.buf)-lr.start > maxLine {
@@ -142,5 +160,16 @@ func (lr *lineReader) next() ([]byte, error) {
 	}
 }
 
-// rest returns the unterminated fragment after the last complete line.
-func (lr *lineReader) rest() []byte { return lr.buf[lr.start:] }
+// stopAt ends the data at buf[i], a NUL: what follows is unwritten space.
+func (lr *lineReader) stopAt(i int) {
+	lr.eof, lr.zero, lr.end = true, true, i
+}
+
+// rest returns the unterminated fragment after the last complete line (up
+// to a NUL that ends the data). Valid after next returned io.EOF.
+func (lr *lineReader) rest() []byte {
+	if !lr.eof {
+		return lr.buf[lr.start:]
+	}
+	return lr.buf[lr.start:lr.end]
+}

@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -357,6 +358,16 @@ func (s *Store) verify() (*Problem, int64, int, error) {
 			}
 			prevSeq, prevHash = ev.Seq, ev.Hash
 			n++
+		}
+		if lr.zero {
+			// the zero tail of space allocated ahead: nothing may follow it
+			if gap, err := tailAfter(f, lr.off+int64(len(lr.rest()))); err != nil || len(bytes.TrimLeft(gap, "\x00")) > 0 {
+				f.Close()
+				if err != nil {
+					return nil, n, 0, fmt.Errorf("sessions: %w", err)
+				}
+				return &Problem{Segment: name, Line: lr.lineNo + 1, Msg: "data after a zero-filled gap (a torn write after a power loss?)"}, n, 0, nil
+			}
 		}
 		if frag := lr.rest(); len(frag) > 0 {
 			f.Close()

@@ -1,0 +1,220 @@
+package sessions
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMappedSegmentZeroTail: the active segment is written through a
+// mapping into space allocated ahead, so while the gateway runs its file
+// ends in zeros; verify, Get and tails read up to them, and Close cuts them
+// off (the sealed file ends with its last line).
+func TestMappedSegmentZeroTail(t *testing.T) {
+	dir := t.TempDir()
+	r := openT(t, testCfg(), dir)
+	writeSession(t, r, "z", true)
+	path := segPath(t, dir)
+	data, err := os.ReadFile(path)
+	must(t, err)
+	end := bytes.LastIndexByte(data, '\n') + 1
+	if end == 0 || end == len(data) || len(bytes.Trim(data[end:], "\x00")) != 0 {
+		t.Fatalf("active segment: %d bytes of data, file %d bytes: want a zero tail of space allocated ahead", end, len(data))
+	}
+	// head.json is written by the maintainer's fsync after session_end
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		ok, p, out := verifyT(t, dir)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify of the live store: %v %s", p, out)
+		}
+	}
+	st, err := OpenStore(dir)
+	must(t, err)
+	evs, err := st.Get("z")
+	must(t, err)
+	if len(evs) != 5 || evs[len(evs)-1].Type != TypeSessionEnd {
+		t.Fatalf("Get read %d events, want 5 ending in session_end", len(evs))
+	}
+	tl := &tail{dir: st.dir}
+	n, err := tl.read(100, 1<<20, func([]byte, *Event) {})
+	must(t, err)
+	if n != 5 {
+		t.Fatalf("tail read %d events, want 5", n)
+	}
+	must(t, r.Close())
+	data, err = os.ReadFile(path)
+	must(t, err)
+	if len(data) == 0 || data[len(data)-1] != '\n' || bytes.IndexByte(data, 0) >= 0 {
+		t.Fatalf("segment after Close: %d bytes, ends %q: want its data only", len(data), data[max(0, len(data)-8):])
+	}
+	if ok, p, out := verifyT(t, dir); !ok {
+		t.Fatalf("verify after Close: %v %s", p, out)
+	}
+}
+
+// TestMappedSegmentKillLeavesZeroTail: a gateway killed while running
+// leaves the zero tail; the next Open cuts it off silently (no torn
+// fragment: nothing was torn), and a store with data after a zero-filled
+// gap fails verify.
+func TestMappedSegmentKillLeavesZeroTail(t *testing.T) {
+	dir := t.TempDir()
+	r := openT(t, testCfg(), dir)
+	writeSession(t, r, "k", false)
+	r.halt() // kill -9: no Close, the mapping's pages stay in the page cache
+	r2 := openT(t, testCfg(), dir)
+	must(t, r2.Close())
+	if ok, p, out := verifyT(t, dir); !ok {
+		t.Fatalf("verify after recovery: %v %s", p, out)
+	}
+	if torn, _ := os.ReadDir(dir + "/sessions"); hasPrefix(torn, "torn-") {
+		t.Fatal("a zero tail was kept as a torn fragment")
+	}
+
+	// a gap: data behind zeros in the last segment
+	path := segPath(t, dir)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = f.Write(append(make([]byte, 4096), `{"seq":99}`+"\n"...))
+	must(t, err)
+	f.Close()
+	ok, p, _ := verifyT(t, dir)
+	if ok || !strings.Contains(p.Msg, "zero-filled gap") {
+		t.Fatalf("verify with data after a zero gap: ok=%v %v", ok, p)
+	}
+}
+
+func hasPrefix(ents []os.DirEntry, prefix string) bool {
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMappedSegmentFaultFailsClosed: the active segment shortened behind
+// the recorder's back makes the next copy into the mapping fault (SIGBUS).
+// The fault is caught: the statement's recording fails, Written reports it,
+// the recorder is unhealthy (the gateway refuses statements), the process
+// lives on, and the shortened segment is never written again: recording
+// resumes in a new segment, and verify reports the damage.
+func TestMappedSegmentFaultFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	r := openT(t, testCfg(), dir)
+	s := r.Start(StartInfo{ID: "f", User: "alice"})
+	must(t, s.Statement(StatementEvent{SQL: "SELECT 1", Actions: []string{"read"}, Decision: DecisionAllow}))
+	must(t, s.Written())
+	short := segPath(t, dir)
+	must(t, os.Truncate(short, 0))
+	err := s.Statement(StatementEvent{SQL: "SELECT 2", Actions: []string{"read"}, Decision: DecisionAllow})
+	if !errors.Is(err, errMapFault) {
+		t.Fatalf("Statement into a shortened mapping = %v, want errMapFault", err)
+	}
+	if err := s.Written(); err == nil {
+		t.Fatal("Written after a fault = nil")
+	}
+	if r.Healthy() == nil {
+		t.Fatal("recorder healthy after a fault on its mapping")
+	}
+	// the maintainer's probe (called here too: it may not have ticked yet)
+	// does not resume the shortened segment
+	r.probe()
+	must(t, s.Statement(StatementEvent{SQL: "SELECT 4", Actions: []string{"read"}, Decision: DecisionAllow}))
+	if got := segPath(t, dir); got == short {
+		t.Fatal("recording resumed in the shortened segment")
+	}
+	if data, _ := os.ReadFile(short); len(bytes.Trim(data, "\x00")) != 0 {
+		t.Fatalf("the shortened segment was written again: %q", data)
+	}
+	must(t, r.Close())
+	if ok, _, _ := verifyT(t, dir); ok {
+		t.Fatal("verify passes a store whose segment was shortened")
+	}
+}
+
+// TestMappedSegmentGrows: events beyond the first allocation and the
+// first mapping extend the file and remap, and every line is intact.
+func TestMappedSegmentGrows(t *testing.T) {
+	path := t.TempDir() + "/seg.jsonl"
+	f, err := openMappedSeg(path)
+	must(t, err)
+	line := []byte(strings.Repeat("x", 999) + "\n")
+	total := segMapping + 3*segGrow
+	for w := 0; w < total; w += len(line) {
+		if _, err := f.Write(line); err != nil {
+			t.Fatalf("write at %d: %v", w, err)
+		}
+	}
+	written := f.(*mappedSeg).size
+	must(t, f.Truncate(written-int64(len(line)))) // cut the last line back
+	must(t, f.Close())
+	data, err := os.ReadFile(path)
+	must(t, err)
+	want := int(written) - len(line)
+	if len(data) != want {
+		t.Fatalf("file %d bytes, want %d", len(data), want)
+	}
+	lr := newLineReader(bytes.NewReader(data), 0)
+	n := 0
+	for {
+		l, err := lr.next()
+		if err == io.EOF {
+			break
+		}
+		must(t, err)
+		if len(l) != 999 {
+			t.Fatalf("line %d: %d bytes", n, len(l))
+		}
+		n++
+	}
+	if n*len(line) != want || len(lr.rest()) != 0 {
+		t.Fatalf("%d lines, rest %d", n, len(lr.rest()))
+	}
+	// reopened, it resumes at its data's end
+	f, err = openMappedSeg(path)
+	must(t, err)
+	if got := f.(*mappedSeg).size; got != int64(want) {
+		t.Fatalf("reopened at %d, want %d", got, want)
+	}
+	must(t, f.Close())
+}
+
+// TestLineReaderStopsAtNUL: the data ends at the first NUL.
+func TestLineReaderStopsAtNUL(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		lines []string
+		rest  string
+		zero  bool
+	}{
+		{"a\nb\n", []string{"a", "b"}, "", false},
+		{"a\nb", []string{"a"}, "b", false},
+		{"a\nb\n\x00\x00\x00", []string{"a", "b"}, "", true},
+		{"a\npart\x00\x00", []string{"a"}, "part", true},
+		{"a\nb\x00\x00c\n", []string{"a"}, "b", true},
+		{"\x00a\n", nil, "", true},
+		{"a\n" + strings.Repeat("\x00", 200<<10) + "b\n", []string{"a"}, "", true},
+	} {
+		lr := newLineReader(strings.NewReader(c.in), 0)
+		var got []string
+		for {
+			l, err := lr.next()
+			if err == io.EOF {
+				break
+			}
+			must(t, err)
+			got = append(got, string(l))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.lines) || string(lr.rest()) != c.rest || lr.zero != c.zero {
+			t.Errorf("%q: lines %q rest %q zero %v; want %q %q %v", c.in[:min(len(c.in), 20)], got, lr.rest(), lr.zero, c.lines, c.rest, c.zero)
+		}
+	}
+}
