@@ -96,7 +96,6 @@ type segFile interface {
 // stdoutSink is where the stdout sink writes (tests replace it).
 var stdoutSink io.Writer = os.Stdout
 
-
 // Recorder writes the session record of one gateway process. Create it with
 // Open, hand each session a SessionRecorder from Start, Close at shutdown.
 type Recorder struct {
