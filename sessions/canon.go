@@ -18,6 +18,19 @@ func appendCanonical(dst []byte, ev *Event, withHash bool) []byte {
 	dst = strconv.AppendInt(dst, ev.Seq, 10)
 	dst = append(dst, `,"time":`...)
 	dst = appendJSONString(dst, ev.Time)
+	dst = appendBody(dst, ev)
+	dst = append(dst, `,"prev_hash":`...)
+	dst = appendJSONString(dst, ev.PrevHash)
+	if withHash {
+		dst = appendOptString(dst, `,"hash":`, ev.Hash)
+	}
+	return append(dst, '}')
+}
+
+// appendBody appends the fields between time and prev_hash: everything of
+// the event but its place in the chain, so the recorder encodes it before
+// it takes the store lock (see encoder.chainLine).
+func appendBody(dst []byte, ev *Event) []byte {
 	dst = appendOptString(dst, `,"session":`, ev.Session)
 	dst = append(dst, `,"type":`...)
 	dst = appendJSONString(dst, ev.Type)
@@ -67,12 +80,7 @@ func appendCanonical(dst []byte, ev *Event, withHash bool) []byte {
 	dst = appendOptString(dst, `,"decided_by":`, ev.DecidedBy)
 	dst = appendOptInt(dst, `,"purged_through_seq":`, ev.PurgedThroughSeq)
 	dst = appendOptString(dst, `,"purged_through_hash":`, ev.PurgedThroughHash)
-	dst = append(dst, `,"prev_hash":`...)
-	dst = appendJSONString(dst, ev.PrevHash)
-	if withHash {
-		dst = appendOptString(dst, `,"hash":`, ev.Hash)
-	}
-	return append(dst, '}')
+	return dst
 }
 
 func appendOptString(dst []byte, key, s string) []byte {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // jsonCanonical is the reference canonical form: encoding/json with HTML
@@ -158,6 +159,34 @@ func TestCanonicalLineVerifies(t *testing.T) {
 		edited := bytes.Replace(raw, []byte(`{"seq":`), []byte(`{ "seq":`), 1)
 		if err := enc.checkLine(edited, &back); err == nil {
 			t.Fatalf("event %d: whitespace edit not detected", i)
+		}
+	}
+}
+
+// TestChainLineMatchesLine: the recorder's split encoding — the body
+// before the store lock, seq/time/prev_hash and the hash under it — writes
+// the line and hash the one-piece encoder writes, for random events, times
+// (nanoseconds, zeros) and previous hashes (none, or 64 hex digits).
+func TestChainLineMatchesLine(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 23))
+	one, split := newEncoder(), newEncoder()
+	var prev chainHash
+	for i := 0; i < 20000; i++ {
+		ev := randEvent(r)
+		ev.Seq = int64(r.Uint64() >> 1)
+		tm := time.Unix(r.Int64N(4e9), r.Int64N(1e9)*int64(r.IntN(2))).UTC()
+		ev.Time, ev.PrevHash, ev.Hash = tm.Format(TimeFormat), prev.String(), ""
+		want := append([]byte(nil), one.line(&ev)...)
+		body := appendBody(nil, &ev)
+		var h chainHash
+		got := split.chainLine(ev.Seq, tm, body, &prev, &h)
+		if !bytes.Equal(got, want) || h.String() != ev.Hash {
+			t.Fatalf("event %d:\n got %s (hash %s)\nwant %s (hash %s)", i, got, h.String(), want, ev.Hash)
+		}
+		if r.IntN(8) == 0 {
+			prev = chainHash{}
+		} else {
+			prev = h
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -102,6 +103,46 @@ func newEncoder() *encoder { return &encoder{buf: make([]byte, 0, 4096)} }
 func (e *encoder) canonical(ev *Event) []byte {
 	e.buf = appendCanonical(e.buf[:0], ev, false)
 	return e.buf
+}
+
+// chainHash is an event's hash (hex) as the recorder's chain state keeps
+// it, without a string per event; n is 0 (no event before) or 64.
+type chainHash struct {
+	n uint8
+	b [sha256.Size * 2]byte
+}
+
+func (h *chainHash) String() string { return string(h.b[:h.n]) }
+
+func chainHashOf(s string) (h chainHash) {
+	h.n = uint8(copy(h.b[:], s))
+	return h
+}
+
+// chainLine is line for an event whose body (appendBody) was encoded
+// before: it adds the event's place in the chain (seq, time, prev), hashes,
+// stores the hash in out and returns the full line, valid until the next
+// call. It is what the recorder does under the store lock: no allocation,
+// no field encoding, one SHA-256. Byte for byte what line writes
+// (TestChainLineMatchesLine).
+func (e *encoder) chainLine(seq int64, t time.Time, body []byte, prev, out *chainHash) []byte {
+	b := append(e.buf[:0], `{"seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"time":"`...)
+	b = t.AppendFormat(b, TimeFormat)
+	b = append(b, '"')
+	b = append(b, body...)
+	b = append(b, `,"prev_hash":"`...)
+	b = append(b, prev.b[:prev.n]...)
+	b = append(b, `"}`...)
+	e.sum = sha256.Sum256(b)
+	hex.Encode(out.b[:], e.sum[:])
+	out.n = uint8(len(out.b))
+	b = append(b[:len(b)-1], `,"hash":"`...)
+	b = append(b, out.b[:]...)
+	b = append(b, "\"}\n"...)
+	e.buf = b
+	return b
 }
 
 // line computes ev.Hash over the canonical form and returns the full line

@@ -74,7 +74,7 @@ type segMeta struct {
 	name     string
 	firstSeq int64
 	lastSeq  int64
-	lastHash string
+	lastHash chainHash
 	first    time.Time // time of the first event
 	last     time.Time // time of the last event
 	size     int64
@@ -125,7 +125,8 @@ type Recorder struct {
 	pending  bytes.Buffer
 	pendEv   []pendingInfo
 	seq      int64
-	last     string
+	last     chainHash // hash of the event seq
+	body     []byte    // add's scratch for events not encoded before the lock
 	segs     []segMeta // sealed and active, in order; active is the last one
 	seg      segFile   // active segment, nil until the first write
 	dirty    bool      // written but not fsynced
@@ -143,8 +144,9 @@ type Recorder struct {
 // pendingInfo is one encoded, not yet written event: ev as chained (Seq,
 // Hash, identity fields for the open-session set) and its time.
 type pendingInfo struct {
-	t  time.Time
-	ev Event
+	t          time.Time
+	ev         Event
+	hash, prev chainHash
 }
 
 // Open opens (creating if needed) the file store under st.Dir/sessions,
@@ -235,12 +237,12 @@ func (r *Recorder) recover() error {
 				r.log.Error().Str("segment", name).Int("line", lr.lineNo).Msg("undecodable event in store (run `pgwarden sessions verify`)")
 				continue
 			}
-			r.seq, r.last = ev.Seq, ev.Hash
+			r.seq, r.last = ev.Seq, chainHashOf(ev.Hash)
 			t := ev.TimeValue()
 			if meta.lastSeq == 0 {
 				meta.first = t
 			}
-			meta.lastSeq, meta.lastHash, meta.last = ev.Seq, ev.Hash, t
+			meta.lastSeq, meta.lastHash, meta.last = ev.Seq, chainHashOf(ev.Hash), t
 			r.track(&ev)
 		}
 		meta.size = lr.off
@@ -416,6 +418,11 @@ func (r *Recorder) record(ev Event) error {
 	if sql, secret := redactSQL(ev.SQL); secret {
 		ev.SQL, ev.Params = sql, nil
 	}
+	// The event's fields are encoded before the lock too: under it only
+	// its place in the chain is added and hashed (encoder.chainLine).
+	bp := bodyPool.Get().(*[]byte)
+	body := appendBody((*bp)[:0], &ev)
+	defer putBody(bp, body)
 	if !r.lock(lockTimeout) {
 		r.m.dropped.Inc()
 		r.setUnhealthy(ErrStalled)
@@ -426,10 +433,20 @@ func (r *Recorder) record(ev Event) error {
 		r.m.dropped.Inc()
 		return ErrClosed
 	}
-	r.add(&ev, r.now()) // stamped under the lock: times never run backwards against seq
+	r.addBody(&ev, body, r.now()) // stamped under the lock: times never run backwards against seq
 	err := r.flush()
 	r.unlock()
 	return err
+}
+
+// bodyPool holds the buffers record encodes an event's body into.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func putBody(bp *[]byte, body []byte) {
+	if cap(body) <= 1<<20 { // a large result's buffer is not kept
+		*bp = body[:0]
+		bodyPool.Put(bp)
+	}
 }
 
 // Close writes session_end (gateway_shutdown) for sessions still open,
@@ -541,12 +558,19 @@ func (r *Recorder) endOpen(reason string) int {
 }
 
 // add stamps ev with t, chains, encodes and buffers it; flush writes the
-// buffer.
+// buffer. (The recorder's own events: recovery, retention, Close.)
 func (r *Recorder) add(ev *Event, t time.Time) {
-	ev.Time = t.Format(TimeFormat)
+	r.body = appendBody(r.body[:0], ev)
+	r.addBody(ev, r.body, t)
+}
+
+// addBody chains an event whose body (appendBody of ev) is encoded: stamps
+// it with t, hashes and buffers the line. ev's Time, PrevHash and Hash
+// stay unset: the chain state is kept as chainHash, without strings.
+func (r *Recorder) addBody(ev *Event, body []byte, t time.Time) {
 	ev.Seq = r.seq + 1
-	ev.PrevHash = r.last
-	line := r.enc.line(ev)
+	var h chainHash
+	line := r.enc.chainLine(ev.Seq, t, body, &r.last, &h)
 	// rotation by size: this event starts a new segment
 	if n := len(r.segs); r.seg != nil && n > 0 && r.cfg.RotateBytes > 0 &&
 		r.segs[n-1].size+int64(r.pending.Len()+len(line)) > r.cfg.RotateBytes && r.segs[n-1].size+int64(r.pending.Len()) > 0 {
@@ -557,8 +581,8 @@ func (r *Recorder) add(ev *Event, t time.Time) {
 		r.sealActive()
 	}
 	r.pending.Write(line)
-	r.seq, r.last = ev.Seq, ev.Hash
-	r.pendEv = append(r.pendEv, pendingInfo{t: t, ev: *ev})
+	r.pendEv = append(r.pendEv, pendingInfo{t: t, ev: *ev, hash: h, prev: r.last})
+	r.seq, r.last = ev.Seq, h
 }
 
 // flush appends the pending buffer to the active segment (one write).
@@ -588,7 +612,7 @@ func (r *Recorder) flush() error {
 	}
 	lastEv := r.pendEv[len(r.pendEv)-1]
 	meta.size += int64(r.pending.Len())
-	meta.lastSeq, meta.lastHash, meta.last = lastEv.ev.Seq, lastEv.ev.Hash, lastEv.t
+	meta.lastSeq, meta.lastHash, meta.last = lastEv.ev.Seq, lastEv.hash, lastEv.t
 	r.dirty = true
 	end := false
 	for i := range r.pendEv {
@@ -626,7 +650,7 @@ func (r *Recorder) writeFailed(err error) error {
 	// unwritten event (also right on a new store, where there is no
 	// segment to take it from)
 	if len(r.pendEv) > 0 {
-		r.seq, r.last = r.pendEv[0].ev.Seq-1, r.pendEv[0].ev.PrevHash
+		r.seq, r.last = r.pendEv[0].ev.Seq-1, r.pendEv[0].prev
 	}
 	r.pending.Reset()
 	r.pendEv = r.pendEv[:0]
@@ -671,15 +695,15 @@ func (r *Recorder) syncWork(final bool) *syncJob {
 func (r *Recorder) writtenHead() (int64, string) {
 	n := len(r.segs)
 	if n == 0 {
-		return r.seq, r.last
+		return r.seq, r.last.String()
 	}
 	if r.segs[n-1].lastSeq == 0 && n > 1 {
-		return r.segs[n-2].lastSeq, r.segs[n-2].lastHash
+		return r.segs[n-2].lastSeq, r.segs[n-2].lastHash.String()
 	}
 	if r.segs[n-1].lastSeq == 0 {
-		return r.seq, r.last
+		return r.seq, r.last.String()
 	}
-	return r.segs[n-1].lastSeq, r.segs[n-1].lastHash
+	return r.segs[n-1].lastSeq, r.segs[n-1].lastHash.String()
 }
 
 // doSync fsyncs j's files (without the store lock: sessions go on
@@ -837,7 +861,7 @@ func (r *Recorder) retention() {
 		return
 	}
 	ev := Event{Type: TypeRetention, Reason: "retention",
-		PurgedThroughSeq: purged.lastSeq, PurgedThroughHash: purged.lastHash}
+		PurgedThroughSeq: purged.lastSeq, PurgedThroughHash: purged.lastHash.String()}
 	r.segs = append(r.segs[:0], r.segs[n:]...)
 	r.add(&ev, r.now())
 	_ = r.flush()

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -363,7 +364,9 @@ func (h *hooks) onBind(m *pgproto3.Bind) pgwire.Verdict {
 	if p := prep(st); p != nil {
 		oids = p.paramOIDs
 	}
-	return pgwire.Verdict{Data: &portal{params: h.textParams(m, oids), formats: append([]int16(nil), m.ResultFormatCodes...)}}
+	pt := &portal{formats: append([]int16(nil), m.ResultFormatCodes...)}
+	pt.params = h.textParams(m, oids, pt)
+	return pgwire.Verdict{Data: pt}
 }
 
 // prep is the gateway's data of a tracked statement (nil: none, or a
@@ -389,26 +392,49 @@ func portalData(pt *pgwire.Portal) *portal {
 // text form: binary values of a known parameter type (from Parse or the
 // server's ParameterDescription) are decoded and re-encoded as text, so the
 // planner estimate and approvers see the value; others become \x hex.
-// nil is SQL NULL.
-func (h *hooks) textParams(m *pgproto3.Bind, oids []uint32) []*string {
-	out := make([]*string, len(m.Parameters))
+// nil is SQL NULL. Up to len(pt.inline) parameters live in pt itself, and
+// the text values share one copy: a Bind of text parameters costs one
+// allocation (none without parameters) beside the portal.
+func (h *hooks) textParams(m *pgproto3.Bind, oids []uint32, pt *portal) []*string {
+	n := len(m.Parameters)
+	if n == 0 {
+		return nil
+	}
+	var vals []string
+	var out []*string
+	if n <= len(pt.inline) {
+		vals, out = pt.inline[:n], pt.inlinePtr[:n]
+	} else {
+		vals, out = make([]string, n), make([]*string, n)
+	}
+	text := 0
+	for i, v := range m.Parameters {
+		if v != nil && formatOf(m.ParameterFormatCodes, i) != 1 {
+			text += len(v)
+		}
+	}
+	var arena []byte // the text values' one copy; never written after
+	if text > 0 {
+		arena = make([]byte, 0, text)
+	}
 	for i, v := range m.Parameters {
 		if v == nil {
 			continue
 		}
-		var s string
 		if formatOf(m.ParameterFormatCodes, i) == 1 {
 			var ok bool
 			if i < len(oids) && oids[i] != 0 {
-				s, ok = h.binaryToText(oids[i], v)
+				vals[i], ok = h.binaryToText(oids[i], v)
 			}
 			if !ok {
-				s = `\x` + hex.EncodeToString(v)
+				vals[i] = `\x` + hex.EncodeToString(v)
 			}
-		} else {
-			s = string(v)
+		} else if len(v) > 0 {
+			start := len(arena)
+			arena = append(arena, v...)
+			vals[i] = unsafe.String(&arena[start], len(v))
 		}
-		out[i] = &s
+		out[i] = &vals[i]
 	}
 	return out
 }
@@ -460,7 +486,8 @@ func (h *hooks) onExecute(ctx context.Context, m *pgproto3.Execute) pgwire.Verdi
 	// deallocated and prepared again since the Parse.
 	latest, current := h.tr.ClientPortal(m.Portal)
 	r := &run{decision: "allow", start: time.Now()}
-	var worst *sqlpolicy.Decision
+	var worst sqlpolicy.Decision // valid when decided (a value: no allocation per Execute)
+	decided := false
 	var effect pgwire.Effect
 	for i, pt := range [2]*pgwire.Portal{latest, current} {
 		if pt == nil || i == 1 && pt == latest {
@@ -498,25 +525,24 @@ func (h *hooks) onExecute(ctx context.Context, m *pgproto3.Execute) pgwire.Verdi
 				r.actions = actionStrings(d.Actions, 1)
 			}
 		}
-		if worst == nil || !d.Allowed || d.NeedsApproval && worst.Allowed && !worst.NeedsApproval {
-			worst = &d
+		if !decided || !d.Allowed || d.NeedsApproval && worst.Allowed && !worst.NeedsApproval {
+			worst, decided = d, true
 		}
 	}
-	if worst == nil && latest == nil && current == nil {
+	if !decided && latest == nil && current == nil {
 		// A portal pgwarden does not know: fail closed (the server would
 		// not know it either).
 		st, _ := h.pol.Portal(m.Portal)
-		d := h.g.policy.Decide(h.groups, st)
-		worst = &d
+		worst, decided = h.g.policy.Decide(h.groups, st), true
 		r.sql, r.actions = st.SQL, []string{string(st.Action)}
 	}
-	if worst != nil {
+	if decided {
 		if !worst.Allowed {
 			h.recordRefusal(r.sql, r.params, r.actions, "deny", worst.Err)
 			return pgwire.Verdict{Refuse: worst.Err}
 		}
 		if worst.NeedsApproval {
-			id, perr := h.hold(ctx, r.sql, r.params, r.actions, *worst)
+			id, perr := h.hold(ctx, r.sql, r.params, r.actions, worst)
 			if perr != nil {
 				return pgwire.Verdict{Refuse: perr}
 			}

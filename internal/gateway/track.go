@@ -103,6 +103,9 @@ func newRDCache(m *pgproto3.RowDescription, gen uint64, trace string, rd *rowDes
 // or a SQL DECLARE (cursor: its rows are traced with the DECLARE).
 type portal struct {
 	params  []*string
+	// inline holds up to four parameters' values (params points into it)
+	inline    [4]string
+	inlinePtr [4]*string
 	formats []int16 // result format codes as the client asked
 	actions []string
 	rd      *rowDesc
