@@ -2,14 +2,22 @@ package sessions
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
 
-// BenchmarkSegmentWrite compares one 850-byte event line written through
+// BenchmarkSegmentWrite compares one event line (850 bytes: a -S
+// statement; 75 KiB: an insert-batch statement) written through
 // the segment mapping with a write(2) to an appending file.
 func BenchmarkSegmentWrite(b *testing.B) {
-	line := []byte(strings.Repeat("x", 849) + "\n")
+	for _, n := range []int{850, 3 << 10, 6 << 10, 16 << 10, 75 << 10} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) { benchSegmentWrite(b, n) })
+	}
+}
+
+func benchSegmentWrite(b *testing.B, n int) {
+	line := []byte(strings.Repeat("x", n-1) + "\n")
 	b.Run("mapped", func(b *testing.B) {
 		f, err := openMappedSeg(b.TempDir() + "/s.jsonl")
 		if err != nil {

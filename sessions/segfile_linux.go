@@ -23,6 +23,7 @@ import (
 const (
 	segGrow    = 4 << 20  // file space allocated ahead, per extension
 	segMapping = 64 << 20 // initial size of the mapping (address space only)
+	segPwrite  = 4 << 10  // writes of this size or more go through pwrite(2)
 )
 
 var openSegFile = openMappedSeg
@@ -139,6 +140,19 @@ func (s *mappedSeg) Write(p []byte) (int, error) {
 	}
 	if err := s.reserve(len(p)); err != nil {
 		return 0, err
+	}
+	if len(p) >= segPwrite {
+		// A large event (an insert of many rows): one pwrite(2) into the
+		// allocated space costs less than a fault per page of the
+		// mapping (BenchmarkSegmentWrite: 75 KiB 28 µs against 67 µs).
+		// The page cache is one: readers and the mapping see the same
+		// bytes.
+		if _, err := s.f.WriteAt(p, s.size); err != nil {
+			_ = s.Truncate(s.size) // a short write: zero what it wrote
+			return 0, err
+		}
+		s.size += int64(len(p))
+		return len(p), nil
 	}
 	if err := guard(func() { copy(s.mem[s.size:], p) }); err != nil {
 		s.broken = err
