@@ -218,3 +218,38 @@ func TestLineReaderStopsAtNUL(t *testing.T) {
 		}
 	}
 }
+
+// TestMappedSegmentMixedWrites: small events copied into the mapping and
+// large ones written with pwrite(2) interleave into one intact file, as
+// the mapping and a reader see it.
+func TestMappedSegmentMixedWrites(t *testing.T) {
+	path := t.TempDir() + "/seg.jsonl"
+	f, err := openMappedSeg(path)
+	must(t, err)
+	var want bytes.Buffer
+	for i := 0; i < 300; i++ {
+		n := 100 + i%7*50
+		if i%5 == 0 {
+			n = segPwrite + i*37
+		}
+		line := []byte(strings.Repeat(string(rune('a'+i%26)), n) + "\n")
+		_, err := f.Write(line)
+		must(t, err)
+		want.Write(line)
+	}
+	ms := f.(*mappedSeg)
+	if !bytes.Equal(ms.mem[:ms.size], want.Bytes()) {
+		t.Fatal("the mapping differs from what was written")
+	}
+	data, err := os.ReadFile(path)
+	must(t, err)
+	if !bytes.Equal(data[:ms.size], want.Bytes()) || len(bytes.Trim(data[ms.size:], "\x00")) != 0 {
+		t.Fatal("the file differs from what was written, or its tail is not zeros")
+	}
+	must(t, f.Close())
+	data, err = os.ReadFile(path)
+	must(t, err)
+	if !bytes.Equal(data, want.Bytes()) {
+		t.Fatalf("after Close: %d bytes, want %d", len(data), want.Len())
+	}
+}
