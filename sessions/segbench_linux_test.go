@@ -18,30 +18,25 @@ func BenchmarkSegmentWrite(b *testing.B) {
 
 func benchSegmentWrite(b *testing.B, n int) {
 	line := []byte(strings.Repeat("x", n-1) + "\n")
-	b.Run("mapped", func(b *testing.B) {
-		f, err := openMappedSeg(b.TempDir() + "/s.jsonl")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		b.SetBytes(int64(len(line)))
-		for b.Loop() {
-			if _, err := f.Write(line); err != nil {
+	opens := map[string]func(string) (segFile, error){
+		"mapped": openMappedSeg,
+		"write": func(p string) (segFile, error) {
+			return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		},
+	}
+	for _, name := range []string{"mapped", "write"} {
+		b.Run(name, func(b *testing.B) {
+			f, err := opens[name](b.TempDir() + "/s.jsonl")
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	b.Run("write", func(b *testing.B) {
-		f, err := os.OpenFile(b.TempDir()+"/s.jsonl", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		b.SetBytes(int64(len(line)))
-		for b.Loop() {
-			if _, err := f.Write(line); err != nil {
-				b.Fatal(err)
+			defer f.Close()
+			b.SetBytes(int64(len(line)))
+			for b.Loop() {
+				if _, err := f.Write(line); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 }
