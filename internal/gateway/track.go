@@ -102,13 +102,13 @@ func newRDCache(m *pgproto3.RowDescription, gen uint64, trace string, rd *rowDes
 // portal is the gateway's data of a portal (pgwire.Portal.Data): a Bind,
 // or a SQL DECLARE (cursor: its rows are traced with the DECLARE).
 type portal struct {
-	params  []*string
+	params []*string
 	// inline holds up to four parameters' values (params points into it)
 	inline    [4]string
 	inlinePtr [4]*string
-	formats []int16 // result format codes as the client asked
-	actions []string
-	rd      *rowDesc
+	formats   []int16 // result format codes as the client asked
+	actions   []string
+	rd        *rowDesc
 }
 
 // rowDesc is a remembered RowDescription with the plans built from it.
