@@ -148,7 +148,13 @@ func (s *mappedSeg) Write(p []byte) (int, error) {
 		// The page cache is one: readers and the mapping see the same
 		// bytes.
 		if _, err := s.f.WriteAt(p, s.size); err != nil {
-			_ = s.Truncate(s.size) // a short write: zero what it wrote
+			// A short write: zero the whole range (reserved above; the
+			// count WriteAt reports after an error leaves out what an
+			// earlier partial pwrite wrote), so that readers see the end
+			// of the data where it was.
+			if gerr := guard(func() { clear(s.mem[s.size : s.size+int64(len(p))]) }); gerr != nil {
+				s.broken = gerr
+			}
 			return 0, err
 		}
 		s.size += int64(len(p))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -251,5 +252,33 @@ func TestMappedSegmentMixedWrites(t *testing.T) {
 	must(t, err)
 	if !bytes.Equal(data, want.Bytes()) {
 		t.Fatalf("after Close: %d bytes, want %d", len(data), want.Len())
+	}
+}
+
+// TestMappedSegmentShortPwriteLeavesNoFragment: a large event whose
+// pwrite(2) stops part-way (here at a file size limit) fails, and the part
+// it wrote is zeroed again: readers see the data end where it did.
+func TestMappedSegmentShortPwriteLeavesNoFragment(t *testing.T) {
+	path := t.TempDir() + "/seg.jsonl"
+	f, err := openMappedSeg(path)
+	must(t, err)
+	defer f.Close()
+	first := []byte(`{"seq":1}` + "\n")
+	_, err = f.Write(first)
+	must(t, err)
+	var old syscall.Rlimit
+	must(t, syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old))
+	lim := old
+	lim.Cur = uint64(len(first) + 100)
+	must(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim))
+	_, err = f.Write(bytes.Repeat([]byte("y"), segPwrite*2))
+	must(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old))
+	if err == nil {
+		t.Fatal("a pwrite past the file size limit succeeded")
+	}
+	data, err := os.ReadFile(path)
+	must(t, err)
+	if !bytes.HasPrefix(data, first) || len(bytes.Trim(data[len(first):], "\x00")) != 0 {
+		t.Fatalf("after the short write the file holds %q… beyond its first line", bytes.Trim(data[len(first):], "\x00")[:8])
 	}
 }
