@@ -255,23 +255,21 @@ func (r *Recorder) recover() error {
 		if err != nil {
 			return fmt.Errorf("sessions: %s: %w", name, err)
 		}
-		if len(frag) == 0 {
+		switch {
+		case len(frag) == 0:
 			if err := trimTo(path, meta.size); err != nil {
 				return fmt.Errorf("sessions: cutting the zero tail of %s: %w", name, err)
 			}
-		}
-		if len(frag) > 0 {
-			if i != len(names)-1 {
-				r.log.Error().Str("segment", name).Msg("sealed segment ends without newline (run `pgwarden sessions verify`)")
-			} else {
-				keep := filepath.Join(r.dir, fmt.Sprintf("torn-%d.bin", time.Now().UnixNano()))
-				_ = os.WriteFile(keep, frag, 0o600)
-				if err := os.Truncate(path, meta.size); err != nil {
-					return fmt.Errorf("sessions: truncating torn line: %w", err)
-				}
-				r.m.torn.Inc()
-				r.log.Warn().Str("segment", name).Int("bytes", len(frag)).Str("kept_as", filepath.Base(keep)).Msg("cut off a torn last line (crash during write)")
+		case i != len(names)-1:
+			r.log.Error().Str("segment", name).Msg("sealed segment ends without newline (run `pgwarden sessions verify`)")
+		default:
+			keep := filepath.Join(r.dir, fmt.Sprintf("torn-%d.bin", time.Now().UnixNano()))
+			_ = os.WriteFile(keep, frag, 0o600)
+			if err := os.Truncate(path, meta.size); err != nil {
+				return fmt.Errorf("sessions: truncating torn line: %w", err)
 			}
+			r.m.torn.Inc()
+			r.log.Warn().Str("segment", name).Int("bytes", len(frag)).Str("kept_as", filepath.Base(keep)).Msg("cut off a torn last line (crash during write)")
 		}
 		if meta.lastSeq == 0 && i == len(names)-1 && meta.size == 0 {
 			_ = os.Remove(path) // an empty active segment: recreate on first write
@@ -795,9 +793,9 @@ func (r *Recorder) probe() {
 	var nf segFile
 	r.lock(0)
 	if r.seg != nil {
-		// reopen the active segment: the old descriptor may be broken (EIO)
-		// Closed first: a mapped segment's Close cuts the file to its
-		// data, which must not happen under the new descriptor.
+		// Reopen the active segment: the old descriptor may be broken
+		// (EIO). It is closed first: a mapped segment's Close cuts the
+		// file to its data, which must not happen under the new one.
 		_ = r.seg.Close()
 		r.seg = nil
 		nf, err = openSegFile(filepath.Join(r.dir, r.segs[len(r.segs)-1].name))

@@ -1,7 +1,6 @@
 package sessions
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -361,7 +360,8 @@ func (s *Store) verify() (*Problem, int64, int, error) {
 		}
 		if lr.zero {
 			// the zero tail of space allocated ahead: nothing may follow it
-			if gap, err := tailAfter(f, lr.off+int64(len(lr.rest()))); err != nil || len(bytes.TrimLeft(gap, "\x00")) > 0 {
+			// (tailAfter drops trailing NULs: what is left holds data)
+			if gap, err := tailAfter(f, lr.off+int64(len(lr.rest()))); err != nil || len(gap) > 0 {
 				f.Close()
 				if err != nil {
 					return nil, n, 0, fmt.Errorf("sessions: %w", err)
