@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -76,7 +77,8 @@ type Approval struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
-func (a *Approval) clone() *Approval {
+// Clone returns a deep copy.
+func (a *Approval) Clone() *Approval {
 	c := *a
 	c.Groups = append([]string(nil), a.Groups...)
 	c.Params = append([]string(nil), a.Params...)
@@ -89,6 +91,19 @@ func (a *Approval) clone() *Approval {
 		c.ExecutedAt = &t
 	}
 	return &c
+}
+
+// Decode reads a stored record (JSON), refusing one without an ID or with
+// an unknown state: a store's bytes are checked before anything acts on them.
+func Decode(v []byte) (*Approval, error) {
+	a := new(Approval)
+	if err := json.Unmarshal(v, a); err != nil {
+		return nil, fmt.Errorf("approvals: corrupt record: %w", err)
+	}
+	if !a.State.Valid() || a.ID == "" {
+		return nil, fmt.Errorf("approvals: corrupt record: state %q id %q", a.State, a.ID)
+	}
+	return a, nil
 }
 
 // Request is what the relay glue knows about a statement it must hold.

@@ -1,15 +1,18 @@
-package approvals
+package approvals_test
 
 import (
 	"context"
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	. "github.com/pgwarden/pgwarden/approvals"
+	"github.com/pgwarden/pgwarden/approvals/boltstore"
 )
 
 func benchManager(b *testing.B, mode string) *Manager {
 	b.Helper()
-	s, err := Open(b.TempDir())
+	s, err := boltstore.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}

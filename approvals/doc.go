@@ -4,10 +4,11 @@
 // `pgwarden approvals` CLI client and the /ui/ page for approvers and
 // auditors.
 //
-// Lifecycle. At start-up the gateway calls Open(store.dir), which expires
-// every request the previous process left pending (and approved wait-mode
-// requests that never ran): their sessions are gone, so nothing of them may
-// execute later. New(cfg, store, log, opts...) builds the one Manager; the
+// Lifecycle. At start-up the gateway opens a Store — boltstore.Open(store.dir)
+// for one gateway, pgstore for the shared store.dsn — which expires every
+// request this gateway's previous process left pending (and approved
+// wait-mode requests that never ran): their sessions are gone, so nothing of
+// them may execute later. New(cfg, store, log, opts...) builds the one Manager; the
 // relay glue calls Hold when policy says a statement needs approval, then
 // in wait mode sends HeldNotice and blocks in Wait (ctx = the session's
 // statement context, cancelled by a client CancelRequest: the request is
@@ -19,12 +20,13 @@
 // the statement runs once. When a session ends the glue calls SessionEnded.
 // Approvers decide through APIHandler (mounted by admin behind its bearer
 // middleware) or RunCLI/Client. Manager.Close waits for webhook deliveries;
-// Store.Close closes the file.
+// Store.Close closes the store. The Store interface (store.go) is the seam:
+// every implementation passes approvals/storetest.
 //
 // States: pending -> approved -> executed; pending -> denied | expired |
 // withdrawn; approved -> expired (session ended, or a retry approval not
-// used in time) | withdrawn (client cancelled). Every change is one fsynced
-// bbolt transaction and is reported to the observer (WithObserver) for the
+// used in time) | withdrawn (client cancelled). Every change is one durable store
+// transaction and is reported to the observer (WithObserver) for the
 // session record.
 //
 // Never: let the requester decide their own request; let anyone outside

@@ -5,9 +5,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // FuzzDecodeDecision: the approve/deny body is untrusted input.
@@ -38,14 +35,14 @@ func FuzzDecodeApproval(f *testing.F) {
 	f.Add([]byte(`{"id":"x","state":"nope"}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, err := decodeApproval(data)
+		a, err := Decode(data)
 		if err != nil {
 			return
 		}
 		if a.ID == "" || !a.State.Valid() {
 			t.Fatalf("accepted an invalid record: %+v", a)
 		}
-		_ = a.clone()
+		_ = a.Clone()
 	})
 }
 
@@ -76,27 +73,6 @@ func FuzzCLIArgs(f *testing.F) {
 		code := RunCLI(ctx, args, &out, &errb, c)
 		if code < 0 || code > 2 {
 			t.Fatalf("exit %d", code)
-		}
-	})
-}
-
-// FuzzManagerGet: IDs from URLs reach Get; nothing but ErrNotFound or a
-// real record comes back.
-func FuzzManagerGet(f *testing.F) {
-	dir := f.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer s.Close()
-	m := New(testCfg(ModeWait), s, zerolog.Nop(), WithClock(func() time.Time { return time.Unix(1e9, 0) }))
-	f.Add("aaaaaaaaaaaaaaaa")
-	f.Add("../../x")
-	f.Add("")
-	f.Fuzz(func(t *testing.T, id string) {
-		a, err := m.Get(context.Background(), id)
-		if err == nil || a != nil || kindOf(err) != ErrNotFound {
-			t.Fatalf("Get(%q) = %v, %v", id, a, err)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package approvals
+package approvals_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	. "github.com/pgwarden/pgwarden/approvals"
 	"github.com/pgwarden/pgwarden/identity"
 )
 
@@ -128,7 +129,7 @@ func TestAPIStatusCodes(t *testing.T) {
 	if code, body := call(t, srv, "POST", base+"/"+b.ID+"/deny", "tok-dba2", `{"comment":"no reason field"}`); code != 400 || !strings.Contains(errorText(t, body), "reason") {
 		t.Fatalf("deny without reason: %d %s", code, body)
 	}
-	big := `{"comment":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	big := `{"comment":"` + strings.Repeat("x", MaxBodyBytes) + `"}`
 	if code, _ := call(t, srv, "POST", base+"/"+a.ID+"/approve", "tok-dba2", big); code != 400 {
 		t.Fatalf("oversized body: %d", code)
 	}

@@ -1,4 +1,4 @@
-package approvals
+package approvals_test
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	. "github.com/pgwarden/pgwarden/approvals"
+	"github.com/pgwarden/pgwarden/approvals/boltstore"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
 
@@ -225,7 +227,7 @@ func TestIntegrationExactlyOnceUpstream(t *testing.T) {
 		check := connect()
 		before := counter(t, check)
 		dir := t.TempDir()
-		s, err := Open(dir)
+		s, err := boltstore.Open(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +235,7 @@ func TestIntegrationExactlyOnceUpstream(t *testing.T) {
 		a := hold(t, m, req("dba-1", "s1", bump))
 		s.Close() // the gateway stops
 
-		s2, err := Open(dir)
+		s2, err := boltstore.Open(dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,7 +26,7 @@ const (
 // One Manager serves the whole gateway; it is safe for concurrent use.
 type Manager struct {
 	cfg      config.Approval
-	store    *Store
+	store    Store
 	log      zerolog.Logger
 	now      func() time.Time
 	observer func(Event)
@@ -41,6 +41,7 @@ type waiter struct {
 	session string
 	changed chan struct{} // closed when the request leaves pending
 	closed  bool
+	state   State // the last state reported for it (remote changes report only news)
 }
 
 // Option configures a Manager.
@@ -60,7 +61,7 @@ func WithHTTPClient(c *http.Client) Option { return func(m *Manager) { m.httpc =
 // New returns a Manager over an open store. Requests that Open expired
 // are logged. Call Close when the gateway stops (it waits for webhook
 // deliveries in flight, at most their timeout).
-func New(cfg config.Approval, store *Store, log zerolog.Logger, opts ...Option) *Manager {
+func New(cfg config.Approval, store Store, log zerolog.Logger, opts ...Option) *Manager {
 	m := &Manager{
 		cfg:   cfg,
 		store: store,
@@ -84,6 +85,7 @@ func New(cfg config.Approval, store *Store, log zerolog.Logger, opts ...Option) 
 			m.notify = newNotifier(cfg.Webhook, m.httpc, m.log)
 		}
 	}
+	store.Watch(m.remoteChanged)
 	for _, a := range store.ExpiredAtOpen() {
 		m.log.Warn().Str("approval", a.ID).Str("requester", a.Requester).Str("session", a.Session).
 			Str("note", a.Note).Msg("approval request expired at start-up")
@@ -148,12 +150,12 @@ func (m *Manager) Hold(ctx context.Context, r Request) (*Approval, error) {
 	}
 	var w *waiter
 	if a.Mode == ModeWait {
-		w = &waiter{session: r.Session, changed: make(chan struct{})}
+		w = &waiter{session: r.Session, changed: make(chan struct{}), state: Pending}
 		m.mu.Lock()
 		m.live[a.ID] = w
 		m.mu.Unlock()
 	}
-	if err := m.store.create(a); err != nil {
+	if err := m.store.Create(a); err != nil {
 		if w != nil {
 			m.mu.Lock()
 			delete(m.live, a.ID)
@@ -171,7 +173,7 @@ func (m *Manager) Hold(ctx context.Context, r Request) (*Approval, error) {
 	if m.notify != nil {
 		m.notify.send(holdText(a))
 	}
-	return a.clone(), nil
+	return a.Clone(), nil
 }
 
 // Wait blocks until the request held in wait mode is decided, its
@@ -185,7 +187,7 @@ func (m *Manager) Wait(ctx context.Context, id string) (Outcome, error) {
 	m.mu.Lock()
 	w := m.live[id]
 	m.mu.Unlock()
-	a, err := m.store.get(id)
+	a, err := m.store.Get(id)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -216,7 +218,7 @@ func (m *Manager) Wait(ctx context.Context, id string) (Outcome, error) {
 			return true
 		})
 	}
-	a, err = m.store.get(id)
+	a, err = m.store.Get(id)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -249,7 +251,7 @@ func outcomeOf(a *Approval) Outcome {
 // the statement must not run.
 func (m *Manager) MarkExecuted(id string) error {
 	var conflict error
-	a, err := m.store.update(id, func(a *Approval) (bool, error) {
+	a, err := m.store.Update(id, func(a *Approval) (bool, error) {
 		if a.State != Approved {
 			conflict = refuse(ErrConflict, "approval %s is %s, not approved", id, a.State)
 			return false, conflict
@@ -274,7 +276,7 @@ func (m *Manager) MarkExecuted(id string) error {
 func (m *Manager) Claim(requester, database, normSQL string, params []string) (*Approval, bool) {
 	fp := Fingerprint(requester, database, normSQL, params)
 	now := m.now()
-	won, expired, err := m.store.claim(fp, func(a *Approval) bool {
+	won, expired, err := m.store.Claim(fp, func(a *Approval) bool {
 		if a.State != Approved || a.Mode != ModeRetry || a.Requester != requester {
 			return false
 		}
@@ -297,7 +299,7 @@ func (m *Manager) Claim(requester, database, normSQL string, params []string) (*
 		return nil, false
 	}
 	m.changed(won, "executed")
-	return won.clone(), true
+	return won.Clone(), true
 }
 
 // SessionEnded expires the wait-mode requests of a session that are still
@@ -374,7 +376,7 @@ func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, 
 		evType = "approved"
 	}
 	expiredNow := false
-	a, err := m.store.update(id, func(a *Approval) (bool, error) {
+	a, err := m.store.Update(id, func(a *Approval) (bool, error) {
 		if a.Requester == by.User {
 			return false, refuse(ErrForbidden, "four eyes: %s cannot decide their own request %s; another approver must", by.User, id)
 		}
@@ -414,7 +416,7 @@ func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, 
 	m.log.Info().Str("approval", a.ID).Str("decision", evType).Str("by", by.User).Str("requester", a.Requester).
 		Str("comment", a.Comment).Msg("approval decided")
 	m.changed(a, evType)
-	return a.clone(), nil
+	return a.Clone(), nil
 }
 
 // Get returns one request (ErrNotFound if unknown).
@@ -423,7 +425,7 @@ func (m *Manager) Get(ctx context.Context, id string) (*Approval, error) {
 		return nil, refuse(ErrNotFound, "approval %q not found", clip(id, 64))
 	}
 	m.Sweep()
-	return m.store.get(id)
+	return m.store.Get(id)
 }
 
 // List returns requests newest first; state "" lists all. At most limit
@@ -436,7 +438,7 @@ func (m *Manager) List(ctx context.Context, state State, limit int) ([]*Approval
 		limit = 1000
 	}
 	m.Sweep()
-	return m.store.list(state, limit)
+	return m.store.List(state, limit)
 }
 
 // Sweep expires requests whose expires_at has passed: pending ones in
@@ -448,9 +450,9 @@ func (m *Manager) Sweep() {
 	due := func(a *Approval) bool {
 		return !now.Before(a.ExpiresAt) && (a.State == Pending || (a.State == Approved && a.Mode == ModeRetry))
 	}
-	open, err := m.store.list(Pending, 0)
+	open, err := m.store.List(Pending, 0)
 	if err == nil {
-		more, err2 := m.store.list(Approved, 0)
+		more, err2 := m.store.List(Approved, 0)
 		open, err = append(open, more...), err2
 	}
 	if err != nil {
@@ -467,7 +469,7 @@ func (m *Manager) Sweep() {
 	if !anyDue {
 		return
 	}
-	changed, err := m.store.updateOpen(func(a *Approval) bool {
+	changed, err := m.store.UpdateOpen(func(a *Approval) bool {
 		if !due(a) {
 			return false
 		}
@@ -492,7 +494,7 @@ func (m *Manager) Sweep() {
 // when fn made one.
 func (m *Manager) transition(id, evType string, fn func(a *Approval) bool) {
 	did := false
-	a, err := m.store.update(id, func(a *Approval) (bool, error) {
+	a, err := m.store.Update(id, func(a *Approval) (bool, error) {
 		did = fn(a)
 		return did, nil
 	})
@@ -505,10 +507,35 @@ func (m *Manager) transition(id, evType string, fn func(a *Approval) bool) {
 	}
 }
 
+// remoteChanged is the store's word that another gateway changed request
+// id (an approver decided through its API, or it expired the request of a
+// session here it believed lost). Only requests a session of this gateway
+// waits for matter: their waiter wakes and the change is reported once.
+func (m *Manager) remoteChanged(id string) {
+	m.mu.Lock()
+	w := m.live[id]
+	m.mu.Unlock()
+	if w == nil {
+		return
+	}
+	a, err := m.store.Get(id)
+	if err != nil {
+		m.log.Error().Err(err).Str("approval", id).Msg("reading a request another gateway changed failed")
+		return
+	}
+	m.mu.Lock()
+	news := a.State != w.state
+	m.mu.Unlock()
+	if news {
+		m.changed(a, string(a.State))
+	}
+}
+
 // changed wakes a waiter, forgets final requests, logs and reports.
 func (m *Manager) changed(a *Approval, evType string) {
 	m.mu.Lock()
 	if w := m.live[a.ID]; w != nil {
+		w.state = a.State
 		if a.State != Pending && !w.closed {
 			close(w.changed)
 			w.closed = true
@@ -530,7 +557,7 @@ func (m *Manager) emit(evType string, a *Approval) {
 	if m.observer == nil {
 		return
 	}
-	m.observer(Event{Type: evType, Time: m.now().UTC(), Approval: a.clone()})
+	m.observer(Event{Type: evType, Time: m.now().UTC(), Approval: a.Clone()})
 }
 
 func clip(s string, n int) string {

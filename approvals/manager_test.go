@@ -1,4 +1,4 @@
-package approvals
+package approvals_test
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	. "github.com/pgwarden/pgwarden/approvals"
+	"github.com/pgwarden/pgwarden/approvals/boltstore"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
@@ -54,7 +56,7 @@ func testCfg(mode string) config.Approval {
 
 type fixture struct {
 	m   *Manager
-	s   *Store
+	s   *boltstore.Store
 	dir string
 	ev  *events
 }
@@ -62,7 +64,7 @@ type fixture struct {
 func newFixture(t *testing.T, cfg config.Approval, opts ...Option) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := Open(dir)
+	s, err := boltstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func hold(t *testing.T, m *Manager, r Request) *Approval {
 func TestHoldFieldsAndID(t *testing.T) {
 	f := newFixture(t, testCfg(ModeWait))
 	a := hold(t, f.m, req("dba-1", "s1", "DELETE FROM documents", "x"))
-	if !validID(a.ID) {
+	if !ValidID(a.ID) {
 		t.Fatalf("id %q is not 16 chars of lowercase base32", a.ID)
 	}
 	b := hold(t, f.m, req("dba-1", "s1", "DELETE FROM documents"))
@@ -124,7 +126,7 @@ func TestHoldFieldsAndID(t *testing.T) {
 
 func TestStoreReopenExpiresPendingAndUnrunWaitApprovals(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
+	s, err := boltstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestStoreReopenExpiresPendingAndUnrunWaitApprovals(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2, err := Open(dir)
+	s2, err := boltstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,12 +193,12 @@ func TestStoreReopenExpiresPendingAndUnrunWaitApprovals(t *testing.T) {
 
 func TestStoreLockedByAnotherOpen(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
+	s, err := boltstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := Open(dir); err == nil {
+	if _, err := boltstore.Open(dir); err == nil {
 		t.Fatal("second Open of the same dir succeeded")
 	}
 }
@@ -465,10 +467,7 @@ func TestSessionEnded(t *testing.T) {
 	if a, _ := f.m.Get(ctx, other.ID); a.State != Pending {
 		t.Fatalf("another session's request changed: %s", a.State)
 	}
-	f.m.mu.Lock()
-	live := len(f.m.live)
-	f.m.mu.Unlock()
-	if live != 1 {
+	if live := f.m.LiveCount(); live != 1 {
 		t.Fatalf("live waiters %d, want 1", live)
 	}
 }
@@ -630,7 +629,7 @@ func TestWebhookFailureDoesNotLeakURLOrBlock(t *testing.T) {
 	cfg := testCfg(ModeWait)
 	cfg.Webhook = url
 	dir := t.TempDir()
-	s, err := Open(dir)
+	s, err := boltstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

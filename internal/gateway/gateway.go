@@ -26,6 +26,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/approvals"
+	"github.com/pgwarden/pgwarden/approvals/boltstore"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/credentials"
 	"github.com/pgwarden/pgwarden/identity"
@@ -64,7 +65,7 @@ type Gateway struct {
 	recorder   *sessions.Recorder
 	store      *sessions.Store
 	approvals  *approvals.Manager
-	apStore    *approvals.Store
+	apStore    approvals.Store
 
 	wire  *pgwire.Server
 	admin *admin.Server
@@ -134,7 +135,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	if g.store, err = sessions.OpenStore(cfg.Store.Dir); err != nil {
 		return nil, fmt.Errorf("recording store: %w", err)
 	}
-	if g.apStore, err = approvals.Open(cfg.Store.Dir); err != nil {
+	if g.apStore, err = boltstore.Open(cfg.Store.Dir); err != nil {
 		return nil, fmt.Errorf("approvals store: %w", err)
 	}
 	g.approvals = approvals.New(cfg.Policy.Approval, g.apStore, g.log, approvals.WithObserver(g.observeApproval))
