@@ -511,7 +511,21 @@ func (m *Manager) transition(id, evType string, fn func(a *Approval) bool) {
 // id (an approver decided through its API, or it expired the request of a
 // session here it believed lost). Only requests a session of this gateway
 // waits for matter: their waiter wakes and the change is reported once.
+// An empty id means the store may have missed changes (its listener
+// reconnected): every request waited for here is looked at again.
 func (m *Manager) remoteChanged(id string) {
+	if id == "" {
+		m.mu.Lock()
+		ids := make([]string, 0, len(m.live))
+		for id := range m.live {
+			ids = append(ids, id)
+		}
+		m.mu.Unlock()
+		for _, id := range ids {
+			m.remoteChanged(id)
+		}
+		return
+	}
 	m.mu.Lock()
 	w := m.live[id]
 	m.mu.Unlock()

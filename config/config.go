@@ -31,6 +31,7 @@ type Config struct {
 	Masking     Masking     `yaml:"masking"`
 	Recording   Recording   `yaml:"recording"`
 	Store       Store       `yaml:"store"`
+	Cluster     Cluster     `yaml:"cluster"`
 	Limits      Limits      `yaml:"limits"`
 	Log         Log         `yaml:"log"`
 }
@@ -181,7 +182,32 @@ type Sink struct {
 
 type Store struct {
 	Dir string `yaml:"dir"`
+	// DSN names a shared PostgreSQL store: approvals, session events,
+	// cancel-key routes and gateway heartbeats live there instead of in
+	// files under Dir, so several gateways act as one.
 	DSN string `yaml:"dsn"`
+	// Migrate is "auto" (create/upgrade the schema at start) or "off"
+	// (`pgwarden store migrate` does it; a gateway refuses an old schema).
+	Migrate string `yaml:"migrate"`
+}
+
+// Cluster names this gateway among those sharing store.dsn.
+type Cluster struct {
+	GatewayID string        `yaml:"gateway_id"` // default: the hostname
+	Advertise string        `yaml:"advertise"`  // host:port of this gateway's Postgres listener for other gateways (cancel forwarding)
+	DeadAfter time.Duration `yaml:"dead_after"` // a gateway silent this long is dead
+}
+
+// ID is the gateway's name in the shared store: gateway_id, else the
+// hostname, else "pgwarden".
+func (c Cluster) ID() string {
+	if c.GatewayID != "" {
+		return c.GatewayID
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "pgwarden"
 }
 
 type Limits struct {
@@ -238,7 +264,8 @@ func Default() *Config {
 		}, Functions: Functions{VolatileAction: "update", CatalogMaxAge: 5 * time.Minute, CatalogTimeout: 3 * time.Second}},
 		Masking:   Masking{Derived: "mask"},
 		Recording: Recording{Results: true, MaxRows: 100, RotateBytes: 64 << 20, SyncEvery: time.Second},
-		Store:     Store{Dir: "./data"},
+		Store:     Store{Dir: "./data", Migrate: "auto"},
+		Cluster:   Cluster{DeadAfter: 15 * time.Second},
 		Limits:    Limits{MaxConnections: 1000, MaxMessageBytes: 64 << 20, StartupTimeout: 10 * time.Second},
 		Log:       Log{Level: "info", Format: "json"},
 	}
@@ -604,9 +631,23 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Store.DSN != "" {
-		// Refused rather than ignored: recordings and approvals would silently
-		// stay local while the operator believes gateways share them.
-		return &Error{Path: "store.dsn", Msg: "a shared PostgreSQL store is not supported yet; use store.dir"}
+		if !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://") {
+			return &Error{Path: "store.dsn", Msg: "must be a postgres:// URL"}
+		}
+	}
+	if err := oneOf("store.migrate", c.Store.Migrate, "auto", "off"); err != nil {
+		return err
+	}
+	if c.Cluster.DeadAfter < 3*time.Second {
+		return &Error{Path: "cluster.dead_after", Msg: "must be at least 3s (heartbeats go out every dead_after/3)"}
+	}
+	if len(c.Cluster.GatewayID) > 63 || strings.ContainsAny(c.Cluster.GatewayID, " \t\r\n/") {
+		return &Error{Path: "cluster.gateway_id", Msg: "at most 63 characters, no spaces or slashes"}
+	}
+	if c.Cluster.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Cluster.Advertise); err != nil {
+			return &Error{Path: "cluster.advertise", Msg: "must be host:port"}
+		}
 	}
 	if c.Store.Dir == "" {
 		return &Error{Path: "store.dir", Msg: "required"}

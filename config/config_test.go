@@ -44,7 +44,11 @@ func TestErrorsNameTheKeyPath(t *testing.T) {
 		"tls: { self_signed: true }\nauth: { oidc: { issuer: https://idp.example.com } }\ncredentials: { provider: static, static: { user: u } }\nmasking: { rules: [ { column: email, method: redact } ] }\n": "masking.catalog_dsn",
 		minimal + "policy: { approval: { webhook: ftp://x } }\n":             "policy.approval.webhook: must be an absolute http(s) URL",
 		minimal + "recording: { sinks: [ { type: webhook, url: siem } ] }\n": "recording.sinks[0].url: must be",
-		minimal + "store: { dsn: postgres://h/db }\n":                        "store.dsn",
+		minimal + "store: { dsn: mysql://h/db }\n":                           "store.dsn: must be a postgres:// URL",
+		minimal + "store: { migrate: sometimes }\n":                          "store.migrate",
+		minimal + "cluster: { dead_after: 1s }\n":                            "cluster.dead_after",
+		minimal + "cluster: { gateway_id: a/b }\n":                           "cluster.gateway_id",
+		minimal + "cluster: { advertise: nohostport }\n":                     "cluster.advertise",
 		"listen: [1, 2]\n": "listen: expected a single value",
 	}
 	for doc, want := range cases {

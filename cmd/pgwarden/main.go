@@ -80,7 +80,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug | info | warn | error")
 	root.AddCommand(
 		serveCmd(g), devCmd(g), tokenCmd(g), approvalsCmd(g), sessionsCmd(g),
-		policyCmd(g), versionCmd(g), loginCmd(g), psqlCmd(g),
+		policyCmd(g), storeCmd(g), versionCmd(g), loginCmd(g), psqlCmd(g),
 	)
 	return root
 }

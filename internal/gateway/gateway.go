@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pgwarden/pgwarden/internal/analysis"
+	"github.com/pgwarden/pgwarden/internal/sharedstore"
 	"net"
 	"net/http"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/approvals"
 	"github.com/pgwarden/pgwarden/approvals/boltstore"
+	"github.com/pgwarden/pgwarden/approvals/pgstore"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/credentials"
 	"github.com/pgwarden/pgwarden/identity"
@@ -66,6 +68,7 @@ type Gateway struct {
 	store      *sessions.Store
 	approvals  *approvals.Manager
 	apStore    approvals.Store
+	shared     *sharedstore.Store // store.dsn, nil for the file store
 
 	wire  *pgwire.Server
 	admin *admin.Server
@@ -135,7 +138,15 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	if g.store, err = sessions.OpenStore(cfg.Store.Dir); err != nil {
 		return nil, fmt.Errorf("recording store: %w", err)
 	}
-	if g.apStore, err = boltstore.Open(cfg.Store.Dir); err != nil {
+	if cfg.Store.DSN != "" {
+		gw := cfg.Cluster.ID()
+		if g.shared, err = sharedstore.Open(ctx, cfg.Store.DSN, "pgwarden "+gw, cfg.Store.Migrate == "auto"); err != nil {
+			return nil, fmt.Errorf("shared store %s: %w", sharedstore.Redact(cfg.Store.DSN), err)
+		}
+		if g.apStore, err = pgstore.Open(ctx, g.shared, gw, g.log); err != nil {
+			return nil, fmt.Errorf("approvals store: %w", err)
+		}
+	} else if g.apStore, err = boltstore.Open(cfg.Store.Dir); err != nil {
 		return nil, fmt.Errorf("approvals store: %w", err)
 	}
 	g.approvals = approvals.New(cfg.Policy.Approval, g.apStore, g.log, approvals.WithObserver(g.observeApproval))
@@ -179,6 +190,9 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	g.admin.AddReadyCheck("credentials", g.provider.Check)
 	g.admin.AddReadyCheck("upstream", g.checkUpstream)
 	g.admin.AddReadyCheck("recording", func(context.Context) error { return g.recorder.Healthy() })
+	if g.shared != nil {
+		g.admin.AddReadyCheck("store", g.shared.Check)
+	}
 	return g, nil
 }
 
@@ -299,6 +313,9 @@ func (g *Gateway) Close() {
 		}
 		if g.recorder != nil {
 			_ = g.recorder.Close()
+		}
+		if g.shared != nil {
+			g.shared.Close()
 		}
 		if g.provider != nil {
 			_ = g.provider.Close()

@@ -1,0 +1,405 @@
+// Package pgstore is the approvals store of the shared PostgreSQL store
+// (store.dsn): every gateway reads and decides every request. Each change
+// is one transaction holding the request's row lock (SELECT … FOR UPDATE),
+// so of two gateways deciding or executing the same request at once exactly
+// one sees it in the state it needs; the change is announced with
+// pg_notify on the channel Channel, and Watch delivers other gateways'
+// changes to the manager (a held statement runs within a second of an
+// approve sent to any gateway; no polling loop).
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/pgwarden/pgwarden/approvals"
+	"github.com/pgwarden/pgwarden/internal/sharedstore"
+)
+
+// Channel is the LISTEN/NOTIFY channel of approval changes; the payload is
+// "<id> <gateway>".
+const Channel = "pgwarden_approvals"
+
+// Store is the shared approvals store as seen by one gateway.
+type Store struct {
+	db      *sharedstore.Store
+	gateway string
+	log     zerolog.Logger
+	expired []*approvals.Approval
+
+	mu      sync.Mutex
+	watch   []func(id string)
+	cancel  context.CancelFunc
+	done    chan struct{}
+	started bool
+}
+
+var _ approvals.Store = (*Store)(nil)
+
+// Open returns the store of gateway on db. Requests this gateway's
+// previous process held (pending, or approved in wait mode and not run)
+// are expired: their sessions ended with it.
+func Open(ctx context.Context, db *sharedstore.Store, gateway string, log zerolog.Logger) (*Store, error) {
+	s := &Store{db: db, gateway: gateway, log: log.With().Str("component", "approvals-store").Logger()}
+	changed, err := s.expireGateway(ctx, gateway, approvals.RestartNote)
+	if err != nil {
+		return nil, err
+	}
+	s.expired = changed
+	return s, nil
+}
+
+// ExpireGateway expires the open wait-mode requests held by sessions of
+// gateway (found dead by the caller's heartbeat check) with note, and
+// returns them.
+func (s *Store) ExpireGateway(ctx context.Context, gateway, note string) ([]*approvals.Approval, error) {
+	return s.expireGateway(ctx, gateway, note)
+}
+
+func (s *Store) expireGateway(ctx context.Context, gateway, note string) ([]*approvals.Approval, error) {
+	var out []*approvals.Approval
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		out = out[:0]
+		rows, err := tx.Query(ctx, `SELECT record FROM pgwarden.approvals
+			WHERE gateway = $1 AND (state = 'pending' OR (state = 'approved' AND mode <> 'retry')) FOR UPDATE`, gateway)
+		if err != nil {
+			return err
+		}
+		list, err := collect(rows)
+		if err != nil {
+			return err
+		}
+		for _, a := range list {
+			a.State, a.Note = approvals.Expired, note
+			if err := s.put(ctx, tx, a); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ExpiredAtOpen returns the requests Open expired.
+func (s *Store) ExpiredAtOpen() []*approvals.Approval { return s.expired }
+
+func (s *Store) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), sharedstore.OpTimeout)
+}
+
+// tx runs fn in one transaction; a store that cannot be reached is
+// sharedstore.ErrUnreachable.
+func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	err := pgx.BeginFunc(ctx, s.db.Pool, fn)
+	if err != nil && !isRefusal(err) {
+		return s.db.Unreachable(err)
+	}
+	return err
+}
+
+func isRefusal(err error) bool {
+	var e *approvals.Error
+	return errors.As(err, &e)
+}
+
+func collect(rows pgx.Rows) ([]*approvals.Approval, error) {
+	defer rows.Close()
+	var out []*approvals.Approval
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, err
+		}
+		a, err := approvals.Decode(raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// put writes a (inserting or updating) and announces the change.
+func (s *Store) put(ctx context.Context, tx pgx.Tx, a *approvals.Approval) error {
+	rec, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE pgwarden.approvals SET state = $2, record = $3 WHERE id = $1`, a.ID, string(a.State), rec)
+	if err != nil {
+		return err
+	}
+	return s.notify(ctx, tx, a.ID)
+}
+
+func (s *Store) notify(ctx context.Context, tx pgx.Tx, id string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, id+" "+s.gateway)
+	return err
+}
+
+// Create stores a new request, held by this gateway.
+func (s *Store) Create(a *approvals.Approval) error {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	rec, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO pgwarden.approvals (id, state, mode, gateway, session, fingerprint, created_at, record)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+			a.ID, string(a.State), a.Mode, s.gateway, a.Session, a.Fingerprint, a.CreatedAt, rec)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return &approvals.Error{Kind: approvals.ErrInvalid, Msg: "approvals: id collision " + a.ID}
+		}
+		return s.notify(ctx, tx, a.ID)
+	})
+}
+
+func notFound(id string) error {
+	return &approvals.Error{Kind: approvals.ErrNotFound, Msg: fmt.Sprintf("approval %s not found", id)}
+}
+
+// Get returns one request.
+func (s *Store) Get(id string) (*approvals.Approval, error) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	var raw []byte
+	err := s.db.Pool.QueryRow(ctx, `SELECT record FROM pgwarden.approvals WHERE id = $1`, id).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound(id)
+	}
+	if err != nil {
+		return nil, s.db.Unreachable(err)
+	}
+	return approvals.Decode(raw)
+}
+
+// Update runs fn on the request under its row lock.
+func (s *Store) Update(id string, fn func(a *approvals.Approval) (bool, error)) (*approvals.Approval, error) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	var out *approvals.Approval
+	var ferr error
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var raw []byte
+		err := tx.QueryRow(ctx, `SELECT record FROM pgwarden.approvals WHERE id = $1 FOR UPDATE`, id).Scan(&raw)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound(id)
+		}
+		if err != nil {
+			return err
+		}
+		a, err := approvals.Decode(raw)
+		if err != nil {
+			return err
+		}
+		write, err := fn(a)
+		out, ferr = a, err
+		if !write {
+			return nil
+		}
+		return s.put(ctx, tx, a)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, ferr
+}
+
+// UpdateOpen runs fn on every open request, all locked in one transaction.
+func (s *Store) UpdateOpen(fn func(a *approvals.Approval) bool) ([]*approvals.Approval, error) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	var changed []*approvals.Approval
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		changed = changed[:0]
+		rows, err := tx.Query(ctx, `SELECT record FROM pgwarden.approvals WHERE state IN ('pending', 'approved') ORDER BY id FOR UPDATE`)
+		if err != nil {
+			return err
+		}
+		list, err := collect(rows)
+		if err != nil {
+			return err
+		}
+		for _, a := range list {
+			if !fn(a) {
+				continue
+			}
+			if err := s.put(ctx, tx, a); err != nil {
+				return err
+			}
+			changed = append(changed, a)
+		}
+		return nil
+	})
+	return changed, err
+}
+
+// Claim offers fn the approved retry-mode requests with this fingerprint.
+func (s *Store) Claim(fp string, fn func(a *approvals.Approval) bool) (*approvals.Approval, []*approvals.Approval, error) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	// The common case (nothing approved for this statement) takes no lock.
+	var any bool
+	if err := s.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgwarden.approvals
+		WHERE fingerprint = $1 AND state = 'approved' AND mode = 'retry')`, fp).Scan(&any); err != nil {
+		return nil, nil, s.db.Unreachable(err)
+	}
+	if !any {
+		return nil, nil, nil
+	}
+	var won *approvals.Approval
+	var expired []*approvals.Approval
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		won, expired = nil, expired[:0]
+		rows, err := tx.Query(ctx, `SELECT record FROM pgwarden.approvals
+			WHERE fingerprint = $1 AND state = 'approved' AND mode = 'retry' ORDER BY id FOR UPDATE`, fp)
+		if err != nil {
+			return err
+		}
+		list, err := collect(rows)
+		if err != nil {
+			return err
+		}
+		for _, a := range list {
+			old := a.State
+			took := fn(a)
+			if a.State == old {
+				continue
+			}
+			if err := s.put(ctx, tx, a); err != nil {
+				return err
+			}
+			if took {
+				won = a
+				return nil
+			}
+			expired = append(expired, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return won, expired, nil
+}
+
+// List returns requests newest first.
+func (s *Store) List(state approvals.State, limit int) ([]*approvals.Approval, error) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	var rows pgx.Rows
+	var err error
+	if state == "" {
+		rows, err = s.db.Pool.Query(ctx, `SELECT record FROM pgwarden.approvals ORDER BY created_at DESC, id LIMIT $1`, limit)
+	} else {
+		rows, err = s.db.Pool.Query(ctx, `SELECT record FROM pgwarden.approvals WHERE state = $1 ORDER BY created_at DESC, id LIMIT $2`, string(state), limit)
+	}
+	if err != nil {
+		return nil, s.db.Unreachable(err)
+	}
+	out, err := collect(rows)
+	if err != nil {
+		return nil, s.db.Unreachable(err)
+	}
+	return out, nil
+}
+
+// Watch registers fn for changes other gateways make. The first call
+// starts the listener: one dedicated connection LISTENing on Channel,
+// reconnecting by itself; after every (re)connect fn("") is called, which
+// means "something may have changed while nobody listened: look at all".
+func (s *Store) Watch(fn func(id string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watch = append(s.watch, fn)
+	if s.started {
+		return
+	}
+	s.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	go s.listen(ctx)
+}
+
+func (s *Store) deliver(id string) {
+	s.mu.Lock()
+	fns := append([]func(string){}, s.watch...)
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(id)
+	}
+}
+
+func (s *Store) listen(ctx context.Context) {
+	defer close(s.done)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn().Err(s.db.Unreachable(err)).Dur("retry_in", backoff).Msg("approval change listener lost its connection; reconnecting")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, sharedstore.OpTimeout)
+	conn, err := pgx.Connect(cctx, s.db.DSN())
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return err
+	}
+	s.deliver("") // changes made while nobody listened
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		id, from, _ := strings.Cut(n.Payload, " ")
+		if from == s.gateway || id == "" {
+			continue
+		}
+		s.deliver(id)
+	}
+}
+
+// Close stops the listener. The pool belongs to the caller.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	cancel, done := s.cancel, s.done
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	return nil
+}
