@@ -631,6 +631,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Store.DSN != "" {
+		for i, s := range c.Recording.Sinks {
+			if s.Type == "webhook" {
+				return &Error{Path: fmt.Sprintf("recording.sinks[%d]", i), Msg: "a webhook sink is not supported with store.dsn yet (its delivery cursor lives in store.dir); use the stdout sink"}
+			}
+		}
 		if !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://") {
 			return &Error{Path: "store.dsn", Msg: "must be a postgres:// URL"}
 		}

@@ -80,6 +80,7 @@ func appendBody(dst []byte, ev *Event) []byte {
 	dst = appendOptString(dst, `,"decided_by":`, ev.DecidedBy)
 	dst = appendOptInt(dst, `,"purged_through_seq":`, ev.PurgedThroughSeq)
 	dst = appendOptString(dst, `,"purged_through_hash":`, ev.PurgedThroughHash)
+	dst = appendOptString(dst, `,"gateway":`, ev.Gateway)
 	return dst
 }
 

@@ -73,8 +73,11 @@ type Event struct {
 	// Retention markers only: the last event deleted by retention.
 	PurgedThroughSeq  int64  `json:"purged_through_seq,omitempty"`
 	PurgedThroughHash string `json:"purged_through_hash,omitempty"`
-	PrevHash          string `json:"prev_hash"`
-	Hash              string `json:"hash,omitempty"`
+	// Gateway names the gateway that wrote the event (shared store only:
+	// each gateway keeps its own chain there; seq and prev_hash are per gateway).
+	Gateway  string `json:"gateway,omitempty"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash,omitempty"`
 
 	// rowsJSON is what the writer records as "rows": a statement's
 	// ResultRows, already in canonical JSON (events read back have Rows).

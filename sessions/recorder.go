@@ -139,6 +139,11 @@ type Recorder struct {
 	stdoutWG sync.WaitGroup
 	webhooks []*webhook
 	hookWG   sync.WaitGroup
+
+	// The shared store (OpenShared): events go to its per-gateway chain
+	// instead of segment files, and carry gateway.
+	shared  *sharedLog
+	gateway string
 }
 
 // pendingInfo is one encoded, not yet written event: ev as chained (Seq,
@@ -368,7 +373,7 @@ func (r *Recorder) setHealthy() {
 func (r *Recorder) Start(info StartInfo) *SessionRecorder {
 	s := &SessionRecorder{r: r}
 	s.base = Event{Session: info.ID, User: info.User, Groups: info.Groups, ClientAddr: info.ClientAddr,
-		ApplicationName: info.ApplicationName, Database: info.Database, BackendUser: info.BackendUser}
+		ApplicationName: info.ApplicationName, Database: info.Database, BackendUser: info.BackendUser, Gateway: r.gateway}
 	ev := s.base
 	ev.Type = TypeSessionStart
 	s.note(r.record(ev))
@@ -421,6 +426,9 @@ func (r *Recorder) record(ev Event) error {
 	bp := bodyPool.Get().(*[]byte)
 	body := appendBody((*bp)[:0], &ev)
 	defer putBody(bp, body)
+	if r.shared != nil {
+		return r.shared.record(r, &ev, body)
+	}
 	if !r.lock(lockTimeout) {
 		r.m.dropped.Inc()
 		r.setUnhealthy(ErrStalled)
@@ -455,21 +463,31 @@ func (r *Recorder) Close() error {
 		<-r.done
 		return nil
 	}
-	close(r.stop)
+	if r.shared != nil {
+		r.shared.close(r)
+	} else {
+		close(r.stop)
+	}
 	<-r.done
+	r.closeSinks()
+	r.m.unregister()
+	if p := r.health.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// closeSinks drains the stdout sink (the last events are written) and
+// stops the webhooks.
+func (r *Recorder) closeSinks() {
 	if r.stdout != nil {
-		close(r.stdout) // the maintainer wrote the last events: drain
+		close(r.stdout)
 		r.stdoutWG.Wait()
 	}
 	for _, w := range r.webhooks {
 		w.stop()
 	}
 	r.hookWG.Wait()
-	r.m.unregister()
-	if p := r.health.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // stdoutLoop writes the stdout sink's lines in store order until Close.

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/sharedstore"
 )
 
 // ErrNotFound is returned for an unknown session id.
@@ -15,7 +17,8 @@ var ErrNotFound = errors.New("sessions: no such session")
 
 // Store reads a session store (read-only; safe while a Recorder writes it).
 type Store struct {
-	dir string // <store.dir>/sessions
+	dir string             // <store.dir>/sessions
+	db  *sharedstore.Store // the shared store instead (OpenSharedStore)
 }
 
 // OpenStore opens the store under storeDir (the `store.dir` key) read-only.
@@ -79,6 +82,9 @@ func addUniq(s []string, v ...string) []string {
 // each calls fn for every decodable event in store order. Undecodable
 // lines are skipped (Verify reports them).
 func (s *Store) each(fn func(raw []byte, ev *Event) error) error {
+	if s.db != nil {
+		return s.eachShared(fn, "")
+	}
 	names, err := listSegments(s.dir)
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)
@@ -188,12 +194,18 @@ func (s *Store) List(f Filter) ([]Summary, error) {
 // Get returns the events of one session in order.
 func (s *Store) Get(id string) ([]Event, error) {
 	var out []Event
-	err := s.each(func(_ []byte, ev *Event) error {
+	fn := func(_ []byte, ev *Event) error {
 		if ev.Session == id {
 			out = append(out, *ev)
 		}
 		return nil
-	})
+	}
+	var err error
+	if s.db != nil {
+		err = s.eachShared(fn, id)
+	} else {
+		err = s.each(fn)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +281,11 @@ func (p *Problem) String() string {
 // a one-line verdict to w. ok=false with the first problem on tampering;
 // err only for I/O failures.
 func (s *Store) Verify(w io.Writer) (bool, *Problem, error) {
-	p, n, segs, err := s.verify()
+	verify, unit := s.verify, "segments, chain intact"
+	if s.db != nil {
+		verify, unit = s.verifyShared, "gateway chains, every chain intact"
+	}
+	p, n, segs, err := verify()
 	if err != nil {
 		return false, nil, err
 	}
@@ -277,7 +293,7 @@ func (s *Store) Verify(w io.Writer) (bool, *Problem, error) {
 		fmt.Fprintf(w, "FAILED: %s\n", p)
 		return false, p, nil
 	}
-	fmt.Fprintf(w, "ok: %d events in %d segments, chain intact\n", n, segs)
+	fmt.Fprintf(w, "ok: %d events in %d %s\n", n, segs, unit)
 	return true, nil, nil
 }
 
@@ -485,6 +501,9 @@ func (t *tail) read(max, maxBytes int, fn func(raw []byte, ev *Event)) (int, err
 // keeps polling a live session until its session_end or ctx is done.
 func (s *Store) Replay(ctx context.Context, w io.Writer, id string, follow bool) error {
 	t := &tail{dir: s.dir}
+	if s.db != nil {
+		return s.replayShared(ctx, w, id, follow)
+	}
 	found, ended := false, false
 	var werr error
 	emit := func(_ []byte, ev *Event) {
@@ -530,4 +549,42 @@ func (s *Store) Replay(ctx context.Context, w io.Writer, id string, follow bool)
 		return ErrNotFound
 	}
 	return nil
+}
+
+// replayShared is Replay over the shared store; follow polls the
+// session's events.
+func (s *Store) replayShared(ctx context.Context, w io.Writer, id string, follow bool) error {
+	shown := 0
+	tk := time.NewTicker(200 * time.Millisecond)
+	defer tk.Stop()
+	for {
+		evs, err := s.Get(id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		ended := false
+		for i := shown; i < len(evs); i++ {
+			if i == 0 {
+				if err := replayHeader(w, &evs[0]); err != nil {
+					return err
+				}
+			}
+			if err := replayEvent(w, &evs[i]); err != nil {
+				return err
+			}
+			ended = ended || evs[i].Type == TypeSessionEnd
+		}
+		shown = max(shown, len(evs))
+		if shown == 0 && !follow {
+			return ErrNotFound
+		}
+		if ended || !follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tk.C:
+		}
+	}
 }

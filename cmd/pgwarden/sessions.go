@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/internal/sharedstore"
 	"github.com/pgwarden/pgwarden/sessions"
 )
 
@@ -21,20 +23,30 @@ type sessionsFlags struct {
 	cfgPath, admin, token string
 }
 
-// store opens the recording store named in --config.
-func (f *sessionsFlags) store() (*sessions.Store, error) {
+// store opens the recording store named in --config: the shared store of
+// store.dsn (every gateway's events), else the files under store.dir. done
+// (never nil) releases it.
+func (f *sessionsFlags) store(ctx context.Context) (st *sessions.Store, done func(), err error) {
+	done = func() {}
 	if f.cfgPath == "" {
-		return nil, usageError{errorf("--config FILE is required (or --admin URL --token T for list/show)")}
+		return nil, done, usageError{errorf("--config FILE is required (or --admin URL --token T for list/show)")}
 	}
 	cfg, err := config.Load(f.cfgPath)
 	if err != nil {
-		return nil, err
+		return nil, done, err
 	}
-	st, err := sessions.OpenStore(cfg.Store.Dir)
+	if cfg.Store.DSN != "" {
+		db, err := sharedstore.Open(ctx, cfg.Store.DSN, "pgwarden sessions", false)
+		if err != nil {
+			return nil, done, errorf("shared store %s: %w", sharedstore.Redact(cfg.Store.DSN), err)
+		}
+		return sessions.OpenSharedStore(db), db.Close, nil
+	}
+	st, err = sessions.OpenStore(cfg.Store.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errorf("no session recordings under %s (store.dir of %s): has pgwarden run with this configuration?", cfg.Store.Dir, f.cfgPath)
+		return nil, done, errorf("no session recordings under %s (store.dir of %s): has pgwarden run with this configuration?", cfg.Store.Dir, f.cfgPath)
 	}
-	return st, err
+	return st, done, err
 }
 
 // api fetches path from the admin API into v.
@@ -87,7 +99,8 @@ func sessionsCmd(g *globals) *cobra.Command {
 					return err
 				}
 			} else {
-				st, err := f.store()
+				st, done, err := f.store(cmd.Context())
+				defer done()
 				if err != nil {
 					return err
 				}
@@ -131,7 +144,8 @@ func sessionsCmd(g *globals) *cobra.Command {
 				}
 				evs = body
 			} else {
-				st, err := f.store()
+				st, done, err := f.store(cmd.Context())
+				defer done()
 				if err != nil {
 					return err
 				}
@@ -157,7 +171,8 @@ func sessionsCmd(g *globals) *cobra.Command {
 	replay := &cobra.Command{
 		Use: "replay ID [--follow]", Short: "print a psql-like transcript of a session", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := f.store()
+			st, done, err := f.store(cmd.Context())
+			defer done()
 			if err != nil {
 				return err
 			}
@@ -180,7 +195,8 @@ func sessionsCmd(g *globals) *cobra.Command {
 					return usageError{err}
 				}
 			}
-			st, err := f.store()
+			st, done, err := f.store(cmd.Context())
+			defer done()
 			if err != nil {
 				return err
 			}
@@ -193,7 +209,8 @@ func sessionsCmd(g *globals) *cobra.Command {
 	verify := &cobra.Command{
 		Use: "verify", Short: "check every hash chain; exit 1 and print the first broken event on tampering", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := f.store()
+			st, done, err := f.store(cmd.Context())
+			defer done()
 			if err != nil {
 				return err
 			}

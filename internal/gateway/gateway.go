@@ -132,22 +132,29 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		return nil, fmt.Errorf("masking: %w", err)
 	}
 
-	if g.recorder, err = sessions.Open(cfg.Recording, cfg.Store, g.log, g.reg); err != nil {
-		return nil, fmt.Errorf("recording: %w", err)
-	}
-	if g.store, err = sessions.OpenStore(cfg.Store.Dir); err != nil {
-		return nil, fmt.Errorf("recording store: %w", err)
-	}
 	if cfg.Store.DSN != "" {
+		// The shared store: approvals and session events of every gateway.
 		gw := cfg.Cluster.ID()
 		if g.shared, err = sharedstore.Open(ctx, cfg.Store.DSN, "pgwarden "+gw, cfg.Store.Migrate == "auto"); err != nil {
 			return nil, fmt.Errorf("shared store %s: %w", sharedstore.Redact(cfg.Store.DSN), err)
 		}
+		if g.recorder, err = sessions.OpenShared(cfg.Recording, g.shared, gw, g.log, g.reg); err != nil {
+			return nil, fmt.Errorf("recording: %w", err)
+		}
+		g.store = sessions.OpenSharedStore(g.shared)
 		if g.apStore, err = pgstore.Open(ctx, g.shared, gw, g.log); err != nil {
 			return nil, fmt.Errorf("approvals store: %w", err)
 		}
-	} else if g.apStore, err = boltstore.Open(cfg.Store.Dir); err != nil {
-		return nil, fmt.Errorf("approvals store: %w", err)
+	} else {
+		if g.recorder, err = sessions.Open(cfg.Recording, cfg.Store, g.log, g.reg); err != nil {
+			return nil, fmt.Errorf("recording: %w", err)
+		}
+		if g.store, err = sessions.OpenStore(cfg.Store.Dir); err != nil {
+			return nil, fmt.Errorf("recording store: %w", err)
+		}
+		if g.apStore, err = boltstore.Open(cfg.Store.Dir); err != nil {
+			return nil, fmt.Errorf("approvals store: %w", err)
+		}
 	}
 	g.approvals = approvals.New(cfg.Policy.Approval, g.apStore, g.log, approvals.WithObserver(g.observeApproval))
 

@@ -161,8 +161,12 @@ func (s *Store) Close() { s.Pool.Close() }
 // DSN is store.dsn (callers that need a dedicated connection, e.g. LISTEN).
 func (s *Store) DSN() string { return s.dsn }
 
-// Unreachable wraps err as ErrUnreachable with the DSN's secrets removed.
+// Unreachable wraps err as ErrUnreachable with the DSN's secrets removed
+// (nil stays nil).
 func (s *Store) Unreachable(err error) error {
+	if err == nil {
+		return nil
+	}
 	return fmt.Errorf("%w: %s", ErrUnreachable, scrub(err, s.dsn))
 }
 
