@@ -12,6 +12,7 @@
 #   make bench   pgwarden vs direct PostgreSQL vs pgbouncer in one run (bench/cmd/pgwbench,
 #                ~8 min on 2 cores; PROFILE=1 writes pgwarden profiles, BENCH_DURATION=8s, 2 rounds)
 #   make bench-micro  the Go micro-benchmarks (go test -bench, allocations reported)
+#   make manifest  render deploy/kubernetes/pgwarden.yaml from the Helm chart (docs/deploy.md)
 #
 # PKGS narrows test/fuzz/bench to some packages, e.g. make fuzz PKGS=./credentials/... FUZZTIME=5s
 
@@ -21,7 +22,7 @@ FUZZTIME ?= 20s
 ARGS     ?=
 PKGS     ?= ./...
 
-.PHONY: setup setup-pg setup-clients build test chaos lint race run fuzz bench bench-micro clean
+.PHONY: setup setup-pg setup-clients build test chaos lint race run fuzz bench bench-micro manifest clean
 
 # PostgreSQL + pgvector and the Go modules: all `make run` needs.
 setup-pg:
@@ -87,6 +88,12 @@ bench: setup-pg build
 
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# The plain Kubernetes manifest: the chart rendered with its default values
+# (deploy's test fails when the committed file differs from a fresh render).
+manifest:
+	@scripts/helm-tool.sh
+	@scripts/render-manifest.sh
 
 clean:
 	rm -rf bin
