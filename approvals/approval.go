@@ -72,6 +72,8 @@ type Approval struct {
 	ExecutedAt   *time.Time `json:"executed_at,omitempty"`
 	// Note explains a state pgwarden set by itself (expired, withdrawn).
 	Note string `json:"note,omitempty"`
+	// Gateway is the gateway whose session holds the request (shared store only).
+	Gateway string `json:"gateway,omitempty"`
 	// Fingerprint identifies (requester, database, normalized SQL, params)
 	// for retry-mode matching; a SHA-256, never the SQL itself.
 	Fingerprint string `json:"fingerprint,omitempty"`

@@ -187,6 +187,34 @@ func (n *Native) Sweep(ctx context.Context) (int, error) {
 	return swept, errors.Join(errs...)
 }
 
+// SweepRoles drops the named session roles now, before their VALID UNTIL
+// (the sessions of a gateway found dead: nobody will revoke them). Only
+// roles with the prefix that this admin role is a member of are touched;
+// it returns how many it dropped.
+func (n *Native) SweepRoles(ctx context.Context, names []string) (int, error) {
+	var errs []error
+	swept := 0
+	for _, name := range names {
+		var ours bool
+		err := n.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1 AND starts_with(rolname, $2)
+			AND rolname <> current_user AND pg_has_role(current_user, oid, 'MEMBER'))`, name, n.prefix).Scan(&ours)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !ours {
+			continue
+		}
+		if err := n.dropRole(ctx, name); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		swept++
+		n.log.Info().Str("role", name).Msg("swept the session role of a lost gateway")
+	}
+	return swept, errors.Join(errs...)
+}
+
 // Mint creates the session's login role: INHERIT, member of each of
 // req.DBRoles, with a SCRAM-SHA-256 verifier of a fresh random password and
 // VALID UNTIL now()+ttl. The admin role is made a member of it so that it

@@ -49,9 +49,12 @@ type Config struct {
 	// (internal/parsesafe) are refused whatever it says. nil: no more.
 	StartupParam func(name, value string) (reason string, ok bool)
 	// Hooks creates each session's hooks; nil relays plainly.
-	Hooks      HookFactory
-	Logger     zerolog.Logger
-	Registerer prometheus.Registerer // nil: metrics are kept but not registered
+	Hooks HookFactory
+	// CancelRoutes shares cancel keys with the other gateways of a shared
+	// store; nil: a CancelRequest cancels only sessions of this server.
+	CancelRoutes CancelRoutes
+	Logger       zerolog.Logger
+	Registerer   prometheus.Registerer // nil: metrics are kept but not registered
 }
 
 // Server is the PostgreSQL wire-protocol listener: it accepts clients,
@@ -122,7 +125,7 @@ func NewServer(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg: cfg, log: cfg.Logger.With().Str("component", "pgwire").Logger(), m: m,
-		cancels: cancelRegistry{m: map[uint32]*session{}},
+		cancels: cancelRegistry{m: map[uint32]*session{}, routes: cfg.CancelRoutes, log: cfg.Logger},
 		baseCtx: ctx, baseCancel: cancel,
 		listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}, sessions: map[*session]struct{}{},
 	}, nil

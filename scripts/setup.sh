@@ -36,6 +36,7 @@ command -v psql >/dev/null || need+=("postgresql-client-${PG_MAJOR}")
 command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
 command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+command -v haproxy >/dev/null || need+=(haproxy)   # the cluster test's load balancer (integration/cluster_test.go)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt_install "${need[@]}"

@@ -105,8 +105,8 @@ func OpenShared(cfg config.Recording, db *sharedstore.Store, gateway string, log
 		_ = r.Close()
 		return nil, fmt.Errorf("sessions: writing recovery events: %w", err)
 	}
-	if ended > 0 {
-		r.log.Warn().Int("sessions", ended).Msg("recovered sessions left open by a crash (session_end gateway_restart)")
+	if len(ended) > 0 {
+		r.log.Warn().Int("sessions", len(ended)).Msg("recovered sessions left open by a crash (session_end gateway_restart)")
 	}
 	return r, nil
 }
@@ -159,25 +159,26 @@ func (p *sharedLog) openSessionsOf(ctx context.Context, gateway string) ([]Event
 
 // endSessions writes session_end (reason) into this gateway's chain for
 // every session gateway left open, and returns how many.
-func (p *sharedLog) endSessions(r *Recorder, ctx context.Context, gateway, reason string) (int, error) {
+func (p *sharedLog) endSessions(r *Recorder, ctx context.Context, gateway, reason string) ([]Event, error) {
 	open, err := p.openSessionsOf(ctx, gateway)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	for _, ev := range open {
+	for i, ev := range open {
 		ev.Type, ev.Reason, ev.Gateway = TypeSessionEnd, reason, p.gateway
 		if err := r.record(ev); err != nil {
-			return 0, err
+			return open[:i], err
 		}
 	}
-	return len(open), nil
+	return open, nil
 }
 
 // EndSessionsOf writes session_end with reason gateway_lost for every
-// session the dead gateway left open (into this gateway's chain).
-func (r *Recorder) EndSessionsOf(ctx context.Context, gateway string) (int, error) {
+// session the dead gateway left open (into this gateway's chain) and
+// returns them (identity fields: BackendUser names each one's credential).
+func (r *Recorder) EndSessionsOf(ctx context.Context, gateway string) ([]Event, error) {
 	if r.shared == nil {
-		return 0, errors.New("sessions: EndSessionsOf needs the shared store")
+		return nil, errors.New("sessions: EndSessionsOf needs the shared store")
 	}
 	return r.shared.endSessions(r, ctx, gateway, ReasonGatewayLost)
 }

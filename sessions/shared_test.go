@@ -201,16 +201,16 @@ func TestSharedRestartAndLostGateway(t *testing.T) {
 	}
 	b := sharedRecorder(t, db, "gw-b")
 	defer b.Close()
-	n, err := b.EndSessionsOf(context.Background(), "gw-lost")
-	if err != nil || n != 1 {
-		t.Fatalf("EndSessionsOf = %d, %v", n, err)
+	ended, err := b.EndSessionsOf(context.Background(), "gw-lost")
+	if err != nil || len(ended) != 1 || ended[0].Session != "l1" {
+		t.Fatalf("EndSessionsOf = %+v, %v", ended, err)
 	}
 	evs, _ = OpenSharedStore(db).Get("l1")
 	if len(evs) != 2 || evs[1].Reason != ReasonGatewayLost || evs[1].Gateway != "gw-b" {
 		t.Fatalf("l1: %+v", evs)
 	}
-	if n, _ := b.EndSessionsOf(context.Background(), "gw-lost"); n != 0 {
-		t.Fatalf("a second sweep ended %d sessions again", n)
+	if again, _ := b.EndSessionsOf(context.Background(), "gw-lost"); len(again) != 0 {
+		t.Fatalf("a second sweep ended %d sessions again", len(again))
 	}
 	if ok, out := verifyShared(t, OpenSharedStore(db)); !ok {
 		t.Fatal(out)

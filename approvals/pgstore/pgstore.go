@@ -150,6 +150,7 @@ func (s *Store) notify(ctx context.Context, tx pgx.Tx, id string) error {
 func (s *Store) Create(a *approvals.Approval) error {
 	ctx, cancel := s.opCtx()
 	defer cancel()
+	a.Gateway = s.gateway
 	rec, err := json.Marshal(a)
 	if err != nil {
 		return err

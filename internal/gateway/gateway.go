@@ -69,6 +69,7 @@ type Gateway struct {
 	approvals  *approvals.Manager
 	apStore    approvals.Store
 	shared     *sharedstore.Store // store.dsn, nil for the file store
+	routes     cancelRoutes       // armed in Serve with the shared store
 
 	wire  *pgwire.Server
 	admin *admin.Server
@@ -179,6 +180,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		DBRoles:      g.policy.DBRoles,
 		StartupParam: sqlpolicy.StartupParam,
 		Hooks:        g.newHooks,
+		CancelRoutes: g.cancelRoutes(),
 		Logger:       g.log,
 		Registerer:   g.reg,
 	})
@@ -201,6 +203,14 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		g.admin.AddReadyCheck("store", g.shared.Check)
 	}
 	return g, nil
+}
+
+// cancelRoutes is what pgwire gets: nil without a shared store.
+func (g *Gateway) cancelRoutes() pgwire.CancelRoutes {
+	if g.shared == nil {
+		return nil
+	}
+	return &g.routes
 }
 
 func newProvider(ctx context.Context, cfg *config.Config, log zerolog.Logger) (credentials.Provider, error) {
@@ -280,6 +290,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // Serve serves on the given listeners (al may be nil) until ctx is cancelled.
 func (g *Gateway) Serve(ctx context.Context, wl, al net.Listener) error {
+	cctx, stopCluster := context.WithCancel(ctx)
+	clusterDone, err := g.joinCluster(cctx, wl)
+	defer func() { stopCluster(); <-clusterDone }()
+	if err != nil {
+		return fmt.Errorf("joining the gateways of the shared store: %w", err)
+	}
 	errc := make(chan error, 2)
 	n := 1
 	go func() { errc <- g.wire.Serve(ctx, wl) }()
@@ -317,6 +333,13 @@ func (g *Gateway) Close() {
 		}
 		if g.apStore != nil {
 			_ = g.apStore.Close()
+		}
+		if g.shared != nil && g.routes.get() != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := g.shared.Leave(ctx, g.cfg.Cluster.ID()); err != nil {
+				g.log.Warn().Err(err).Msg("recording this gateway's stop in the shared store failed")
+			}
+			cancel()
 		}
 		if g.recorder != nil {
 			_ = g.recorder.Close()
