@@ -631,6 +631,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Store.DSN != "" {
+		if c.Recording.Retention > 0 {
+			return &Error{Path: "recording.retention", Msg: "applies to the file store only; with store.dsn every gateway's chain is kept (see docs/deploy.md, sizing)"}
+		}
 		for i, s := range c.Recording.Sinks {
 			if s.Type == "webhook" {
 				return &Error{Path: fmt.Sprintf("recording.sinks[%d]", i), Msg: "a webhook sink is not supported with store.dsn yet (its delivery cursor lives in store.dir); use the stdout sink"}

@@ -46,6 +46,7 @@ func TestErrorsNameTheKeyPath(t *testing.T) {
 		minimal + "recording: { sinks: [ { type: webhook, url: siem } ] }\n":                                                      "recording.sinks[0].url: must be",
 		minimal + "store: { dsn: mysql://h/db }\n":                                                                                "store.dsn: must be a postgres:// URL",
 		minimal + "store: { dsn: postgres://h/db }\nrecording: { sinks: [ { type: webhook, url: https://siem.example.com } ] }\n": "recording.sinks[0]: a webhook sink is not supported with store.dsn",
+		minimal + "store: { dsn: postgres://h/db }\nrecording: { retention: 24h }\n":                                              "recording.retention: applies to the file store only",
 		minimal + "store: { migrate: sometimes }\n":                                                                               "store.migrate",
 		minimal + "cluster: { dead_after: 1s }\n":                                                                                 "cluster.dead_after",
 		minimal + "cluster: { gateway_id: a/b }\n":                                                                                "cluster.gateway_id",
