@@ -831,6 +831,12 @@ func TestSessionRecordingFailClosed(t *testing.T) {
 			if v := adminMetric(t, p.gw.AdminURL, "pgwarden_recording_dropped_total"); v != 0 {
 				t.Fatalf("dropped = %v before the failure", v)
 			}
+			// Every event rotates (rotate_bytes 512), and each rotation asks
+			// the maintainer for an fsync and a head.json write soon after:
+			// let those finish, or the limit below makes one of them fail
+			// first and the recorder refuses the next statement (ERROR
+			// 08001) before the statement's own write can fail (FATAL).
+			time.Sleep(500 * time.Millisecond)
 			setFsize("0:unlimited")
 			if !failOpen {
 				// The statement whose record cannot be written does not get
