@@ -149,17 +149,7 @@ func TestCancelRequestRaw(t *testing.T) {
 		errc <- err
 	}()
 	time.Sleep(300 * time.Millisecond)
-	c, err := net.Dial("tcp", w.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := make([]byte, 16)
-	binary.BigEndian.PutUint32(msg[0:], 16)
-	binary.BigEndian.PutUint32(msg[4:], 80877102)
-	binary.BigEndian.PutUint32(msg[8:], pid)
-	copy(msg[12:], key)
-	c.Write(msg)
-	c.Close()
+	rawCancel(t, w.Addr, pid, key)
 	select {
 	case err := <-errc:
 		if sqlstate(err) != "57014" {
