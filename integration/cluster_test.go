@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgwarden/pgwarden/approvals"
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/internal/sharedstore"
 	"github.com/pgwarden/pgwarden/sessions"
 )
@@ -296,5 +298,64 @@ func TestClusterThreeGatewaysBehindHAProxy(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "3 gateway chains") {
 			t.Fatalf("sessions verify with gateway %d's config: exit %d\n%s", i, code, out)
 		}
+	}
+}
+
+// TestSharedStoreOutageFailsClosed: the shared store stopped under a
+// running gateway — statements are refused with 08001 (nothing runs
+// unrecorded) — and once it is back the gateway records and serves again
+// by itself.
+func TestSharedStoreOutageFailsClosed(t *testing.T) {
+	store := pgtest.StartT(t, pgtest.Options{})
+	ctx := context.Background()
+	if err := store.CreateDB(ctx, "pgwstore"); err != nil {
+		t.Fatal(err)
+	}
+	w := startGateway(t, func(c *config.Config) {
+		c.Store.DSN = store.SuperDSN("pgwstore")
+		c.Cluster.GatewayID = "gw-outage"
+	})
+	conn := w.connect(t, "alice@example.com", "analyst")
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	store.Stop()
+	_, err := conn.Exec(ctx, "SELECT 2")
+	if sqlstate(err) != "08001" || !strings.Contains(err.Error(), "pgwarden: ") {
+		t.Fatalf("a statement with the store down: want pgwarden 08001, got %v", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := store.Restart(rctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := pgx.ConnectConfig(ctx, w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst")))
+		if err == nil {
+			_, err = c.Exec(ctx, "SELECT 3")
+			c.Close(ctx)
+			if err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not recover after the store came back: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	db, err := sharedstore.Open(ctx, store.SuperDSN("pgwstore"), "test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var out strings.Builder
+	if ok, p, err := sessions.OpenSharedStore(db).Verify(&out); err != nil || !ok {
+		t.Fatalf("verify after the outage: %v %v %s", p, err, out.String())
+	}
+	// SELECT 2 was refused, not run: it is not in the record as allowed.
+	var ran int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pgwarden.events WHERE line LIKE '%"sql":"SELECT 2"%' AND line LIKE '%"decision":"allow"%'`).Scan(&ran); err != nil || ran != 0 {
+		t.Fatalf("SELECT 2 recorded as allowed %d times (%v)", ran, err)
 	}
 }
