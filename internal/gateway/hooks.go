@@ -19,6 +19,7 @@ import (
 	"github.com/pgwarden/pgwarden/approvals"
 	"github.com/pgwarden/pgwarden/internal/parsesafe"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
+	"github.com/pgwarden/pgwarden/internal/sharedstore"
 	"github.com/pgwarden/pgwarden/masking"
 	"github.com/pgwarden/pgwarden/pgwire"
 	"github.com/pgwarden/pgwarden/sessions"
@@ -676,7 +677,7 @@ func (h *hooks) hold(ctx context.Context, sql string, params []*string, actions 
 	if err != nil {
 		perr, ok := pgerr.As(err)
 		if !ok {
-			perr = pgerr.New(pgerr.InsufficientPrivilege, "pgwarden: statement needs approval but the request could not be stored").WithCause(err)
+			perr = storeRefusal(err, pgerr.New(pgerr.InsufficientPrivilege, "pgwarden: statement needs approval but the request could not be stored"))
 		}
 		h.recordRefusal(sql, params, actions, "deny", perr)
 		return "", perr
@@ -707,16 +708,26 @@ func (h *hooks) hold(ctx context.Context, sql string, params []*string, actions 
 	stop()
 	wcancel()
 	if err != nil && out.State == "" {
-		return "", pgerr.New(pgerr.QueryCanceled, "pgwarden: approval %s could not be awaited", a.ID).WithCause(err)
+		return "", storeRefusal(err, pgerr.New(pgerr.QueryCanceled, "pgwarden: approval %s could not be awaited", a.ID))
 	}
 	if perr := out.Err(); perr != nil {
 		h.recordStatement(sessions.StatementEvent{SQL: sql, Params: params, Actions: actions, Decision: "denied", ApprovalID: a.ID, Error: perr.Message})
 		return "", perr
 	}
 	if err := mgr.MarkExecuted(a.ID); err != nil {
-		return "", pgerr.New(pgerr.QueryCanceled, "pgwarden: approval %s was already used", a.ID).WithCause(err)
+		return "", storeRefusal(err, pgerr.New(pgerr.QueryCanceled, "pgwarden: approval %s was already used", a.ID))
 	}
 	return a.ID, nil
+}
+
+// storeRefusal is the error for a failed approvals-store call: 08001 when
+// the shared store cannot be reached (the SPEC's answer for an unreachable
+// store; the statement did not run), else otherwise.
+func storeRefusal(err error, otherwise *pgerr.Error) *pgerr.Error {
+	if errors.Is(err, sharedstore.ErrUnreachable) {
+		return pgerr.New(pgerr.UnableToConnect, "pgwarden: the shared store is unreachable; the statement was not run").WithCause(err)
+	}
+	return otherwise.WithCause(err)
 }
 
 // normalize is the statement's canonical text for matching a retry-mode
