@@ -169,13 +169,8 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	if cfg.SyncEvery <= 0 {
 		cfg.SyncEvery = time.Second
 	}
-	r := &Recorder{
-		cfg: cfg, dir: dir, log: log.With().Str("component", "sessions").Logger(),
-		now:  func() time.Time { return time.Now().UTC() },
-		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
-		lk: make(chan struct{}, 1), enc: newEncoder(), open: map[string]openSess{},
-	}
-	r.m = newMetrics(reg)
+	r := newRecorder(cfg, log, reg)
+	r.dir = dir
 	if err := r.recover(); err != nil {
 		return nil, err
 	}
@@ -183,9 +178,7 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	for _, s := range cfg.Sinks {
 		switch s.Type {
 		case "stdout":
-			r.stdout, r.stdoutW = make(chan []byte, stdoutQueue), stdoutSink
-			r.stdoutWG.Add(1)
-			go r.stdoutLoop()
+			r.startStdout()
 		case "webhook":
 			w, err := newWebhook(r, s, filepath.Join(st.Dir, "outbox"), lastBefore)
 			if err != nil {
@@ -211,6 +204,24 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	}
 	go r.maintain()
 	return r, nil
+}
+
+// newRecorder is the Recorder both stores start from (Open, OpenShared).
+func newRecorder(cfg config.Recording, log zerolog.Logger, reg prometheus.Registerer) *Recorder {
+	return &Recorder{
+		cfg: cfg, log: log.With().Str("component", "sessions").Logger(),
+		now:  func() time.Time { return time.Now().UTC() },
+		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
+		lk: make(chan struct{}, 1), enc: newEncoder(), open: map[string]openSess{},
+		m: newMetrics(reg),
+	}
+}
+
+// startStdout starts the stdout sink's writer.
+func (r *Recorder) startStdout() {
+	r.stdout, r.stdoutW = make(chan []byte, stdoutQueue), stdoutSink
+	r.stdoutWG.Add(1)
+	go r.stdoutLoop()
 }
 
 // recover scans the store: last seq/hash, open sessions, segment metadata,
@@ -322,18 +333,39 @@ func trimTo(path string, size int64) error {
 }
 
 // track updates the open-session set from one event.
-func (r *Recorder) track(ev *Event) {
+func (r *Recorder) track(ev *Event) { trackOpen(r.open, ev) }
+
+// trackOpen updates an open-session set from one event: a session is open
+// from its first event to its session_end; its identity fields are kept
+// for the session_end the recorder writes itself.
+func trackOpen(open map[string]openSess, ev *Event) {
 	if ev.Session == "" {
 		return
 	}
 	if ev.Type == TypeSessionEnd {
-		delete(r.open, ev.Session)
+		delete(open, ev.Session)
 		return
 	}
-	if _, ok := r.open[ev.Session]; !ok {
-		r.open[ev.Session] = openSess{seq: ev.Seq, info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
-			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, BackendUser: ev.BackendUser}}
+	if _, ok := open[ev.Session]; !ok {
+		open[ev.Session] = openSess{seq: ev.Seq, info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
+			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, BackendUser: ev.BackendUser,
+			Gateway: ev.Gateway}}
 	}
+}
+
+// openInOrder returns the identity fields of the open sessions in the
+// order they started.
+func openInOrder(open map[string]openSess) []Event {
+	ids := make([]string, 0, len(open))
+	for id := range open {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return open[ids[i]].seq < open[ids[j]].seq })
+	out := make([]Event, len(ids))
+	for i, id := range ids {
+		out[i] = open[id].info
+	}
+	return out
 }
 
 // Healthy reports nil when the store is being written; otherwise the glue
@@ -560,17 +592,12 @@ func (r *Recorder) maintain() {
 // endOpen adds a session_end with reason for every session still open,
 // in the order they started (chained like any event), and returns how many.
 func (r *Recorder) endOpen(reason string) int {
-	ids := make([]string, 0, len(r.open))
-	for id := range r.open {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return r.open[ids[i]].seq < r.open[ids[j]].seq })
-	for _, id := range ids {
-		ev := r.open[id].info
+	open := openInOrder(r.open)
+	for _, ev := range open {
 		ev.Type, ev.Reason = TypeSessionEnd, reason
 		r.add(&ev, r.now())
 	}
-	return len(ids)
+	return len(open)
 }
 
 // add stamps ev with t, chains, encodes and buffers it; flush writes the

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -73,21 +72,14 @@ func OpenShared(cfg config.Recording, db *sharedstore.Store, gateway string, log
 			return nil, errors.New("sessions: a webhook sink is not supported with store.dsn yet (its delivery cursor lives in store.dir); use the stdout sink and ship container logs")
 		}
 	}
-	r := &Recorder{
-		cfg: cfg, log: log.With().Str("component", "sessions").Logger(),
-		now:  func() time.Time { return time.Now().UTC() },
-		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
-		lk: make(chan struct{}, 1), enc: newEncoder(), open: map[string]openSess{}, gateway: gateway,
-	}
-	r.m = newMetrics(reg)
+	r := newRecorder(cfg, log, reg)
+	r.gateway = gateway
 	p := &sharedLog{db: db, gateway: gateway, enc: newEncoder(), cur: newSharedBatch(), open: map[string]openSess{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	r.shared = p
 	for _, s := range cfg.Sinks {
 		if s.Type == "stdout" {
-			r.stdout, r.stdoutW = make(chan []byte, stdoutQueue), stdoutSink
-			r.stdoutWG.Add(1)
-			go r.stdoutLoop()
+			r.startStdout()
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedstore.OpTimeout)
@@ -203,7 +195,7 @@ func (p *sharedLog) record(r *Recorder, ev *Event, body []byte) error {
 	}
 	b.lastSeq, b.last = ev.Seq, h
 	p.seq, p.last = ev.Seq, h
-	p.track(ev)
+	trackOpen(p.open, ev)
 	p.mu.Unlock()
 	select {
 	case p.kick <- struct{}{}:
@@ -218,20 +210,6 @@ func (p *sharedLog) record(r *Recorder, ev *Event, body []byte) error {
 		r.m.dropped.Inc()
 		r.setUnhealthy(ErrStalled)
 		return ErrStalled
-	}
-}
-
-func (p *sharedLog) track(ev *Event) {
-	if ev.Session == "" {
-		return
-	}
-	if ev.Type == TypeSessionEnd {
-		delete(p.open, ev.Session)
-		return
-	}
-	if _, ok := p.open[ev.Session]; !ok {
-		p.open[ev.Session] = openSess{seq: ev.Seq, info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
-			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, BackendUser: ev.BackendUser, Gateway: p.gateway}}
 	}
 }
 
@@ -307,20 +285,11 @@ func (p *sharedLog) commit(r *Recorder) {
 // close ends the sessions still open (gateway_shutdown), commits and stops.
 func (p *sharedLog) close(r *Recorder) {
 	p.mu.Lock()
-	ids := make([]string, 0, len(p.open))
-	for id := range p.open {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return p.open[ids[i]].seq < p.open[ids[j]].seq })
-	infos := make([]Event, 0, len(ids))
-	for _, id := range ids {
-		infos = append(infos, p.open[id].info)
-	}
+	open := openInOrder(p.open)
 	p.mu.Unlock()
-	for _, ev := range infos {
+	for _, ev := range open {
 		ev.Type, ev.Reason = TypeSessionEnd, ReasonGatewayShutdown
-		body := appendBody(nil, &ev)
-		_ = p.record(r, &ev, body)
+		_ = p.record(r, &ev, appendBody(nil, &ev))
 	}
 	p.mu.Lock()
 	p.shut = true

@@ -500,10 +500,10 @@ func (t *tail) read(max, maxBytes int, fn func(raw []byte, ev *Event)) (int, err
 // Replay writes a psql-like transcript of one session. With follow it
 // keeps polling a live session until its session_end or ctx is done.
 func (s *Store) Replay(ctx context.Context, w io.Writer, id string, follow bool) error {
-	t := &tail{dir: s.dir}
 	if s.db != nil {
 		return s.replayShared(ctx, w, id, follow)
 	}
+	t := &tail{dir: s.dir}
 	found, ended := false, false
 	var werr error
 	emit := func(_ []byte, ev *Event) {
