@@ -95,15 +95,18 @@ func (a *Approval) Clone() *Approval {
 	return &c
 }
 
+// ErrCorrupt wraps every record Decode refuses.
+var ErrCorrupt = errors.New("approvals: corrupt record")
+
 // Decode reads a stored record (JSON), refusing one without an ID or with
 // an unknown state: a store's bytes are checked before anything acts on them.
 func Decode(v []byte) (*Approval, error) {
 	a := new(Approval)
 	if err := json.Unmarshal(v, a); err != nil {
-		return nil, fmt.Errorf("approvals: corrupt record: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	if !a.State.Valid() || a.ID == "" {
-		return nil, fmt.Errorf("approvals: corrupt record: state %q id %q", a.State, a.ID)
+		return nil, fmt.Errorf("%w: state %q id %q", ErrCorrupt, a.State, a.ID)
 	}
 	return a, nil
 }

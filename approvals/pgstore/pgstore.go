@@ -49,7 +49,7 @@ var _ approvals.Store = (*Store)(nil)
 // are expired: their sessions ended with it.
 func Open(ctx context.Context, db *sharedstore.Store, gateway string, log zerolog.Logger) (*Store, error) {
 	s := &Store{db: db, gateway: gateway, log: log.With().Str("component", "approvals-store").Logger()}
-	changed, err := s.expireGateway(ctx, gateway, approvals.RestartNote)
+	changed, err := s.ExpireGateway(ctx, gateway, approvals.RestartNote)
 	if err != nil {
 		return nil, err
 	}
@@ -58,18 +58,24 @@ func Open(ctx context.Context, db *sharedstore.Store, gateway string, log zerolo
 }
 
 // ExpireGateway expires the open wait-mode requests held by sessions of
-// gateway (found dead by the caller's heartbeat check) with note, and
-// returns them.
+// gateway (its previous process at Open, or a gateway found dead by the
+// caller's heartbeat check) with note, and returns them.
 func (s *Store) ExpireGateway(ctx context.Context, gateway, note string) ([]*approvals.Approval, error) {
-	return s.expireGateway(ctx, gateway, note)
+	return s.changeLocked(ctx, `WHERE gateway = $1 AND (state = 'pending' OR (state = 'approved' AND mode <> 'retry'))`,
+		[]any{gateway}, func(a *approvals.Approval) (bool, bool) {
+			a.State, a.Note = approvals.Expired, note
+			return true, false
+		})
 }
 
-func (s *Store) expireGateway(ctx context.Context, gateway, note string) ([]*approvals.Approval, error) {
+// changeLocked locks the requests matching where (in id order) in one
+// transaction and offers each to fn, which changes it or not and may stop
+// the walk; the changed ones are written, announced and returned in order.
+func (s *Store) changeLocked(ctx context.Context, where string, args []any, fn func(a *approvals.Approval) (changed, stop bool)) ([]*approvals.Approval, error) {
 	var out []*approvals.Approval
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		out = out[:0]
-		rows, err := tx.Query(ctx, `SELECT record FROM pgwarden.approvals
-			WHERE gateway = $1 AND (state = 'pending' OR (state = 'approved' AND mode <> 'retry')) FOR UPDATE`, gateway)
+		rows, err := tx.Query(ctx, `SELECT record FROM pgwarden.approvals `+where+` ORDER BY id FOR UPDATE`, args...)
 		if err != nil {
 			return err
 		}
@@ -78,11 +84,16 @@ func (s *Store) expireGateway(ctx context.Context, gateway, note string) ([]*app
 			return err
 		}
 		for _, a := range list {
-			a.State, a.Note = approvals.Expired, note
-			if err := s.put(ctx, tx, a); err != nil {
-				return err
+			changed, stop := fn(a)
+			if changed {
+				if err := s.put(ctx, tx, a); err != nil {
+					return err
+				}
+				out = append(out, a)
 			}
-			out = append(out, a)
+			if stop {
+				return nil
+			}
 		}
 		return nil
 	})
@@ -96,19 +107,15 @@ func (s *Store) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), sharedstore.OpTimeout)
 }
 
-// tx runs fn in one transaction; a store that cannot be reached is
-// sharedstore.ErrUnreachable.
+// tx runs fn in one transaction; a failure other than a refusal or a
+// corrupt record is the store being unreachable (sharedstore.ErrUnreachable).
 func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	err := pgx.BeginFunc(ctx, s.db.Pool, fn)
-	if err != nil && !isRefusal(err) {
+	var refusal *approvals.Error
+	if err != nil && !errors.As(err, &refusal) && !errors.Is(err, approvals.ErrCorrupt) {
 		return s.db.Unreachable(err)
 	}
 	return err
-}
-
-func isRefusal(err error) bool {
-	var e *approvals.Error
-	return errors.As(err, &e)
 }
 
 func collect(rows pgx.Rows) ([]*approvals.Approval, error) {
@@ -224,29 +231,9 @@ func (s *Store) Update(id string, fn func(a *approvals.Approval) (bool, error)) 
 func (s *Store) UpdateOpen(fn func(a *approvals.Approval) bool) ([]*approvals.Approval, error) {
 	ctx, cancel := s.opCtx()
 	defer cancel()
-	var changed []*approvals.Approval
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		changed = changed[:0]
-		rows, err := tx.Query(ctx, `SELECT record FROM pgwarden.approvals WHERE state IN ('pending', 'approved') ORDER BY id FOR UPDATE`)
-		if err != nil {
-			return err
-		}
-		list, err := collect(rows)
-		if err != nil {
-			return err
-		}
-		for _, a := range list {
-			if !fn(a) {
-				continue
-			}
-			if err := s.put(ctx, tx, a); err != nil {
-				return err
-			}
-			changed = append(changed, a)
-		}
-		return nil
+	return s.changeLocked(ctx, `WHERE state IN ('pending', 'approved')`, nil, func(a *approvals.Approval) (bool, bool) {
+		return fn(a), false
 	})
-	return changed, err
 }
 
 // Claim offers fn the approved retry-mode requests with this fingerprint.
@@ -254,48 +241,34 @@ func (s *Store) Claim(fp string, fn func(a *approvals.Approval) bool) (*approval
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	// The common case (nothing approved for this statement) takes no lock.
-	var any bool
+	var claimable bool
 	if err := s.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgwarden.approvals
-		WHERE fingerprint = $1 AND state = 'approved' AND mode = 'retry')`, fp).Scan(&any); err != nil {
+		WHERE fingerprint = $1 AND state = 'approved' AND mode = 'retry')`, fp).Scan(&claimable); err != nil {
 		return nil, nil, s.db.Unreachable(err)
 	}
-	if !any {
+	if !claimable {
 		return nil, nil, nil
 	}
 	var won *approvals.Approval
-	var expired []*approvals.Approval
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		won, expired = nil, expired[:0]
-		rows, err := tx.Query(ctx, `SELECT record FROM pgwarden.approvals
-			WHERE fingerprint = $1 AND state = 'approved' AND mode = 'retry' ORDER BY id FOR UPDATE`, fp)
-		if err != nil {
-			return err
-		}
-		list, err := collect(rows)
-		if err != nil {
-			return err
-		}
-		for _, a := range list {
+	changed, err := s.changeLocked(ctx, `WHERE fingerprint = $1 AND state = 'approved' AND mode = 'retry'`, []any{fp},
+		func(a *approvals.Approval) (bool, bool) {
 			old := a.State
 			took := fn(a)
 			if a.State == old {
-				continue
-			}
-			if err := s.put(ctx, tx, a); err != nil {
-				return err
+				return false, false
 			}
 			if took {
 				won = a
-				return nil
 			}
-			expired = append(expired, a)
-		}
-		return nil
-	})
+			return true, took
+		})
 	if err != nil {
 		return nil, nil, err
 	}
-	return won, expired, nil
+	if won != nil {
+		changed = changed[:len(changed)-1] // the last one changed is the one taken
+	}
+	return won, changed, nil
 }
 
 // List returns requests newest first.
