@@ -54,14 +54,13 @@ func (r *cancelRegistry) register(ss *session) error {
 			return nil
 		}
 		err := r.routes.Add(ss.keyPID, ss.keySecret[:])
-		if err == nil {
+		if !errors.Is(err, ErrKeyTaken) {
+			if err != nil {
+				r.log.Warn().Err(err).Msg("cancel key not shared with the other gateways; a CancelRequest for this session must reach this gateway")
+			}
 			return nil
 		}
-		r.drop(ss)
-		if !errors.Is(err, ErrKeyTaken) {
-			r.log.Warn().Err(err).Msg("cancel key not shared with the other gateways; a CancelRequest for this session must reach this gateway")
-			return r.pick(ss)
-		}
+		r.drop(ss) // another gateway issued this process id: pick another
 	}
 	return io.ErrShortBuffer
 }

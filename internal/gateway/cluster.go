@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgwarden/pgwarden/approvals"
@@ -18,18 +18,11 @@ import (
 // handed to pgwire when the gateway is built and armed in Serve, once the
 // address other gateways reach this one at is known.
 type cancelRoutes struct {
-	mu sync.RWMutex
-	r  *sharedstore.CancelRoutes
-}
-
-func (c *cancelRoutes) get() *sharedstore.CancelRoutes {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.r
+	r atomic.Pointer[sharedstore.CancelRoutes]
 }
 
 func (c *cancelRoutes) Add(pid uint32, secret []byte) error {
-	r := c.get()
+	r := c.r.Load()
 	if r == nil {
 		return nil
 	}
@@ -41,13 +34,13 @@ func (c *cancelRoutes) Add(pid uint32, secret []byte) error {
 }
 
 func (c *cancelRoutes) Remove(pid uint32) {
-	if r := c.get(); r != nil {
+	if r := c.r.Load(); r != nil {
 		r.Remove(pid)
 	}
 }
 
 func (c *cancelRoutes) Forward(pid uint32, secret []byte) (bool, error) {
-	r := c.get()
+	r := c.r.Load()
 	if r == nil {
 		return false, nil
 	}
@@ -85,9 +78,7 @@ func (g *Gateway) joinCluster(ctx context.Context, wl net.Listener) (<-chan stru
 		close(done)
 		return done, err
 	}
-	g.routes.mu.Lock()
-	g.routes.r = g.shared.CancelRoutes(id, adv)
-	g.routes.mu.Unlock()
+	g.routes.r.Store(g.shared.CancelRoutes(id, adv))
 	every := g.cfg.Cluster.DeadAfter / 3
 	go func() {
 		defer close(done)

@@ -334,7 +334,7 @@ func (g *Gateway) Close() {
 		if g.apStore != nil {
 			_ = g.apStore.Close()
 		}
-		if g.shared != nil && g.routes.get() != nil {
+		if g.shared != nil && g.routes.r.Load() != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := g.shared.Leave(ctx, g.cfg.Cluster.ID()); err != nil {
 				g.log.Warn().Err(err).Msg("recording this gateway's stop in the shared store failed")
