@@ -151,7 +151,7 @@ func (ss *session) cancelRequest() {
 
 // cancelUpstream sends PostgreSQL a CancelRequest for the session's backend.
 func (ss *session) cancelUpstream() {
-	cfg := ss.srv.cfg.Upstream
+	cfg := ss.target.Upstream
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout)
 	defer cancel()
 	var d net.Dialer

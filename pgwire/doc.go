@@ -26,10 +26,13 @@
 //
 // Accept → (SSLRequest → 'S' + TLS | 'N') → (GSSENCRequest → 'N') →
 // StartupMessage (3.0; newer minors get NegotiateProtocolVersion) → checks
-// (replication 0A000, user 08P01, database 28000, TLS required 28000,
+// (replication 0A000, user 08P01, TLS required 28000,
 // startup parameters 42501: internal/parsesafe and Config.StartupParam,
 // max connections 53300) → AuthenticationCleartextPassword → the token →
-// Verifier.Verify (28P01) → Provider.Mint (08001) → pgconn connect as the
+// Verifier.Verify (28P01) → the database picks the Target (28000 when no
+// target serves it; only now, so a stranger cannot probe which databases
+// exist) → the target's Provider.Mint (08001) → pgconn connect to the
+// target's upstream as the
 // lease and Hijack (08001; 42501 when the server reports
 // standard_conforming_strings other than on or a client_encoding
 // internal/parsesafe refuses) → HookFactory → AuthenticationOk, the upstream's

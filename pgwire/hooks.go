@@ -18,6 +18,7 @@ type SessionInfo struct {
 	ClientAddr      string
 	ApplicationName string
 	Database        string
+	Profile         string // the connection profile (Target) the database is routed to
 	BackendUser     string // the minted role name (never its password)
 	BackendPID      uint32 // upstream backend process id
 	StartedAt       time.Time

@@ -10,14 +10,14 @@ import (
 type metrics struct {
 	conns       prometheus.Gauge
 	connsTotal  prometheus.Counter
-	sessions    prometheus.Gauge
+	sessions    *prometheus.GaugeVec // by profile
 	ended       *prometheus.CounterVec
 	authFail    *prometheus.CounterVec
 	bytesC2S    prometheus.Counter
 	bytesS2C    prometheus.Counter
 	msgsC2S     prometheus.Counter
 	msgsS2C     prometheus.Counter
-	mintSeconds prometheus.Histogram
+	mintSeconds *prometheus.HistogramVec // by profile
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,9 +34,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		connsTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgwarden_connections_total", Help: "Client connections accepted.",
 		}),
-		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pgwarden_sessions", Help: "Authenticated sessions currently relaying.",
-		}),
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pgwarden_sessions", Help: "Authenticated sessions currently relaying, by connection profile.",
+		}, []string{"profile"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_sessions_ended_total", Help: "Sessions ended, by outcome.",
 		}, []string{"outcome"}),
@@ -47,10 +47,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		bytesS2C: bytes.WithLabelValues("server_to_client"),
 		msgsC2S:  msgs.WithLabelValues("client_to_server"),
 		msgsS2C:  msgs.WithLabelValues("server_to_client"),
-		mintSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "pgwarden_credential_mint_seconds", Help: "Latency of minting a session credential.",
+		mintSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pgwarden_credential_mint_seconds", Help: "Latency of minting a session credential, by connection profile.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-		}),
+		}, []string{"profile"}),
 	}
 	if reg == nil {
 		return m, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"syscall"
@@ -26,14 +25,32 @@ type Upstream struct {
 	ConnectTimeout time.Duration // 0 = 5s
 }
 
-// Config configures a Server. Verifier and Provider are required.
+// Target is one connection profile: the databases routed to it, the
+// server they live on and how a session's credential for it is minted.
+type Target struct {
+	Name      string   // the profile's name (SessionInfo.Profile, metrics label)
+	Databases []string // startup database names routed here; empty: any database no other target names
+	Upstream  Upstream
+	Provider  credentials.Provider
+	// DBRoles maps the principal's groups to the database roles its
+	// credential gets (deduplicated, sorted by the caller). nil: none.
+	DBRoles func(groups []string) []string
+}
+
+// Config configures a Server. Verifier and either Targets or Provider are
+// required.
 type Config struct {
-	Listen          string      // informational (Serve takes the listener)
-	TLS             *tls.Config // nil: SSLRequest is answered 'N'
-	RequireTLS      bool        // refuse (28000) clients that did not negotiate TLS, before asking for a password
-	Databases       []string    // databases a client may name; empty = any
-	MaxConnections  int         // concurrent sessions; 0 = 1000
-	MaxMessageBytes int         // largest client message (and decoded server message); 0 = 64 MiB
+	Listen     string      // informational (Serve takes the listener)
+	TLS        *tls.Config // nil: SSLRequest is answered 'N'
+	RequireTLS bool        // refuse (28000) clients that did not negotiate TLS, before asking for a password
+	// Targets are the connection profiles; the startup database picks one
+	// (none: FATAL 28000 after the token is verified, naming no other
+	// database). Empty: one target "default" made of Databases, Upstream,
+	// Provider and DBRoles.
+	Targets         []Target
+	Databases       []string // databases a client may name; empty = any
+	MaxConnections  int      // concurrent sessions; 0 = 1000
+	MaxMessageBytes int      // largest client message (and decoded server message); 0 = 64 MiB
 	StartupTimeout  time.Duration
 	Upstream        Upstream
 	Verifier        identity.Verifier
@@ -62,6 +79,7 @@ type Config struct {
 // ends them all on Shutdown.
 type Server struct {
 	cfg     Config
+	targets router
 	log     zerolog.Logger
 	m       *metrics
 	cancels cancelRegistry
@@ -84,8 +102,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Verifier == nil {
 		return nil, errors.New("pgwire: Config.Verifier is required")
 	}
-	if cfg.Provider == nil {
-		return nil, errors.New("pgwire: Config.Provider is required")
+	if len(cfg.Targets) == 0 {
+		cfg.Targets = []Target{{Name: "default", Databases: cfg.Databases, Upstream: cfg.Upstream, Provider: cfg.Provider, DBRoles: cfg.DBRoles}}
+	}
+	targets, err := newRouter(cfg.Targets)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.RequireTLS && cfg.TLS == nil {
 		return nil, errors.New("pgwire: RequireTLS without a TLS config")
@@ -99,32 +121,13 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.StartupTimeout <= 0 {
 		cfg.StartupTimeout = 10 * time.Second
 	}
-	if cfg.Upstream.Host == "" {
-		cfg.Upstream.Host = "127.0.0.1"
-	}
-	if cfg.Upstream.Port == 0 {
-		cfg.Upstream.Port = 5432
-	}
-	switch cfg.Upstream.SSLMode {
-	case "":
-		cfg.Upstream.SSLMode = "prefer"
-	case "disable", "prefer", "require", "verify-full":
-	default:
-		return nil, fmt.Errorf("pgwire: Upstream.SSLMode %q is not one of disable, prefer, require, verify-full", cfg.Upstream.SSLMode)
-	}
-	if cfg.Upstream.ConnectTimeout <= 0 {
-		cfg.Upstream.ConnectTimeout = 5 * time.Second
-	}
-	if cfg.DBRoles == nil {
-		cfg.DBRoles = func([]string) []string { return nil }
-	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg: cfg, log: cfg.Logger.With().Str("component", "pgwire").Logger(), m: m,
+		cfg: cfg, targets: targets, log: cfg.Logger.With().Str("component", "pgwire").Logger(), m: m,
 		cancels: cancelRegistry{m: map[uint32]*session{}, routes: cfg.CancelRoutes, log: cfg.Logger},
 		baseCtx: ctx, baseCancel: cancel,
 		listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}, sessions: map[*session]struct{}{},

@@ -54,11 +54,12 @@ const (
 // session is one authenticated client connection relayed to its own
 // upstream connection.
 type session struct {
-	srv   *Server
-	info  SessionInfo
-	log   zerolog.Logger
-	hooks Hooks
-	lease credentials.Lease
+	srv    *Server
+	target *Target
+	info   SessionInfo
+	log    zerolog.Logger
+	hooks  Hooks
+	lease  credentials.Lease
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -284,10 +285,6 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 	}
 	appName, _ := pkt.get("application_name")
 	log = log.With().Str("user", user).Str("database", database).Logger()
-	if len(s.cfg.Databases) > 0 && !slices.Contains(s.cfg.Databases, database) {
-		fail(pgerr.Fatal(pgerr.InvalidAuthorization, "database %q is not allowed", database))
-		return "refused"
-	}
 	if s.cfg.RequireTLS && !isTLS {
 		fail(pgerr.Fatal(pgerr.InvalidAuthorization, "TLS is required; connect with sslmode=require").
 			WithHint("pgwarden refuses unencrypted connections before asking for the token"))
@@ -359,6 +356,16 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 		return "auth_failed"
 	}
 	log = log.With().Strs("groups", principal.Groups).Logger()
+	// The database picks the profile only now: before the token is
+	// verified a stranger learns nothing about which databases exist.
+	target := s.targets.route(database)
+	if target == nil {
+		log.Warn().Msg("no connection profile serves the database")
+		fail(pgerr.Fatal(pgerr.InvalidAuthorization, "database %q is not served by this gateway", database).
+			WithHint("check the dbname in your connection string"))
+		return "refused"
+	}
+	log = log.With().Str("profile", target.Name).Logger()
 
 	sessionID, err := newSessionID()
 	if err != nil {
@@ -367,11 +374,11 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 	}
 	log = log.With().Str("session", sessionID).Logger()
 	mintStart := time.Now()
-	lease, err := s.cfg.Provider.Mint(ctx, credentials.Request{
-		Principal: principal, Token: token, DBRoles: s.cfg.DBRoles(principal.Groups),
+	lease, err := target.Provider.Mint(ctx, credentials.Request{
+		Principal: principal, Token: token, DBRoles: target.DBRoles(principal.Groups),
 		Database: database, SessionID: sessionID,
 	})
-	s.m.mintSeconds.Observe(time.Since(mintStart).Seconds())
+	s.m.mintSeconds.WithLabelValues(target.Name).Observe(time.Since(mintStart).Seconds())
 	token = ""
 	if err != nil {
 		var me *credentials.MintError
@@ -391,7 +398,7 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 	}()
 
 	// Upstream connection as the lease.
-	pc, err := s.connectUpstream(ctx, lease, database, clientParams(pkt))
+	pc, err := connectUpstream(ctx, target.Upstream, lease, database, clientParams(pkt))
 	if err != nil {
 		log.Error().Err(err).Msg("upstream connection failed")
 		fail(pgerr.Fatal(pgerr.UnableToConnect, "upstream connection failed: %s", safeConnectReason(err)).WithCause(err))
@@ -424,12 +431,12 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 	_ = up.SetDeadline(time.Time{})
 
 	ss := &session{
-		srv: s, lease: lease, client: conn, cr: cr, cw: cw, up: up,
+		srv: s, target: target, lease: lease, client: conn, cr: cr, cw: cw, up: up,
 		ur: bufio.NewReaderSize(up, upReadBuf), uw: newLazyWriter(up, upWriteBuf),
 		upPID: hc.PID, upSecret: hc.SecretKey, idle: make(chan struct{}, 1), tr: NewTracker(),
 		info: SessionInfo{
 			ID: sessionID, Principal: principal, ClientAddr: raw.RemoteAddr().String(),
-			ApplicationName: appName, Database: database, BackendUser: lease.Username(),
+			ApplicationName: appName, Database: database, Profile: target.Name, BackendUser: lease.Username(),
 			BackendPID: hc.PID, StartedAt: start,
 		},
 	}
@@ -501,12 +508,13 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 		return reasonShutdown
 	}
 	s.startupDone(raw)
-	s.m.sessions.Inc()
+	live := s.m.sessions.WithLabelValues(target.Name)
+	live.Inc()
 	ss.log.Info().Str("application_name", appName).Dur("connect", time.Since(start)).Msg("session started")
 
 	ss.run()
 
-	s.m.sessions.Dec()
+	live.Dec()
 	s.removeSession(ss)
 	revokeLease = false
 	admitted = false
@@ -554,8 +562,7 @@ func quoteDSN(v string) string {
 	return "'" + dsnQuoter.Replace(v) + "'"
 }
 
-func (s *Server) connectUpstream(ctx context.Context, lease credentials.Lease, database string, params map[string]string) (*pgconn.PgConn, error) {
-	u := s.cfg.Upstream
+func connectUpstream(ctx context.Context, u Upstream, lease credentials.Lease, database string, params map[string]string) (*pgconn.PgConn, error) {
 	secs := max(int(u.ConnectTimeout/time.Second), 1)
 	dsn := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=%s connect_timeout=%d",
 		quoteDSN(u.Host), u.Port, quoteDSN(lease.Username()), quoteDSN(lease.Password()), quoteDSN(database), u.SSLMode, secs)
