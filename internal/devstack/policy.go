@@ -30,3 +30,28 @@ func DemoMaskRules() []config.MaskRule {
 		{Column: "phone", Method: "hash"},
 	}
 }
+
+// DemoSupportRoles is the policy of the support database: support agents
+// search, read, open and update tickets as support_agent, analyst searches
+// and reads as support_reader, dba may do everything as support_admin and
+// sees unmasked values. Each call returns a fresh map the caller may change.
+func DemoSupportRoles() map[string]config.Role {
+	return map[string]config.Role{
+		"support": {Actions: []string{"search", "read", "insert", "update"}, DBRole: "support_agent"},
+		"analyst": {Actions: []string{"search", "read"}, DBRole: "support_reader"},
+		"dba":     {Actions: []string{"all"}, DBRole: "support_admin", Unmask: true},
+	}
+}
+
+// DemoSupportMaskRules are the masking rules for the tickets' customer
+// contact columns and the PII keys of tickets.metadata. tickets.body, the
+// text a RAG client retrieves, has no rule: contact details written in it
+// are left to the detectors. Each call returns a fresh slice the caller
+// may change.
+func DemoSupportMaskRules() []config.MaskRule {
+	return []config.MaskRule{
+		{Table: "public.tickets", Column: "customer_email", Method: "email"},
+		{Table: "public.tickets", Column: "customer_phone", Method: "partial", KeepLast: 4},
+		{Table: "public.tickets", Column: "metadata", JSONKeys: []string{"email", "customer"}, Method: "redact"},
+	}
+}
