@@ -15,6 +15,19 @@
 //     customers(id, name, email, phone, ssn, credit_card, address, notes)
 //     with 200 rows of synthetic PII.
 //
+// A second demo database, support (a support-ticket RAG store, a second
+// connection profile), is added by ProvisionSupport, after Provision:
+//   - NOLOGIN roles support_reader (SELECT), support_agent (SELECT, INSERT,
+//     UPDATE, sequences) and support_admin (owns tickets); pgwarden_admin
+//     becomes a member WITH ADMIN OPTION of the three and gets CONNECT;
+//   - tickets(id, customer_email, customer_phone, subject, body, metadata
+//     jsonb, embedding vector(384)) with 300 synthetic tickets over six
+//     categories and an HNSW index (vector_l2_ops); tickets is the first
+//     user table of its database, as documents is of vectors.
+//
+// Its policy is DemoSupportRoles (support/analyst/dba over
+// support_agent/reader/admin) and DemoSupportMaskRules.
+//
 // The demo database's own policy lives next to its schema: DemoRoles (the
 // SPEC's analyst/ingest/dba roles over vector_reader/writer/admin) and
 // DemoMaskRules (the seed's PII columns), used by `pgwarden dev` and by the
