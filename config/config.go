@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -244,31 +245,49 @@ func IsConfigError(err error) bool {
 // Default returns a configuration with every default filled in.
 func Default() *Config {
 	return &Config{
-		Listen: "127.0.0.1:6432",
-		TLS:    TLS{Require: true},
-		Admin:  Admin{Listen: "127.0.0.1:6480"},
-		Upstream: Upstream{
-			Host: "127.0.0.1", Port: 5432, SSLMode: "prefer", ConnectTimeout: 5 * time.Second,
-		},
+		Listen:   "127.0.0.1:6432",
+		TLS:      TLS{Require: true},
+		Admin:    Admin{Listen: "127.0.0.1:6480"},
+		Upstream: defaultUpstream(),
 		Auth: Auth{OIDC: OIDC{
 			Audience: "pgwarden", UsernameClaim: "email", GroupsClaim: "groups", ClockSkew: 30 * time.Second,
 		}},
-		Credentials: Credentials{
-			Provider: "native", TTL: 15 * time.Minute,
-			Native: Native{RolePrefix: "pgw_"},
-			Vault:  Vault{Address: "http://127.0.0.1:8200", Auth: "token", JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database"},
-		},
-		Policy: Policy{Approval: Approval{
-			Actions: []string{"bulk_delete", "truncate", "drop", "index", "admin"},
-			Timeout: 10 * time.Minute, Mode: "wait", BulkRows: 1000,
-		}, Functions: Functions{VolatileAction: "update", CatalogMaxAge: 5 * time.Minute, CatalogTimeout: 3 * time.Second}},
-		Masking:   Masking{Derived: "mask"},
-		Recording: Recording{Results: true, MaxRows: 100, RotateBytes: 64 << 20, SyncEvery: time.Second},
-		Store:     Store{Dir: "./data", Migrate: "auto"},
-		Cluster:   Cluster{DeadAfter: 15 * time.Second},
-		Limits:    Limits{MaxConnections: 1000, MaxMessageBytes: 64 << 20, StartupTimeout: 10 * time.Second},
-		Log:       Log{Level: "info", Format: "json"},
+		Credentials: defaultCredentials(),
+		Policy:      defaultPolicy(),
+		Masking:     defaultMasking(),
+		Recording:   Recording{Results: true, MaxRows: 100, RotateBytes: 64 << 20, SyncEvery: time.Second},
+		Store:       Store{Dir: "./data", Migrate: "auto"},
+		Cluster:     Cluster{DeadAfter: 15 * time.Second},
+		Limits:      Limits{MaxConnections: 1000, MaxMessageBytes: 64 << 20, StartupTimeout: 10 * time.Second},
+		Log:         Log{Level: "info", Format: "json"},
 	}
+}
+
+// The section defaults below are the only place they are written: Default
+// uses them for the top-level sections and profile decoding (upstreams:)
+// for a profile's own sections. Each call returns fresh slices.
+
+func defaultUpstream() Upstream {
+	return Upstream{Host: "127.0.0.1", Port: 5432, SSLMode: "prefer", ConnectTimeout: 5 * time.Second}
+}
+
+func defaultCredentials() Credentials {
+	return Credentials{
+		Provider: "native", TTL: 15 * time.Minute,
+		Native: Native{RolePrefix: "pgw_"},
+		Vault:  Vault{Address: "http://127.0.0.1:8200", Auth: "token", JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database"},
+	}
+}
+
+func defaultPolicy() Policy {
+	return Policy{Approval: Approval{
+		Actions: []string{"bulk_delete", "truncate", "drop", "index", "admin"},
+		Timeout: 10 * time.Minute, Mode: "wait", BulkRows: 1000,
+	}, Functions: Functions{VolatileAction: "update", CatalogMaxAge: 5 * time.Minute, CatalogTimeout: 3 * time.Second}}
+}
+
+func defaultMasking() Masking {
+	return Masking{Derived: "mask"}
 }
 
 // Load reads, expands, decodes and validates the file at path.
@@ -345,13 +364,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 			return &Error{Path: orRoot(path), Msg: "expected a mapping"}
 		}
 		fields := map[string]reflect.Type{}
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
-			if name != "" && name != "-" {
-				fields[name] = f.Type
-			}
-		}
+		yamlFields(t, fields)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
 			ft, ok := fields[key]
@@ -403,6 +416,22 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		}
 	}
 	return nil
+}
+
+// yamlFields adds the YAML keys of struct t to fields, with the keys of
+// ",inline" struct fields as if they were t's own.
+func yamlFields(t reflect.Type, fields map[string]reflect.Type) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")
+		if slices.Contains(tag[1:], "inline") && f.Type.Kind() == reflect.Struct {
+			yamlFields(f.Type, fields)
+			continue
+		}
+		if tag[0] != "" && tag[0] != "-" {
+			fields[tag[0]] = f.Type
+		}
+	}
 }
 
 func join(path, key string) string {
