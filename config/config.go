@@ -22,19 +22,22 @@ import (
 
 // Config is the whole pgwarden configuration.
 type Config struct {
-	Listen      string      `yaml:"listen"`
-	TLS         TLS         `yaml:"tls"`
-	Admin       Admin       `yaml:"admin"`
-	Upstream    Upstream    `yaml:"upstream"`
-	Auth        Auth        `yaml:"auth"`
-	Credentials Credentials `yaml:"credentials"`
-	Policy      Policy      `yaml:"policy"`
-	Masking     Masking     `yaml:"masking"`
-	Recording   Recording   `yaml:"recording"`
-	Store       Store       `yaml:"store"`
-	Cluster     Cluster     `yaml:"cluster"`
-	Limits      Limits      `yaml:"limits"`
-	Log         Log         `yaml:"log"`
+	Listen   string   `yaml:"listen"`
+	TLS      TLS      `yaml:"tls"`
+	Admin    Admin    `yaml:"admin"`
+	Upstream Upstream `yaml:"upstream"` // the single profile "default" when Upstreams is empty
+	// Upstreams are the connection profiles by name; when set, Upstream
+	// is not used (see Profiles).
+	Upstreams   map[string]UpstreamProfile `yaml:"upstreams"`
+	Auth        Auth                       `yaml:"auth"`
+	Credentials Credentials                `yaml:"credentials"`
+	Policy      Policy                     `yaml:"policy"`
+	Masking     Masking                    `yaml:"masking"`
+	Recording   Recording                  `yaml:"recording"`
+	Store       Store                      `yaml:"store"`
+	Cluster     Cluster                    `yaml:"cluster"`
+	Limits      Limits                     `yaml:"limits"`
+	Log         Log                        `yaml:"log"`
 }
 
 type TLS struct {
@@ -327,6 +330,9 @@ func Parse(data []byte) (*Config, error) {
 	if err := checkKeys(doc, reflect.TypeOf(*cfg), ""); err != nil {
 		return nil, err
 	}
+	if err := checkProfileNodes(doc); err != nil {
+		return nil, err
+	}
 	if err := doc.Decode(cfg); err != nil {
 		return nil, &Error{Msg: err.Error()}
 	}
@@ -502,8 +508,10 @@ func (c *Config) Validate() error {
 	if c.TLS.Require && !c.TLS.SelfSigned && c.TLS.CertFile == "" {
 		return &Error{Path: "tls.require", Msg: "TLS is required but neither cert_file/key_file nor self_signed is set"}
 	}
-	if err := validateUpstream("upstream", c.Upstream); err != nil {
-		return err
+	if len(c.Upstreams) == 0 {
+		if err := validateUpstream("upstream", c.Upstream); err != nil {
+			return err
+		}
 	}
 	if c.Auth.OIDC.Issuer == "" {
 		return &Error{Path: "auth.oidc.issuer", Msg: "required"}
@@ -520,13 +528,7 @@ func (c *Config) Validate() error {
 	if c.Auth.OIDC.ClockSkew < 0 {
 		return &Error{Path: "auth.oidc.clock_skew", Msg: "must not be negative"}
 	}
-	if err := validateCredentials("", c.Credentials); err != nil {
-		return err
-	}
-	if err := validatePolicy("", c.Policy); err != nil {
-		return err
-	}
-	if err := validateMasking("", c.Masking, c.Credentials.Provider); err != nil {
+	if err := c.validateSections(); err != nil {
 		return err
 	}
 	if c.Recording.MaxRows < 0 {
@@ -616,6 +618,17 @@ func validateUpstream(path string, u Upstream) error {
 	}
 	if u.ConnectTimeout <= 0 {
 		return &Error{Path: join(path, "connect_timeout"), Msg: "must be positive"}
+	}
+	seen := map[string]bool{}
+	for i, d := range u.Databases {
+		p := fmt.Sprintf("%s[%d]", join(path, "databases"), i)
+		if d == "" {
+			return &Error{Path: p, Msg: "must not be empty"}
+		}
+		if seen[d] {
+			return &Error{Path: p, Msg: fmt.Sprintf("%q is listed twice", d)}
+		}
+		seen[d] = true
 	}
 	return nil
 }
@@ -716,14 +729,30 @@ func validatePolicy(prefix string, pol Policy) error {
 // validateMasking checks a masking section; provider is the credentials
 // provider of the same scope (the catalog rule depends on it).
 func validateMasking(prefix string, m Masking, provider string) error {
+	if err := validateMaskingRules(prefix, m); err != nil {
+		return err
+	}
+	return validateCatalog(prefix, m, provider)
+}
+
+// validateCatalog is the catalog rule: without a catalog no column can be
+// told from another and everything would be masked, so say so instead.
+// Only provider native has a fallback (its admin_dsn).
+func validateCatalog(prefix string, m Masking, provider string) error {
+	if len(m.Rules) == 0 || m.CatalogDSN != "" || provider == "native" {
+		return nil
+	}
+	if prefix == "" {
+		return &Error{Path: "masking.catalog_dsn", Msg: "required with masking rules when credentials.provider is not native (the catalog cache maps result columns to tables with it)"}
+	}
+	return &Error{Path: join(prefix, "masking.catalog_dsn"), Msg: "required with masking rules when the profile's credentials provider is not native (the catalog cache maps result columns to tables on this profile's server with it; a top-level masking.catalog_dsn is not inherited)"}
+}
+
+// validateMaskingRules checks a masking section except the catalog rule.
+func validateMaskingRules(prefix string, m Masking) error {
 	p := func(key string) string { return join(prefix, "masking."+key) }
 	if err := oneOf(p("derived"), m.Derived, "mask", "deny"); err != nil {
 		return err
-	}
-	if len(m.Rules) > 0 && m.CatalogDSN == "" && provider != "native" {
-		// Without a catalog no column can be told from another: everything
-		// would be masked. Say so instead.
-		return &Error{Path: p("catalog_dsn"), Msg: "required with masking rules when credentials.provider is not native (the catalog cache maps result columns to tables with it)"}
 	}
 	for i, r := range m.Rules {
 		rp := fmt.Sprintf("%s[%d]", p("rules"), i)
