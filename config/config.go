@@ -342,7 +342,15 @@ func Parse(data []byte) (*Config, error) {
 func expandNode(n *yaml.Node) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		n.Value = ExpandEnv(n.Value)
-		if n.Tag == "!!str" || n.Style != 0 {
+		// The parser tags a plain ${NAME} !!str; a quoted or explicitly
+		// tagged one stays a string. A plain one is re-resolved so that
+		// port: ${PORT} can be an int, except when the expansion reads as
+		// null ("", ~, null), which would silently drop the key.
+		switch n.Value {
+		case "", "~", "null", "Null", "NULL":
+			return
+		}
+		if n.Style != 0 {
 			return
 		}
 		n.Tag = "" // let the decoder resolve the expanded value's type
