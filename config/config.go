@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,19 +22,22 @@ import (
 
 // Config is the whole pgwarden configuration.
 type Config struct {
-	Listen      string      `yaml:"listen"`
-	TLS         TLS         `yaml:"tls"`
-	Admin       Admin       `yaml:"admin"`
-	Upstream    Upstream    `yaml:"upstream"`
-	Auth        Auth        `yaml:"auth"`
-	Credentials Credentials `yaml:"credentials"`
-	Policy      Policy      `yaml:"policy"`
-	Masking     Masking     `yaml:"masking"`
-	Recording   Recording   `yaml:"recording"`
-	Store       Store       `yaml:"store"`
-	Cluster     Cluster     `yaml:"cluster"`
-	Limits      Limits      `yaml:"limits"`
-	Log         Log         `yaml:"log"`
+	Listen   string   `yaml:"listen"`
+	TLS      TLS      `yaml:"tls"`
+	Admin    Admin    `yaml:"admin"`
+	Upstream Upstream `yaml:"upstream"` // the single profile "default" when Upstreams is empty
+	// Upstreams are the connection profiles by name; when set, Upstream
+	// is not used (see Profiles).
+	Upstreams   map[string]UpstreamProfile `yaml:"upstreams"`
+	Auth        Auth                       `yaml:"auth"`
+	Credentials Credentials                `yaml:"credentials"`
+	Policy      Policy                     `yaml:"policy"`
+	Masking     Masking                    `yaml:"masking"`
+	Recording   Recording                  `yaml:"recording"`
+	Store       Store                      `yaml:"store"`
+	Cluster     Cluster                    `yaml:"cluster"`
+	Limits      Limits                     `yaml:"limits"`
+	Log         Log                        `yaml:"log"`
 }
 
 type TLS struct {
@@ -244,31 +248,49 @@ func IsConfigError(err error) bool {
 // Default returns a configuration with every default filled in.
 func Default() *Config {
 	return &Config{
-		Listen: "127.0.0.1:6432",
-		TLS:    TLS{Require: true},
-		Admin:  Admin{Listen: "127.0.0.1:6480"},
-		Upstream: Upstream{
-			Host: "127.0.0.1", Port: 5432, SSLMode: "prefer", ConnectTimeout: 5 * time.Second,
-		},
+		Listen:   "127.0.0.1:6432",
+		TLS:      TLS{Require: true},
+		Admin:    Admin{Listen: "127.0.0.1:6480"},
+		Upstream: defaultUpstream(),
 		Auth: Auth{OIDC: OIDC{
 			Audience: "pgwarden", UsernameClaim: "email", GroupsClaim: "groups", ClockSkew: 30 * time.Second,
 		}},
-		Credentials: Credentials{
-			Provider: "native", TTL: 15 * time.Minute,
-			Native: Native{RolePrefix: "pgw_"},
-			Vault:  Vault{Address: "http://127.0.0.1:8200", Auth: "token", JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database"},
-		},
-		Policy: Policy{Approval: Approval{
-			Actions: []string{"bulk_delete", "truncate", "drop", "index", "admin"},
-			Timeout: 10 * time.Minute, Mode: "wait", BulkRows: 1000,
-		}, Functions: Functions{VolatileAction: "update", CatalogMaxAge: 5 * time.Minute, CatalogTimeout: 3 * time.Second}},
-		Masking:   Masking{Derived: "mask"},
-		Recording: Recording{Results: true, MaxRows: 100, RotateBytes: 64 << 20, SyncEvery: time.Second},
-		Store:     Store{Dir: "./data", Migrate: "auto"},
-		Cluster:   Cluster{DeadAfter: 15 * time.Second},
-		Limits:    Limits{MaxConnections: 1000, MaxMessageBytes: 64 << 20, StartupTimeout: 10 * time.Second},
-		Log:       Log{Level: "info", Format: "json"},
+		Credentials: defaultCredentials(),
+		Policy:      defaultPolicy(),
+		Masking:     defaultMasking(),
+		Recording:   Recording{Results: true, MaxRows: 100, RotateBytes: 64 << 20, SyncEvery: time.Second},
+		Store:       Store{Dir: "./data", Migrate: "auto"},
+		Cluster:     Cluster{DeadAfter: 15 * time.Second},
+		Limits:      Limits{MaxConnections: 1000, MaxMessageBytes: 64 << 20, StartupTimeout: 10 * time.Second},
+		Log:         Log{Level: "info", Format: "json"},
 	}
+}
+
+// The section defaults below are the only place they are written: Default
+// uses them for the top-level sections and profile decoding (upstreams:)
+// for a profile's own sections. Each call returns fresh slices.
+
+func defaultUpstream() Upstream {
+	return Upstream{Host: "127.0.0.1", Port: 5432, SSLMode: "prefer", ConnectTimeout: 5 * time.Second}
+}
+
+func defaultCredentials() Credentials {
+	return Credentials{
+		Provider: "native", TTL: 15 * time.Minute,
+		Native: Native{RolePrefix: "pgw_"},
+		Vault:  Vault{Address: "http://127.0.0.1:8200", Auth: "token", JWTRole: "pgwarden", JWTMount: "jwt", Mount: "database"},
+	}
+}
+
+func defaultPolicy() Policy {
+	return Policy{Approval: Approval{
+		Actions: []string{"bulk_delete", "truncate", "drop", "index", "admin"},
+		Timeout: 10 * time.Minute, Mode: "wait", BulkRows: 1000,
+	}, Functions: Functions{VolatileAction: "update", CatalogMaxAge: 5 * time.Minute, CatalogTimeout: 3 * time.Second}}
+}
+
+func defaultMasking() Masking {
+	return Masking{Derived: "mask"}
 }
 
 // Load reads, expands, decodes and validates the file at path.
@@ -308,6 +330,9 @@ func Parse(data []byte) (*Config, error) {
 	if err := checkKeys(doc, reflect.TypeOf(*cfg), ""); err != nil {
 		return nil, err
 	}
+	if err := checkProfileNodes(doc); err != nil {
+		return nil, err
+	}
 	if err := doc.Decode(cfg); err != nil {
 		return nil, &Error{Msg: err.Error()}
 	}
@@ -317,7 +342,15 @@ func Parse(data []byte) (*Config, error) {
 func expandNode(n *yaml.Node) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		n.Value = ExpandEnv(n.Value)
-		if n.Tag == "!!str" || n.Style != 0 {
+		// The parser tags a plain ${NAME} !!str; a quoted or explicitly
+		// tagged one stays a string. A plain one is re-resolved so that
+		// port: ${PORT} can be an int, except when the expansion reads as
+		// null ("", ~, null), which would silently drop the key.
+		switch n.Value {
+		case "", "~", "null", "Null", "NULL":
+			return
+		}
+		if n.Style != 0 {
 			return
 		}
 		n.Tag = "" // let the decoder resolve the expanded value's type
@@ -345,13 +378,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 			return &Error{Path: orRoot(path), Msg: "expected a mapping"}
 		}
 		fields := map[string]reflect.Type{}
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
-			if name != "" && name != "-" {
-				fields[name] = f.Type
-			}
-		}
+		yamlFields(t, fields)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
 			ft, ok := fields[key]
@@ -403,6 +430,22 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		}
 	}
 	return nil
+}
+
+// yamlFields adds the YAML keys of struct t to fields, with the keys of
+// ",inline" struct fields as if they were t's own.
+func yamlFields(t reflect.Type, fields map[string]reflect.Type) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")
+		if slices.Contains(tag[1:], "inline") && f.Type.Kind() == reflect.Struct {
+			yamlFields(f.Type, fields)
+			continue
+		}
+		if tag[0] != "" && tag[0] != "-" {
+			fields[tag[0]] = f.Type
+		}
+	}
 }
 
 func join(path, key string) string {
@@ -473,14 +516,10 @@ func (c *Config) Validate() error {
 	if c.TLS.Require && !c.TLS.SelfSigned && c.TLS.CertFile == "" {
 		return &Error{Path: "tls.require", Msg: "TLS is required but neither cert_file/key_file nor self_signed is set"}
 	}
-	if c.Upstream.Port <= 0 || c.Upstream.Port > 65535 {
-		return &Error{Path: "upstream.port", Msg: fmt.Sprintf("%d is not a port", c.Upstream.Port)}
-	}
-	if err := oneOf("upstream.sslmode", c.Upstream.SSLMode, "disable", "prefer", "require", "verify-full"); err != nil {
-		return err
-	}
-	if c.Upstream.ConnectTimeout <= 0 {
-		return &Error{Path: "upstream.connect_timeout", Msg: "must be positive"}
+	if len(c.Upstreams) == 0 {
+		if err := validateUpstream("upstream", c.Upstream); err != nil {
+			return err
+		}
 	}
 	if c.Auth.OIDC.Issuer == "" {
 		return &Error{Path: "auth.oidc.issuer", Msg: "required"}
@@ -497,116 +536,8 @@ func (c *Config) Validate() error {
 	if c.Auth.OIDC.ClockSkew < 0 {
 		return &Error{Path: "auth.oidc.clock_skew", Msg: "must not be negative"}
 	}
-	if err := oneOf("credentials.provider", c.Credentials.Provider, "native", "vault", "static"); err != nil {
+	if err := c.validateSections(); err != nil {
 		return err
-	}
-	if c.Credentials.TTL < time.Minute {
-		return &Error{Path: "credentials.ttl", Msg: "must be at least 1m"}
-	}
-	switch c.Credentials.Provider {
-	case "native":
-		if c.Credentials.Native.AdminDSN == "" {
-			return &Error{Path: "credentials.native.admin_dsn", Msg: "required for provider native"}
-		}
-		if !regexp.MustCompile(`^[a-z_][a-z0-9_]{0,15}$`).MatchString(c.Credentials.Native.RolePrefix) {
-			return &Error{Path: "credentials.native.role_prefix", Msg: "must be 1-16 lowercase letters, digits or _"}
-		}
-	case "vault":
-		if err := oneOf("credentials.vault.auth", c.Credentials.Vault.Auth, "token", "jwt", "approle"); err != nil {
-			return err
-		}
-		if c.Credentials.Vault.Address == "" {
-			return &Error{Path: "credentials.vault.address", Msg: "required for provider vault"}
-		}
-		if c.Credentials.Vault.Mount == "" {
-			return &Error{Path: "credentials.vault.mount", Msg: "required for provider vault"}
-		}
-		if c.Credentials.Vault.Auth == "approle" && (c.Credentials.Vault.RoleID == "" || c.Credentials.Vault.SecretID == "") {
-			return &Error{Path: "credentials.vault.role_id", Msg: "role_id and secret_id are required for auth approle"}
-		}
-		seen := map[string]bool{}
-		for i, r := range c.Credentials.Vault.RoleOrder {
-			p := fmt.Sprintf("credentials.vault.role_order[%d]", i)
-			if r == "" {
-				return &Error{Path: p, Msg: "must not be empty"}
-			}
-			if seen[r] {
-				return &Error{Path: p, Msg: fmt.Sprintf("%q is listed twice", r)}
-			}
-			seen[r] = true
-		}
-	case "static":
-		if c.Credentials.Static.User == "" {
-			return &Error{Path: "credentials.static.user", Msg: "required for provider static"}
-		}
-	}
-	for name, r := range c.Policy.Roles {
-		for i, a := range r.Actions {
-			if a != "all" && !isAction(a) {
-				return &Error{Path: fmt.Sprintf("policy.roles.%s.actions[%d]", name, i), Msg: fmt.Sprintf("unknown action %q (one of all, %s)", a, strings.Join(Actions, ", "))}
-			}
-		}
-	}
-	if va := c.Policy.Functions.VolatileAction; va != "" && !isAction(va) {
-		return &Error{Path: "policy.functions.volatile_action", Msg: fmt.Sprintf("unknown action %q (one of %s)", va, strings.Join(Actions, ", "))}
-	}
-	for i, f := range c.Policy.Functions.Allow {
-		if strings.TrimSpace(f) == "" || strings.Count(f, ".") > 1 || strings.ContainsAny(f, "() ") {
-			return &Error{Path: fmt.Sprintf("policy.functions.allow[%d]", i), Msg: fmt.Sprintf("%q is not a function name (schema.name or name, without arguments)", f)}
-		}
-	}
-	ap := c.Policy.Approval
-	for i, a := range ap.Actions {
-		if !isAction(a) {
-			return &Error{Path: fmt.Sprintf("policy.approval.actions[%d]", i), Msg: fmt.Sprintf("unknown action %q", a)}
-		}
-	}
-	if ap.Webhook != "" {
-		if err := httpURL("policy.approval.webhook", ap.Webhook); err != nil {
-			return err
-		}
-	}
-	if err := oneOf("policy.approval.mode", ap.Mode, "wait", "retry"); err != nil {
-		return err
-	}
-	if ap.Timeout <= 0 {
-		return &Error{Path: "policy.approval.timeout", Msg: "must be positive"}
-	}
-	if ap.BulkRows < 0 {
-		return &Error{Path: "policy.approval.bulk_rows", Msg: "must not be negative"}
-	}
-	for i, g := range ap.Approvers {
-		if _, ok := c.Policy.Roles[g]; !ok && len(c.Policy.Roles) > 0 {
-			return &Error{Path: fmt.Sprintf("policy.approval.approvers[%d]", i), Msg: fmt.Sprintf("group %q has no entry under policy.roles", g)}
-		}
-	}
-	if err := oneOf("masking.derived", c.Masking.Derived, "mask", "deny"); err != nil {
-		return err
-	}
-	if len(c.Masking.Rules) > 0 && c.Masking.CatalogDSN == "" && c.Credentials.Provider != "native" {
-		// Without a catalog no column can be told from another: everything
-		// would be masked. Say so instead.
-		return &Error{Path: "masking.catalog_dsn", Msg: "required with masking rules when credentials.provider is not native (the catalog cache maps result columns to tables with it)"}
-	}
-	for i, r := range c.Masking.Rules {
-		p := fmt.Sprintf("masking.rules[%d]", i)
-		if r.Column == "" {
-			return &Error{Path: p + ".column", Msg: "required"}
-		}
-		if err := oneOf(p+".method", r.Method, "redact", "null", "partial", "email", "hash"); err != nil {
-			return err
-		}
-		if r.Method == "partial" && r.KeepLast <= 0 {
-			return &Error{Path: p + ".keep_last", Msg: "method partial needs keep_last > 0"}
-		}
-		if r.Method == "hash" && c.Masking.HMACKey == "" {
-			return &Error{Path: "masking.hmac_key", Msg: fmt.Sprintf("required by %s (method hash)", p)}
-		}
-	}
-	for i, d := range c.Masking.Detectors {
-		if err := oneOf(fmt.Sprintf("masking.detectors[%d]", i), d, "email", "phone", "credit_card", "ssn"); err != nil {
-			return err
-		}
 	}
 	if c.Recording.MaxRows < 0 {
 		return &Error{Path: "recording.max_rows", Msg: "must not be negative"}
@@ -674,6 +605,182 @@ func (c *Config) Validate() error {
 	}
 	if err := oneOf("log.format", c.Log.Format, "json", "console"); err != nil {
 		return err
+	}
+	return nil
+}
+
+var rolePrefixRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,15}$`)
+
+// The section validators below take the path their section's keys hang
+// under: validateUpstream the path of the upstream mapping itself
+// ("upstream", "upstreams.kb"), the others the path of the mapping that
+// holds their section ("" for the top level, "upstreams.kb" for a
+// profile's own). Their messages never echo a DSN, password or secret.
+
+func validateUpstream(path string, u Upstream) error {
+	if u.Port <= 0 || u.Port > 65535 {
+		return &Error{Path: join(path, "port"), Msg: fmt.Sprintf("%d is not a port", u.Port)}
+	}
+	if err := oneOf(join(path, "sslmode"), u.SSLMode, "disable", "prefer", "require", "verify-full"); err != nil {
+		return err
+	}
+	if u.ConnectTimeout <= 0 {
+		return &Error{Path: join(path, "connect_timeout"), Msg: "must be positive"}
+	}
+	seen := map[string]bool{}
+	for i, d := range u.Databases {
+		p := fmt.Sprintf("%s[%d]", join(path, "databases"), i)
+		if d == "" {
+			return &Error{Path: p, Msg: "must not be empty"}
+		}
+		if seen[d] {
+			return &Error{Path: p, Msg: fmt.Sprintf("%q is listed twice", d)}
+		}
+		seen[d] = true
+	}
+	return nil
+}
+
+func validateCredentials(prefix string, c Credentials) error {
+	p := func(key string) string { return join(prefix, "credentials."+key) }
+	if err := oneOf(p("provider"), c.Provider, "native", "vault", "static"); err != nil {
+		return err
+	}
+	if c.TTL < time.Minute {
+		return &Error{Path: p("ttl"), Msg: "must be at least 1m"}
+	}
+	switch c.Provider {
+	case "native":
+		if c.Native.AdminDSN == "" {
+			return &Error{Path: p("native.admin_dsn"), Msg: "required for provider native"}
+		}
+		if !rolePrefixRe.MatchString(c.Native.RolePrefix) {
+			return &Error{Path: p("native.role_prefix"), Msg: "must be 1-16 lowercase letters, digits or _"}
+		}
+	case "vault":
+		if err := oneOf(p("vault.auth"), c.Vault.Auth, "token", "jwt", "approle"); err != nil {
+			return err
+		}
+		if c.Vault.Address == "" {
+			return &Error{Path: p("vault.address"), Msg: "required for provider vault"}
+		}
+		if c.Vault.Mount == "" {
+			return &Error{Path: p("vault.mount"), Msg: "required for provider vault"}
+		}
+		if c.Vault.Auth == "approle" && (c.Vault.RoleID == "" || c.Vault.SecretID == "") {
+			return &Error{Path: p("vault.role_id"), Msg: "role_id and secret_id are required for auth approle"}
+		}
+		seen := map[string]bool{}
+		for i, r := range c.Vault.RoleOrder {
+			rp := fmt.Sprintf("%s[%d]", p("vault.role_order"), i)
+			if r == "" {
+				return &Error{Path: rp, Msg: "must not be empty"}
+			}
+			if seen[r] {
+				return &Error{Path: rp, Msg: fmt.Sprintf("%q is listed twice", r)}
+			}
+			seen[r] = true
+		}
+	case "static":
+		if c.Static.User == "" {
+			return &Error{Path: p("static.user"), Msg: "required for provider static"}
+		}
+	}
+	return nil
+}
+
+func validatePolicy(prefix string, pol Policy) error {
+	p := func(key string) string { return join(prefix, "policy."+key) }
+	for name, r := range pol.Roles {
+		for i, a := range r.Actions {
+			if a != "all" && !isAction(a) {
+				return &Error{Path: fmt.Sprintf("%s.%s.actions[%d]", p("roles"), name, i), Msg: fmt.Sprintf("unknown action %q (one of all, %s)", a, strings.Join(Actions, ", "))}
+			}
+		}
+	}
+	if va := pol.Functions.VolatileAction; va != "" && !isAction(va) {
+		return &Error{Path: p("functions.volatile_action"), Msg: fmt.Sprintf("unknown action %q (one of %s)", va, strings.Join(Actions, ", "))}
+	}
+	for i, f := range pol.Functions.Allow {
+		if strings.TrimSpace(f) == "" || strings.Count(f, ".") > 1 || strings.ContainsAny(f, "() ") {
+			return &Error{Path: fmt.Sprintf("%s[%d]", p("functions.allow"), i), Msg: fmt.Sprintf("%q is not a function name (schema.name or name, without arguments)", f)}
+		}
+	}
+	ap := pol.Approval
+	for i, a := range ap.Actions {
+		if !isAction(a) {
+			return &Error{Path: fmt.Sprintf("%s[%d]", p("approval.actions"), i), Msg: fmt.Sprintf("unknown action %q", a)}
+		}
+	}
+	if ap.Webhook != "" {
+		if err := httpURL(p("approval.webhook"), ap.Webhook); err != nil {
+			return err
+		}
+	}
+	if err := oneOf(p("approval.mode"), ap.Mode, "wait", "retry"); err != nil {
+		return err
+	}
+	if ap.Timeout <= 0 {
+		return &Error{Path: p("approval.timeout"), Msg: "must be positive"}
+	}
+	if ap.BulkRows < 0 {
+		return &Error{Path: p("approval.bulk_rows"), Msg: "must not be negative"}
+	}
+	for i, g := range ap.Approvers {
+		if _, ok := pol.Roles[g]; !ok && len(pol.Roles) > 0 {
+			return &Error{Path: fmt.Sprintf("%s[%d]", p("approval.approvers"), i), Msg: fmt.Sprintf("group %q has no entry under %s", g, p("roles"))}
+		}
+	}
+	return nil
+}
+
+// validateMasking checks a masking section; provider is the credentials
+// provider of the same scope (the catalog rule depends on it).
+func validateMasking(prefix string, m Masking, provider string) error {
+	if err := validateMaskingRules(prefix, m); err != nil {
+		return err
+	}
+	return validateCatalog(prefix, m, provider)
+}
+
+// validateCatalog is the catalog rule: without a catalog no column can be
+// told from another and everything would be masked, so say so instead.
+// Only provider native has a fallback (its admin_dsn).
+func validateCatalog(prefix string, m Masking, provider string) error {
+	if len(m.Rules) == 0 || m.CatalogDSN != "" || provider == "native" {
+		return nil
+	}
+	if prefix == "" {
+		return &Error{Path: "masking.catalog_dsn", Msg: "required with masking rules when credentials.provider is not native (the catalog cache maps result columns to tables with it)"}
+	}
+	return &Error{Path: join(prefix, "masking.catalog_dsn"), Msg: "required with masking rules when the profile's credentials provider is not native (the catalog cache maps result columns to tables on this profile's server with it; a top-level masking.catalog_dsn is not inherited)"}
+}
+
+// validateMaskingRules checks a masking section except the catalog rule.
+func validateMaskingRules(prefix string, m Masking) error {
+	p := func(key string) string { return join(prefix, "masking."+key) }
+	if err := oneOf(p("derived"), m.Derived, "mask", "deny"); err != nil {
+		return err
+	}
+	for i, r := range m.Rules {
+		rp := fmt.Sprintf("%s[%d]", p("rules"), i)
+		if r.Column == "" {
+			return &Error{Path: rp + ".column", Msg: "required"}
+		}
+		if err := oneOf(rp+".method", r.Method, "redact", "null", "partial", "email", "hash"); err != nil {
+			return err
+		}
+		if r.Method == "partial" && r.KeepLast <= 0 {
+			return &Error{Path: rp + ".keep_last", Msg: "method partial needs keep_last > 0"}
+		}
+		if r.Method == "hash" && m.HMACKey == "" {
+			return &Error{Path: p("hmac_key"), Msg: fmt.Sprintf("required by %s (method hash)", rp)}
+		}
+	}
+	for i, d := range m.Detectors {
+		if err := oneOf(fmt.Sprintf("%s[%d]", p("detectors"), i), d, "email", "phone", "credit_card", "ssn"); err != nil {
+			return err
+		}
 	}
 	return nil
 }

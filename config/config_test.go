@@ -68,3 +68,17 @@ func TestTLSRequiredNeedsCert(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestExpansionOfTypedValues(t *testing.T) {
+	t.Setenv("PGW_DSN", "postgres://h/db")
+	t.Setenv("PGW_PORT", "6000")
+	t.Setenv("PGW_BOOL", "true")
+	t.Setenv("PGW_NULL", "null")
+	c, err := Parse([]byte(minimal + "upstream:\n  port: ${PGW_PORT}\n  host: ${PGW_NULL}\nrecording:\n  results: ${PGW_BOOL}\nlog:\n  level: '${PGW_LEVEL:-warn}'\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Upstream.Port != 6000 || !c.Recording.Results || c.Upstream.Host != "null" || c.Log.Level != "warn" {
+		t.Fatalf("typed expansion: port %d results %v host %q level %q", c.Upstream.Port, c.Recording.Results, c.Upstream.Host, c.Log.Level)
+	}
+}
