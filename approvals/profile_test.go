@@ -1,6 +1,7 @@
 package approvals_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -254,5 +255,67 @@ func TestAPIProfileFilter(t *testing.T) {
 	}
 	if got := get("?profile=nope"); len(got) != 0 {
 		t.Fatalf("?profile=nope: %v", got)
+	}
+}
+
+// `pgwarden approvals list` has a PROFILE column and --profile filters;
+// show prints the profile.
+func TestCLIProfile(t *testing.T) {
+	f := newFixture(t, testCfg(ModeWait), profileOpts()...)
+	srv := httptest.NewServer(withTestAuth(f.m.APIHandler()))
+	defer srv.Close()
+	kb := hold(t, f.m, preq("kb", "ann", "DELETE FROM t"))
+	sup := hold(t, f.m, preq("support", "ann", "DELETE FROM t"))
+	def := hold(t, f.m, preq("", "ann", "DELETE FROM t"))
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := RunCLI(context.Background(), args, &out, &errb, &Client{BaseURL: srv.URL, Token: "tok-dba2", HTTP: srv.Client()})
+		return code, out.String() + errb.String()
+	}
+	code, out := run("list")
+	if code != 0 || !strings.Contains(out, "PROFILE") {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		for id, want := range map[string]string{kb.ID: " kb ", sup.ID: " support ", def.ID: " - "} {
+			if strings.HasPrefix(l, id) && !strings.Contains(l, want) {
+				t.Fatalf("row of %s lacks %q: %q", id, want, l)
+			}
+		}
+	}
+	code, out = run("list", "--profile", "kb")
+	if code != 0 || !strings.Contains(out, kb.ID) || strings.Contains(out, sup.ID) || strings.Contains(out, def.ID) {
+		t.Fatalf("list --profile kb: %d\n%s", code, out)
+	}
+	code, out = run("show", sup.ID)
+	if code != 0 || !strings.Contains(out, "profile:") || !strings.Contains(out, "support") {
+		t.Fatalf("show: %d\n%s", code, out)
+	}
+}
+
+// The web page shows the profile (as text) and can filter by it.
+func TestUIProfile(t *testing.T) {
+	srv := httptest.NewServer(UIHandler())
+	defer srv.Close()
+	get := func(p string) string {
+		resp, err := srv.Client().Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if html := get("/ui/"); !strings.Contains(html, "<th>Profile</th>") || !strings.Contains(html, `data-testid="profile-filter"`) {
+		t.Fatal("the approvals table has no Profile column or filter")
+	}
+	js := get("/ui/app.js")
+	for _, want := range []string{`td(a.profile`, `"profile-" + a.id`, `params.set("profile"`} {
+		if !strings.Contains(js, want) {
+			t.Fatalf("app.js lacks %s", want)
+		}
+	}
+	if strings.Contains(js, "innerHTML") {
+		t.Fatal("app.js renders HTML from data")
 	}
 }
