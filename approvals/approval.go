@@ -52,13 +52,17 @@ const (
 // Comment holds the approver's comment on approve and the reason given on
 // deny; Reason is the requester's own justification (SET pgwarden.reason).
 type Approval struct {
-	ID           string     `json:"id"`
-	State        State      `json:"state"`
-	Mode         string     `json:"mode"`
-	Requester    string     `json:"requester"`
-	Groups       []string   `json:"groups"`
-	Session      string     `json:"session"`
-	Database     string     `json:"database"`
+	ID        string   `json:"id"`
+	State     State    `json:"state"`
+	Mode      string   `json:"mode"`
+	Requester string   `json:"requester"`
+	Groups    []string `json:"groups"`
+	Session   string   `json:"session"`
+	Database  string   `json:"database"`
+	// Profile is the connection profile (upstream server) of the session
+	// that held the statement; its approval rules apply ("" on requests
+	// made before profiles existed: the default rules).
+	Profile      string     `json:"profile,omitempty"`
 	SQL          string     `json:"sql"`
 	Params       []string   `json:"params"`
 	Action       string     `json:"action"`
@@ -74,7 +78,7 @@ type Approval struct {
 	Note string `json:"note,omitempty"`
 	// Gateway is the gateway whose session holds the request (shared store only).
 	Gateway string `json:"gateway,omitempty"`
-	// Fingerprint identifies (requester, database, normalized SQL, params)
+	// Fingerprint identifies (profile, requester, database, normalized SQL, params)
 	// for retry-mode matching; a SHA-256, never the SQL itself.
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
@@ -117,7 +121,12 @@ type Request struct {
 	Groups    []string // Principal.Groups
 	Session   string   // pgwire SessionInfo.ID
 	Database  string
-	SQL       string // exact text as the client sent it
+	// Profile is the connection profile of the session: its approval
+	// rules (WithProfileRules) decide mode, timeout, require_reason,
+	// approvers and webhook; "" or a profile without rules of its own
+	// follows the default rules.
+	Profile string
+	SQL     string // exact text as the client sent it
 	// NormSQL is the normalized statement used to match a retry-mode re-run
 	// (e.g. pg_query's normalized form); "" means SQL itself.
 	NormSQL string
@@ -228,10 +237,18 @@ func validID(s string) bool {
 	return true
 }
 
-// Fingerprint hashes what a retry-mode re-run must repeat exactly: the
-// requester, the database, the normalized SQL and every parameter.
-// Length prefixes keep ("ab","c") and ("a","bc") apart.
+// Fingerprint is FingerprintProfile without a profile ("").
 func Fingerprint(requester, database, normSQL string, params []string) string {
+	return FingerprintProfile("", requester, database, normSQL, params)
+}
+
+// FingerprintProfile hashes what a retry-mode re-run must repeat exactly:
+// the profile, the requester, the database, the normalized SQL and every
+// parameter. Length prefixes keep ("ab","c") and ("a","bc") apart. The
+// profile is hashed last and only when set, so the fingerprint of a
+// request without one is the one earlier builds stored (the parameter
+// count before it keeps the two forms apart).
+func FingerprintProfile(profile, requester, database, normSQL string, params []string) string {
 	h := sha256.New()
 	var n [8]byte
 	put := func(s string) {
@@ -246,6 +263,9 @@ func Fingerprint(requester, database, normSQL string, params []string) string {
 	h.Write(n[:])
 	for _, p := range params {
 		put(p)
+	}
+	if profile != "" {
+		put(profile)
 	}
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0]))

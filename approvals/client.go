@@ -34,9 +34,22 @@ func (e *APIError) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Mes
 
 // List returns approvals in state ("" for all), newest first.
 func (c *Client) List(ctx context.Context, state string) ([]Approval, error) {
+	return c.ListFiltered(ctx, state, "")
+}
+
+// ListFiltered returns approvals in state ("" for all) of connection
+// profile ("" for every profile), newest first.
+func (c *Client) ListFiltered(ctx context.Context, state, profile string) ([]Approval, error) {
 	path := "/api/v1/approvals"
+	q := url.Values{}
 	if state != "" {
-		path += "?state=" + url.QueryEscape(state)
+		q.Set("state", state)
+	}
+	if profile != "" {
+		q.Set("profile", profile)
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	var out []Approval
 	err := c.do(ctx, http.MethodGet, path, nil, &out)
@@ -137,7 +150,9 @@ func decodeAPIError(status int, data []byte) *APIError {
 
 const cliUsage = `usage: pgwarden approvals <command>
 
-  list [--state S] [--json]          list approvals (default state pending; --state all for every state)
+  list [--state S] [--profile P] [--json]
+                                     list approvals (default state pending; --state all for every state;
+                                     --profile: only requests of that connection profile)
   show ID [--json]                   show one approval
   approve ID [--comment C]           approve (you must be an approver and not the requester)
   deny ID --reason R                 deny with a reason
@@ -233,7 +248,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, c *Cli
 		fmt.Fprint(stdout, cliUsage)
 		return 0
 	case "list":
-		pos, fl, err := cliArgs(rest, []string{"state"}, []string{"json"})
+		pos, fl, err := cliArgs(rest, []string{"state", "profile"}, []string{"json"})
 		if err != nil {
 			return usage("%v", err)
 		}
@@ -250,7 +265,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, c *Cli
 		if state != "" && !State(state).Valid() {
 			return usage("unknown state %q", state)
 		}
-		list, err := c.List(ctx, state)
+		list, err := c.ListFiltered(ctx, state, fl["profile"])
 		if err != nil {
 			return fail(err)
 		}
@@ -335,10 +350,14 @@ func printTable(w io.Writer, list []Approval) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tREQUESTER\tACTION\tDATABASE\tEST.ROWS\tCREATED\tEXPIRES\tREASON\tSQL")
+	fmt.Fprintln(tw, "ID\tSTATE\tREQUESTER\tACTION\tPROFILE\tDATABASE\tEST.ROWS\tCREATED\tEXPIRES\tREASON\tSQL")
 	for _, a := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.State, oneLine(a.Requester, 40), oneLine(a.Action, 20),
-			oneLine(a.Database, 30), a.EstimateRows, a.CreatedAt.Local().Format(time.DateTime), a.ExpiresAt.Local().Format(time.DateTime),
+		profile := oneLine(a.Profile, 30)
+		if profile == "" {
+			profile = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.State, oneLine(a.Requester, 40), oneLine(a.Action, 20),
+			profile, oneLine(a.Database, 30), a.EstimateRows, a.CreatedAt.Local().Format(time.DateTime), a.ExpiresAt.Local().Format(time.DateTime),
 			oneLine(a.Reason, 40), oneLine(a.SQL, 60))
 	}
 	tw.Flush()
@@ -354,6 +373,9 @@ func printApproval(w io.Writer, a *Approval) {
 	row("groups", strings.Join(a.Groups, ", "))
 	row("session", a.Session)
 	row("database", a.Database)
+	if a.Profile != "" {
+		row("profile", a.Profile)
+	}
 	row("action", a.Action)
 	row("estimate_rows", fmt.Sprint(a.EstimateRows))
 	row("reason", a.Reason)

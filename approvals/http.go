@@ -49,7 +49,7 @@ func decodeDecision(r io.Reader) (decisionBody, error) {
 
 // APIHandler serves the approvals part of the admin API:
 //
-//	GET  /api/v1/approvals[?state=pending][&limit=N]   -> [Approval, ...] newest first
+//	GET  /api/v1/approvals[?state=pending][&profile=P][&limit=N] -> [Approval, ...] newest first
 //	GET  /api/v1/approvals/{id}                        -> Approval
 //	POST /api/v1/approvals/{id}/approve {"comment"}    -> Approval
 //	POST /api/v1/approvals/{id}/deny    {"reason"}     -> Approval
@@ -90,7 +90,7 @@ func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	list, err := m.List(r.Context(), State(q.Get("state")), limit)
+	list, err := m.ListFiltered(r.Context(), ListFilter{State: State(q.Get("state")), Profile: q.Get("profile")}, limit)
 	if err != nil {
 		m.writeErr(w, err)
 		return

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -25,13 +27,20 @@ const (
 // Manager holds statements, waits for decisions and enforces four eyes.
 // One Manager serves the whole gateway; it is safe for concurrent use.
 type Manager struct {
-	cfg      config.Approval
+	cfg      config.Approval // the default rules (New's)
 	store    Store
 	log      zerolog.Logger
 	now      func() time.Time
 	observer func(Event)
-	notify   *notifier
+	notify   *notifier // the default rules' webhook (nil: off)
 	httpc    *http.Client
+
+	// profiles are the rules of connection profiles that have their own
+	// policy.approval (WithProfileRules); a request of any other profile
+	// (and of "") follows the default rules. Read-only after New.
+	profiles  map[string]*rules
+	def       *rules      // the default rules (cfg, notify)
+	notifiers []*notifier // every notifier, for Close
 
 	mu   sync.Mutex
 	live map[string]*waiter // wait-mode requests of live sessions, pending or approved-unexecuted
@@ -44,8 +53,33 @@ type waiter struct {
 	state   State // the last state reported for it (remote changes report only news)
 }
 
+// rules are the approval rules one request follows.
+type rules struct {
+	name   string // the profile ("" for the default rules)
+	cfg    config.Approval
+	notify *notifier
+}
+
 // Option configures a Manager.
 type Option func(*Manager)
+
+// WithProfileRules gives the connection profile name its own approval
+// rules (that profile's policy.approval): a request whose Request.Profile
+// is name is held with cfg's mode, timeout and require_reason, only cfg's
+// approvers may decide it, and cfg's webhook (else the default's) is
+// notified. Profiles without rules of their own follow the rules given to
+// New. An empty name is ignored: New's rules are the default.
+func WithProfileRules(name string, cfg config.Approval) Option {
+	return func(m *Manager) {
+		if name == "" {
+			return
+		}
+		if m.profiles == nil {
+			m.profiles = map[string]*rules{}
+		}
+		m.profiles[name] = &rules{name: name, cfg: cfg}
+	}
+}
 
 // WithObserver reports every state change (hold, decisions, expiry,
 // withdrawal, execution) to fn, synchronously after it is stored. fn must
@@ -72,17 +106,15 @@ func New(cfg config.Approval, store Store, log zerolog.Logger, opts ...Option) *
 	for _, o := range opts {
 		o(m)
 	}
-	if m.cfg.Mode == "" {
-		m.cfg.Mode = ModeWait
-	}
-	if m.cfg.Timeout <= 0 {
-		m.cfg.Timeout = 10 * time.Minute
-	}
-	if cfg.Webhook != "" {
-		if err := checkWebhookURL(cfg.Webhook); err != nil {
-			m.log.Error().Err(err).Msg("policy.approval.webhook unusable; webhook notifications are off")
-		} else {
-			m.notify = newNotifier(cfg.Webhook, m.httpc, m.log)
+	normalize(&m.cfg)
+	byURL := map[string]*notifier{}
+	m.notify = m.notifierFor(byURL, "", cfg.Webhook)
+	m.def = &rules{cfg: m.cfg, notify: m.notify}
+	for name, r := range m.profiles {
+		normalize(&r.cfg)
+		r.notify = m.notify
+		if r.cfg.Webhook != "" {
+			r.notify = m.notifierFor(byURL, name, r.cfg.Webhook)
 		}
 	}
 	store.Watch(m.remoteChanged)
@@ -93,19 +125,71 @@ func New(cfg config.Approval, store Store, log zerolog.Logger, opts ...Option) *
 	return m
 }
 
-// Close waits for webhook deliveries in flight. It does not close the store.
-func (m *Manager) Close() {
-	if m.notify != nil {
-		m.notify.close()
+// normalize fills in the defaults of mode (wait) and timeout (10m).
+func normalize(c *config.Approval) {
+	if c.Mode == "" {
+		c.Mode = ModeWait
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
 	}
 }
 
-// Mode is policy.approval.mode: "wait" or "retry".
+// notifierFor returns the notifier of webhook URL u (one per distinct
+// URL), nil when u is "" or unusable (logged; the URL itself never is).
+func (m *Manager) notifierFor(byURL map[string]*notifier, profile, u string) *notifier {
+	if u == "" {
+		return nil
+	}
+	if n, ok := byURL[u]; ok {
+		return n
+	}
+	if err := checkWebhookURL(u); err != nil {
+		ev := m.log.Error().Err(err)
+		if profile != "" {
+			ev = ev.Str("profile", profile)
+		}
+		ev.Msg("policy.approval.webhook unusable; webhook notifications are off")
+		byURL[u] = nil
+		return nil
+	}
+	n := newNotifier(u, m.httpc, m.log)
+	byURL[u] = n
+	m.notifiers = append(m.notifiers, n)
+	return n
+}
+
+// rulesFor returns the rules of profile: its own, else the default rules.
+func (m *Manager) rulesFor(profile string) *rules {
+	if r, ok := m.profiles[profile]; ok && profile != "" {
+		return r
+	}
+	return m.def
+}
+
+// Close waits for webhook deliveries in flight. It does not close the store.
+func (m *Manager) Close() {
+	for _, n := range m.notifiers {
+		n.close()
+	}
+}
+
+// Mode is the default rules' policy.approval.mode: "wait" or "retry".
+// A gateway with connection profiles asks ModeFor(profile).
 func (m *Manager) Mode() string { return m.cfg.Mode }
 
-// Timeout is policy.approval.timeout (the decision deadline and, in retry
-// mode, how long an approval stays usable).
+// Timeout is the default rules' policy.approval.timeout (the decision
+// deadline and, in retry mode, how long an approval stays usable).
+// A gateway with connection profiles asks TimeoutFor(profile).
 func (m *Manager) Timeout() time.Duration { return m.cfg.Timeout }
+
+// ModeFor is the approval mode requests of profile are held in: its own
+// rules' (WithProfileRules), else the default's.
+func (m *Manager) ModeFor(profile string) string { return m.rulesFor(profile).cfg.Mode }
+
+// TimeoutFor is the approval timeout of profile: its own rules', else the
+// default's.
+func (m *Manager) TimeoutFor(profile string) time.Duration { return m.rulesFor(profile).cfg.Timeout }
 
 // Hold creates and stores a request for r, notifies, and returns it. In
 // wait mode the caller then sends HeldNotice and calls Wait; in retry mode
@@ -119,8 +203,9 @@ func (m *Manager) Hold(ctx context.Context, r Request) (*Approval, error) {
 	if r.Requester == "" || r.SQL == "" {
 		return nil, refuse(ErrInvalid, "approvals: hold needs a requester and SQL")
 	}
+	rl := m.rulesFor(r.Profile)
 	reason := strings.TrimSpace(r.Reason)
-	if m.cfg.RequireReason && reason == "" {
+	if rl.cfg.RequireReason && reason == "" {
 		return nil, pgerr.New(pgerr.InsufficientPrivilege, ReasonRequiredMessage).WithCause(ErrReasonRequired)
 	}
 	if len(reason) > MaxReasonBytes {
@@ -134,19 +219,20 @@ func (m *Manager) Hold(ctx context.Context, r Request) (*Approval, error) {
 	a := &Approval{
 		ID:           newID(),
 		State:        Pending,
-		Mode:         m.cfg.Mode,
+		Mode:         rl.cfg.Mode,
 		Requester:    r.Requester,
 		Groups:       append([]string{}, r.Groups...),
 		Session:      r.Session,
 		Database:     r.Database,
+		Profile:      r.Profile,
 		SQL:          r.SQL,
 		Params:       append([]string{}, r.Params...),
 		Action:       r.Action,
 		EstimateRows: r.EstimateRows,
 		Reason:       reason,
 		CreatedAt:    now,
-		ExpiresAt:    now.Add(m.cfg.Timeout),
-		Fingerprint:  Fingerprint(r.Requester, r.Database, norm, r.Params),
+		ExpiresAt:    now.Add(rl.cfg.Timeout),
+		Fingerprint:  FingerprintProfile(r.Profile, r.Requester, r.Database, norm, r.Params),
 	}
 	var w *waiter
 	if a.Mode == ModeWait {
@@ -164,14 +250,14 @@ func (m *Manager) Hold(ctx context.Context, r Request) (*Approval, error) {
 		return nil, fmt.Errorf("approvals: store request: %w", err)
 	}
 	m.log.Info().Str("approval", a.ID).Str("requester", a.Requester).Strs("groups", a.Groups).
-		Str("session", a.Session).Str("database", a.Database).Str("action", a.Action).
+		Str("session", a.Session).Str("database", a.Database).Str("profile", a.Profile).Str("action", a.Action).
 		Int64("estimate_rows", a.EstimateRows).Str("reason", a.Reason).Str("mode", a.Mode).
 		Time("expires_at", a.ExpiresAt).
 		Str("approve_with", "pgwarden approvals approve "+a.ID).
 		Msg("statement held for approval")
 	m.emit("hold", a)
-	if m.notify != nil {
-		m.notify.send(holdText(a))
+	if rl.notify != nil {
+		rl.notify.send(holdText(a))
 	}
 	return a.Clone(), nil
 }
@@ -206,7 +292,7 @@ func (m *Manager) Wait(ctx context.Context, id string) (Outcome, error) {
 			if a.State != Pending {
 				return false
 			}
-			a.State, a.Note = Expired, fmt.Sprintf("not decided within %s", m.cfg.Timeout)
+			a.State, a.Note = Expired, m.undecidedNote(a)
 			return true
 		})
 	case <-ctx.Done():
@@ -267,17 +353,22 @@ func (m *Manager) MarkExecuted(id string) error {
 	return nil
 }
 
-// Claim is retry mode's re-run check: it finds an approved, unexpired,
-// unexecuted request of this requester for the identical statement (same
-// database, normalized SQL and parameters) and marks it executed in the
-// same transaction. Only one caller ever gets true for a request; a third
-// run finds nothing and is held again. Store failures return false (fail
-// closed: the statement is held, not run).
+// Claim is ClaimFor of a request without a profile ("").
 func (m *Manager) Claim(requester, database, normSQL string, params []string) (*Approval, bool) {
-	fp := Fingerprint(requester, database, normSQL, params)
+	return m.ClaimFor("", requester, database, normSQL, params)
+}
+
+// ClaimFor is retry mode's re-run check: it finds an approved, unexpired,
+// unexecuted request of this requester for the identical statement (same
+// profile, database, normalized SQL and parameters) and marks it executed
+// in the same transaction. Only one caller ever gets true for a request; a
+// third run finds nothing and is held again. Store failures return false
+// (fail closed: the statement is held, not run).
+func (m *Manager) ClaimFor(profile, requester, database, normSQL string, params []string) (*Approval, bool) {
+	fp := FingerprintProfile(profile, requester, database, normSQL, params)
 	now := m.now()
 	won, expired, err := m.store.Claim(fp, func(a *Approval) bool {
-		if a.State != Approved || a.Mode != ModeRetry || a.Requester != requester {
+		if a.State != Approved || a.Mode != ModeRetry || a.Requester != requester || a.Profile != profile {
 			return false
 		}
 		if !now.Before(a.ExpiresAt) {
@@ -343,15 +434,60 @@ func (m *Manager) Deny(ctx context.Context, id string, by identity.Principal, re
 	return m.decide(ctx, id, by, reason, false)
 }
 
-// IsApprover reports whether p is in one of policy.approval.approvers.
-// With no approver groups configured nobody is (fail closed).
+// IsApprover reports whether p is in one of policy.approval.approvers of
+// the default rules or of any profile's (WithProfileRules): whether p
+// approves anything at all. With no approver groups configured nobody is
+// (fail closed).
 func (m *Manager) IsApprover(p identity.Principal) bool {
-	for _, g := range m.cfg.Approvers {
+	if inAny(p, m.cfg.Approvers) {
+		return true
+	}
+	for _, r := range m.profiles {
+		if inAny(p, r.cfg.Approvers) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsApproverFor reports whether p may decide requests of profile: p is in
+// one of the approver groups of profile's rules (its own, else the
+// default's).
+func (m *Manager) IsApproverFor(p identity.Principal, profile string) bool {
+	return inAny(p, m.rulesFor(profile).cfg.Approvers)
+}
+
+func inAny(p identity.Principal, groups []string) bool {
+	for _, g := range groups {
 		if p.HasGroup(g) {
 			return true
 		}
 	}
 	return false
+}
+
+// allApprovers lists the approver groups of every rule set, once each.
+func (m *Manager) allApprovers() []string {
+	out := append([]string{}, m.cfg.Approvers...)
+	names := make([]string, 0, len(m.profiles))
+	for n := range m.profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, g := range m.profiles[n].cfg.Approvers {
+			if !slices.Contains(out, g) {
+				out = append(out, g)
+			}
+		}
+	}
+	return out
+}
+
+// undecidedNote is the note of a pending request that expired undecided,
+// naming its own rules' timeout.
+func (m *Manager) undecidedNote(a *Approval) string {
+	return fmt.Sprintf("not decided within %s", m.rulesFor(a.Profile).cfg.Timeout)
 }
 
 func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, text string, approve bool) (*Approval, error) {
@@ -362,7 +498,7 @@ func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, 
 		return nil, refuse(ErrForbidden, "the caller has no user name")
 	}
 	if !m.IsApprover(by) {
-		return nil, refuse(ErrForbidden, "%s is not in an approver group (%s)", by.User, strings.Join(m.cfg.Approvers, ", "))
+		return nil, refuse(ErrForbidden, "%s is not in an approver group (%s)", by.User, strings.Join(m.allApprovers(), ", "))
 	}
 	if len(text) > MaxCommentBytes {
 		return nil, refuse(ErrInvalid, "comment/reason longer than %d bytes", MaxCommentBytes)
@@ -377,11 +513,23 @@ func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, 
 	}
 	expiredNow := false
 	a, err := m.store.Update(id, func(a *Approval) (bool, error) {
+		rl := m.rulesFor(a.Profile)
+		if !inAny(by, rl.cfg.Approvers) {
+			which := "the default approval rules"
+			switch {
+			case rl.name != "":
+				which = "profile " + rl.name
+			case a.Profile != "":
+				which = "profile " + a.Profile + " (it follows the default approval rules)"
+			}
+			return false, refuse(ErrForbidden, "%s is not in an approver group of %s (%s), which approval %s needs",
+				by.User, which, strings.Join(rl.cfg.Approvers, ", "), id)
+		}
 		if a.Requester == by.User {
 			return false, refuse(ErrForbidden, "four eyes: %s cannot decide their own request %s; another approver must", by.User, id)
 		}
 		if a.State == Pending && !now.Before(a.ExpiresAt) {
-			a.State, a.Note = Expired, fmt.Sprintf("not decided within %s", m.cfg.Timeout)
+			a.State, a.Note = Expired, m.undecidedNote(a)
 			expiredNow = true
 			return true, refuse(ErrConflict, "approval %s is already expired", id)
 		}
@@ -396,7 +544,7 @@ func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, 
 		if approve {
 			a.State = Approved
 			if a.Mode == ModeRetry {
-				a.ExpiresAt = now.Add(m.cfg.Timeout) // the approval's validity for the re-run
+				a.ExpiresAt = now.Add(rl.cfg.Timeout) // the approval's validity for the re-run
 			}
 		} else {
 			a.State = Denied
@@ -431,14 +579,23 @@ func (m *Manager) Get(ctx context.Context, id string) (*Approval, error) {
 // List returns requests newest first; state "" lists all. At most limit
 // (<= 0: 1000).
 func (m *Manager) List(ctx context.Context, state State, limit int) ([]*Approval, error) {
-	if state != "" && !state.Valid() {
-		return nil, refuse(ErrInvalid, "unknown state %q (pending, approved, denied, expired, withdrawn, executed)", clip(string(state), 32))
+	return m.ListFiltered(ctx, ListFilter{State: state}, limit)
+}
+
+// ListFiltered returns the requests f selects (state, profile), newest
+// first, at most limit (<= 0: 1000).
+func (m *Manager) ListFiltered(ctx context.Context, f ListFilter, limit int) ([]*Approval, error) {
+	if f.State != "" && !f.State.Valid() {
+		return nil, refuse(ErrInvalid, "unknown state %q (pending, approved, denied, expired, withdrawn, executed)", clip(string(f.State), 32))
+	}
+	if len(f.Profile) > 200 {
+		return nil, refuse(ErrInvalid, "profile name longer than 200 bytes")
 	}
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
 	m.Sweep()
-	return m.store.List(state, limit)
+	return m.store.List(f, limit)
 }
 
 // Sweep expires requests whose expires_at has passed: pending ones in
@@ -450,9 +607,9 @@ func (m *Manager) Sweep() {
 	due := func(a *Approval) bool {
 		return !now.Before(a.ExpiresAt) && (a.State == Pending || (a.State == Approved && a.Mode == ModeRetry))
 	}
-	open, err := m.store.List(Pending, 0)
+	open, err := m.store.List(ListFilter{State: Pending}, 0)
 	if err == nil {
-		more, err2 := m.store.List(Approved, 0)
+		more, err2 := m.store.List(ListFilter{State: Approved}, 0)
 		open, err = append(open, more...), err2
 	}
 	if err != nil {
@@ -474,7 +631,7 @@ func (m *Manager) Sweep() {
 			return false
 		}
 		if a.State == Pending {
-			a.Note = fmt.Sprintf("not decided within %s", m.cfg.Timeout)
+			a.Note = m.undecidedNote(a)
 		} else {
 			a.Note = "approval not used before it expired"
 		}

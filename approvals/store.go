@@ -25,9 +25,9 @@ type Store interface {
 	// fingerprint, in one transaction, until fn returns true (it took one).
 	// Requests fn changed without taking them are returned as expired.
 	Claim(fingerprint string, fn func(a *Approval) bool) (won *Approval, expired []*Approval, err error)
-	// List returns requests (all, or those in state), newest first, at
-	// most limit (<= 0: all).
-	List(state State, limit int) ([]*Approval, error)
+	// List returns the requests f selects, newest first, at most limit
+	// (<= 0: all).
+	List(f ListFilter, limit int) ([]*Approval, error)
 	// Watch registers fn, called with the ID of every request another
 	// gateway changed (a decision made through another gateway's API), so
 	// a statement held here learns of it at once. A store only one gateway
@@ -37,6 +37,17 @@ type Store interface {
 	// were held by sessions of this gateway's previous process).
 	ExpiredAtOpen() []*Approval
 	Close() error
+}
+
+// ListFilter selects requests in List. Zero fields match everything.
+type ListFilter struct {
+	State   State  // only requests in this state
+	Profile string // only requests of this connection profile
+}
+
+// Match reports whether a is selected by f.
+func (f ListFilter) Match(a *Approval) bool {
+	return (f.State == "" || a.State == f.State) && (f.Profile == "" || a.Profile == f.Profile)
 }
 
 // RestartNote is the note on requests a gateway's restart expired.

@@ -42,6 +42,7 @@ func appendBody(dst []byte, ev *Event) []byte {
 	dst = appendOptString(dst, `,"client_addr":`, ev.ClientAddr)
 	dst = appendOptString(dst, `,"application_name":`, ev.ApplicationName)
 	dst = appendOptString(dst, `,"database":`, ev.Database)
+	dst = appendOptString(dst, `,"profile":`, ev.Profile)
 	dst = appendOptString(dst, `,"backend_user":`, ev.BackendUser)
 	dst = appendOptString(dst, `,"sql":`, ev.SQL)
 	if len(ev.Params) > 0 {

@@ -85,11 +85,11 @@ func randInt(r *rand.Rand) int64 {
 func randEvent(r *rand.Rand) Event {
 	ev := Event{Seq: randInt(r), Time: randString(r), Session: randString(r), Type: randString(r), User: randString(r),
 		Groups: randStrings(r), ClientAddr: randString(r), ApplicationName: randString(r), Database: randString(r),
-		BackendUser: randString(r), SQL: randString(r), Params: randNullable(r), Actions: randStrings(r),
+		Profile: randString(r), BackendUser: randString(r), SQL: randString(r), Params: randNullable(r), Actions: randStrings(r),
 		Decision: randString(r), Columns: randStrings(r), RowsTotal: randInt(r), DurationUS: randInt(r),
 		Error: randString(r), Reason: randString(r), ApprovalID: randString(r), ApprovalState: randString(r),
 		DecidedBy: randString(r), PurgedThroughSeq: randInt(r), PurgedThroughHash: randString(r),
-		PrevHash: randString(r), Hash: randString(r)}
+		Gateway: randString(r), PrevHash: randString(r), Hash: randString(r)}
 	switch r.IntN(4) {
 	case 0:
 	case 1:

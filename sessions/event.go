@@ -44,32 +44,37 @@ const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 // Event is one line of the session record. The JSON field order is the
 // struct order and is part of the canonical form (see docs/recording.md):
-// never reorder or rename fields, only append new optional ones before
-// PrevHash.
+// never reorder or rename fields; a new field must be optional (omitempty,
+// so that lines written before it existed encode, and so hash, exactly as
+// they did) and goes before PrevHash.
 type Event struct {
-	Seq             int64       `json:"seq"` // store-wide sequence, +1 per event
-	Time            string      `json:"time"`
-	Session         string      `json:"session,omitempty"`
-	Type            string      `json:"type"`
-	User            string      `json:"user,omitempty"`
-	Groups          []string    `json:"groups,omitempty"`
-	ClientAddr      string      `json:"client_addr,omitempty"`
-	ApplicationName string      `json:"application_name,omitempty"`
-	Database        string      `json:"database,omitempty"`
-	BackendUser     string      `json:"backend_user,omitempty"`
-	SQL             string      `json:"sql,omitempty"`
-	Params          []*string   `json:"params,omitempty"` // nil element = NULL
-	Actions         []string    `json:"actions,omitempty"`
-	Decision        string      `json:"decision,omitempty"`
-	Columns         []string    `json:"columns,omitempty"`
-	Rows            [][]*string `json:"rows,omitempty"` // masked; nil cell = NULL
-	RowsTotal       int64       `json:"rows_total,omitempty"`
-	DurationUS      int64       `json:"duration_us,omitempty"`
-	Error           string      `json:"error,omitempty"`
-	Reason          string      `json:"reason,omitempty"`
-	ApprovalID      string      `json:"approval_id,omitempty"`
-	ApprovalState   string      `json:"approval_state,omitempty"`
-	DecidedBy       string      `json:"decided_by,omitempty"`
+	Seq             int64    `json:"seq"` // store-wide sequence, +1 per event
+	Time            string   `json:"time"`
+	Session         string   `json:"session,omitempty"`
+	Type            string   `json:"type"`
+	User            string   `json:"user,omitempty"`
+	Groups          []string `json:"groups,omitempty"`
+	ClientAddr      string   `json:"client_addr,omitempty"`
+	ApplicationName string   `json:"application_name,omitempty"`
+	Database        string   `json:"database,omitempty"`
+	// Profile is the connection profile (the upstream server) the session
+	// went to; on every event of the session, like Database. Absent on
+	// records written before profiles existed.
+	Profile       string      `json:"profile,omitempty"`
+	BackendUser   string      `json:"backend_user,omitempty"`
+	SQL           string      `json:"sql,omitempty"`
+	Params        []*string   `json:"params,omitempty"` // nil element = NULL
+	Actions       []string    `json:"actions,omitempty"`
+	Decision      string      `json:"decision,omitempty"`
+	Columns       []string    `json:"columns,omitempty"`
+	Rows          [][]*string `json:"rows,omitempty"` // masked; nil cell = NULL
+	RowsTotal     int64       `json:"rows_total,omitempty"`
+	DurationUS    int64       `json:"duration_us,omitempty"`
+	Error         string      `json:"error,omitempty"`
+	Reason        string      `json:"reason,omitempty"`
+	ApprovalID    string      `json:"approval_id,omitempty"`
+	ApprovalState string      `json:"approval_state,omitempty"`
+	DecidedBy     string      `json:"decided_by,omitempty"`
 	// Retention markers only: the last event deleted by retention.
 	PurgedThroughSeq  int64  `json:"purged_through_seq,omitempty"`
 	PurgedThroughHash string `json:"purged_through_hash,omitempty"`

@@ -168,6 +168,9 @@ func OCSF(ev *Event) ([]byte, error) {
 	if ev.BackendUser != "" {
 		u["backend_user"] = ev.BackendUser
 	}
+	if ev.Profile != "" {
+		u["profile"] = ev.Profile
+	}
 	if ev.Type == TypeStatement {
 		u["rows_total"] = ev.RowsTotal
 		u["rows_recorded"] = len(ev.Rows)

@@ -40,7 +40,11 @@ type StartInfo struct {
 	ClientAddr      string
 	ApplicationName string
 	Database        string
-	BackendUser     string // minted role name, never its password
+	// Profile is the connection profile the startup database picked
+	// ("default" for the single-upstream configuration). Every event of
+	// the session carries it.
+	Profile     string
+	BackendUser string // minted role name, never its password
 }
 
 // StatementEvent is one executed (or refused/held) statement. The recorder
@@ -348,8 +352,8 @@ func trackOpen(open map[string]openSess, ev *Event) {
 	}
 	if _, ok := open[ev.Session]; !ok {
 		open[ev.Session] = openSess{seq: ev.Seq, info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
-			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, BackendUser: ev.BackendUser,
-			Gateway: ev.Gateway}}
+			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, Profile: ev.Profile,
+			BackendUser: ev.BackendUser, Gateway: ev.Gateway}}
 	}
 }
 
@@ -405,7 +409,7 @@ func (r *Recorder) setHealthy() {
 func (r *Recorder) Start(info StartInfo) *SessionRecorder {
 	s := &SessionRecorder{r: r}
 	s.base = Event{Session: info.ID, User: info.User, Groups: info.Groups, ClientAddr: info.ClientAddr,
-		ApplicationName: info.ApplicationName, Database: info.Database, BackendUser: info.BackendUser, Gateway: r.gateway}
+		ApplicationName: info.ApplicationName, Database: info.Database, Profile: info.Profile, BackendUser: info.BackendUser, Gateway: r.gateway}
 	ev := s.base
 	ev.Type = TypeSessionStart
 	s.note(r.record(ev))

@@ -8,8 +8,12 @@ import (
 )
 
 func replayHeader(w io.Writer, ev *Event) error {
-	_, err := fmt.Fprintf(w, "-- session %s: user %s groups [%s] from %s application %q database %s as %s\n",
-		ev.Session, ev.User, strings.Join(ev.Groups, ","), orDash(ev.ClientAddr), ev.ApplicationName, orDash(ev.Database), orDash(ev.BackendUser))
+	profile := ""
+	if ev.Profile != "" {
+		profile = " profile " + ev.Profile
+	}
+	_, err := fmt.Fprintf(w, "-- session %s: user %s groups [%s] from %s application %q database %s%s as %s\n",
+		ev.Session, ev.User, strings.Join(ev.Groups, ","), orDash(ev.ClientAddr), ev.ApplicationName, orDash(ev.Database), profile, orDash(ev.BackendUser))
 	return err
 }
 

@@ -144,7 +144,7 @@ func (p *sharedLog) openSessionsOf(ctx context.Context, gateway string) ([]Event
 			continue // verify reports it
 		}
 		out = append(out, Event{Session: ev.Session, User: ev.User, Groups: ev.Groups, ClientAddr: ev.ClientAddr,
-			ApplicationName: ev.ApplicationName, Database: ev.Database, BackendUser: ev.BackendUser})
+			ApplicationName: ev.ApplicationName, Database: ev.Database, Profile: ev.Profile, BackendUser: ev.BackendUser})
 	}
 	return out, p.db.Unreachable(rows.Err())
 }

@@ -37,6 +37,8 @@ func OpenStore(storeDir string) (*Store, error) {
 // Filter selects sessions in List. Zero fields match everything.
 type Filter struct {
 	User     string
+	Database string    // sessions whose startup database is this one
+	Profile  string    // sessions of this connection profile
 	Since    time.Time // sessions with an event at or after Since
 	Action   string    // sessions with a statement of this action
 	Decision string    // sessions with a statement/approval of this decision
@@ -50,6 +52,7 @@ type Summary struct {
 	ClientAddr      string   `json:"client_addr,omitempty"`
 	ApplicationName string   `json:"application_name,omitempty"`
 	Database        string   `json:"database,omitempty"`
+	Profile         string   `json:"profile,omitempty"`
 	BackendUser     string   `json:"backend_user,omitempty"`
 	StartedAt       string   `json:"started_at,omitempty"`
 	EndedAt         string   `json:"ended_at,omitempty"`
@@ -133,8 +136,8 @@ func (s *Store) List(f Filter) ([]Summary, error) {
 		sm := byID[ev.Session]
 		if sm == nil {
 			sm = &Summary{ID: ev.Session, User: ev.User, Groups: ev.Groups, ClientAddr: ev.ClientAddr,
-				ApplicationName: ev.ApplicationName, Database: ev.Database, BackendUser: ev.BackendUser,
-				StartedAt: ev.Time, Active: true, Actions: []string{}, Decisions: []string{}}
+				ApplicationName: ev.ApplicationName, Database: ev.Database, Profile: ev.Profile,
+				BackendUser: ev.BackendUser, StartedAt: ev.Time, Active: true, Actions: []string{}, Decisions: []string{}}
 			byID[ev.Session] = sm
 			order = append(order, ev.Session)
 		}
@@ -172,6 +175,12 @@ func (s *Store) List(f Filter) ([]Summary, error) {
 	for _, id := range order {
 		sm := byID[id]
 		if f.User != "" && sm.User != f.User {
+			continue
+		}
+		if f.Database != "" && sm.Database != f.Database {
+			continue
+		}
+		if f.Profile != "" && sm.Profile != f.Profile {
 			continue
 		}
 		if f.Action != "" && !actionHit[id] {

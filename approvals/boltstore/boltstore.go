@@ -286,8 +286,9 @@ func (s *Store) Claim(fp string, fn func(a *approvals.Approval) bool) (won *appr
 	return won, expired, nil
 }
 
-// List returns requests (all, or those in state), newest first, at most limit.
-func (s *Store) List(state approvals.State, limit int) ([]*approvals.Approval, error) {
+// List returns the requests f selects, newest first, at most limit.
+func (s *Store) List(f approvals.ListFilter, limit int) ([]*approvals.Approval, error) {
+	state := f.State
 	var out []*approvals.Approval
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if state == approvals.Pending || state == approvals.Approved {
@@ -296,7 +297,7 @@ func (s *Store) List(state approvals.State, limit int) ([]*approvals.Approval, e
 				if err != nil {
 					return err
 				}
-				if a.State == state {
+				if f.Match(a) {
 					out = append(out, a)
 				}
 				return nil
@@ -307,7 +308,7 @@ func (s *Store) List(state approvals.State, limit int) ([]*approvals.Approval, e
 			if err != nil {
 				return err
 			}
-			if state == "" || a.State == state {
+			if f.Match(a) {
 				out = append(out, a)
 			}
 			return nil

@@ -163,9 +163,9 @@ func (s *Store) Create(a *approvals.Approval) error {
 		return err
 	}
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO pgwarden.approvals (id, state, mode, gateway, session, fingerprint, created_at, record)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
-			a.ID, string(a.State), a.Mode, s.gateway, a.Session, a.Fingerprint, a.CreatedAt, rec)
+		tag, err := tx.Exec(ctx, `INSERT INTO pgwarden.approvals (id, state, mode, gateway, session, fingerprint, created_at, profile, record)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
+			a.ID, string(a.State), a.Mode, s.gateway, a.Session, a.Fingerprint, a.CreatedAt, a.Profile, rec)
 		if err != nil {
 			return err
 		}
@@ -271,20 +271,29 @@ func (s *Store) Claim(fp string, fn func(a *approvals.Approval) bool) (*approval
 	return won, changed, nil
 }
 
-// List returns requests newest first.
-func (s *Store) List(state approvals.State, limit int) ([]*approvals.Approval, error) {
+// List returns the requests f selects, newest first (the state and
+// profile columns index them).
+func (s *Store) List(f approvals.ListFilter, limit int) ([]*approvals.Approval, error) {
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	if limit <= 0 {
 		limit = 1 << 30
 	}
-	var rows pgx.Rows
-	var err error
-	if state == "" {
-		rows, err = s.db.Pool.Query(ctx, `SELECT record FROM pgwarden.approvals ORDER BY created_at DESC, id LIMIT $1`, limit)
-	} else {
-		rows, err = s.db.Pool.Query(ctx, `SELECT record FROM pgwarden.approvals WHERE state = $1 ORDER BY created_at DESC, id LIMIT $2`, string(state), limit)
+	where, args := "", []any{}
+	for _, c := range []struct{ col, val string }{{"state", string(f.State)}, {"profile", f.Profile}} {
+		if c.val == "" {
+			continue
+		}
+		args = append(args, c.val)
+		if where == "" {
+			where = " WHERE "
+		} else {
+			where += " AND "
+		}
+		where += fmt.Sprintf("%s = $%d", c.col, len(args))
 	}
+	args = append(args, limit)
+	rows, err := s.db.Pool.Query(ctx, fmt.Sprintf(`SELECT record FROM pgwarden.approvals%s ORDER BY created_at DESC, id LIMIT $%d`, where, len(args)), args...)
 	if err != nil {
 		return nil, s.db.Unreachable(err)
 	}

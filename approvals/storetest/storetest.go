@@ -30,6 +30,7 @@ func newApproval(mode string, created time.Time) *approvals.Approval {
 		Groups:      []string{"eng"},
 		Session:     fmt.Sprintf("sess-%d", n),
 		Database:    "vectors",
+		Profile:     "kb",
 		SQL:         "DELETE FROM documents",
 		Params:      []string{"1"},
 		Action:      "bulk_delete",
@@ -52,6 +53,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("UpdateOpen", func(t *testing.T) { updateOpen(t, use(t)) })
 	t.Run("Claim", func(t *testing.T) { claim(t, use(t)) })
 	t.Run("ListOrderStateLimit", func(t *testing.T) { list(t, use(t)) })
+	t.Run("ProfileRoundTripAndFilter", func(t *testing.T) { profiles(t, use(t)) })
 	t.Run("ExecuteOnceConcurrent", func(t *testing.T) { executeOnce(t, use(t)) })
 }
 
@@ -67,7 +69,7 @@ func createGet(t *testing.T, s approvals.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != a.ID || got.State != approvals.Pending || got.SQL != a.SQL || got.Requester != a.Requester ||
+	if got.ID != a.ID || got.State != approvals.Pending || got.SQL != a.SQL || got.Requester != a.Requester || got.Profile != "kb" ||
 		len(got.Params) != 1 || got.Params[0] != "1" || !got.CreatedAt.Equal(a.CreatedAt) || !got.ExpiresAt.Equal(a.ExpiresAt) {
 		t.Fatalf("Get returned %+v, stored %+v", got, a)
 	}
@@ -214,7 +216,7 @@ func list(t *testing.T, s approvals.Store) {
 	if _, err := s.Update(ids[1], func(x *approvals.Approval) (bool, error) { x.State = approvals.Denied; return true, nil }); err != nil {
 		t.Fatal(err)
 	}
-	all, err := s.List("", 0)
+	all, err := s.List(approvals.ListFilter{}, 0)
 	if err != nil || len(all) != 5 {
 		t.Fatalf("List all: %d %v", len(all), err)
 	}
@@ -223,17 +225,77 @@ func list(t *testing.T, s approvals.Store) {
 			t.Fatalf("List order: position %d is %s, want %s (newest first)", i, a.ID, ids[4-i])
 		}
 	}
-	pending, err := s.List(approvals.Pending, 0)
+	pending, err := s.List(approvals.ListFilter{State: approvals.Pending}, 0)
 	if err != nil || len(pending) != 4 {
 		t.Fatalf("List pending: %d %v", len(pending), err)
 	}
-	denied, err := s.List(approvals.Denied, 0)
+	denied, err := s.List(approvals.ListFilter{State: approvals.Denied}, 0)
 	if err != nil || len(denied) != 1 || denied[0].ID != ids[1] {
 		t.Fatalf("List denied: %v %v", denied, err)
 	}
-	two, err := s.List("", 2)
+	two, err := s.List(approvals.ListFilter{}, 2)
 	if err != nil || len(two) != 2 || two[0].ID != ids[4] {
 		t.Fatalf("List limit 2: %v %v", two, err)
+	}
+}
+
+// profiles: a request's profile survives the store (create, update) and
+// List selects by profile, alone and with a state; a request without one
+// (as stored before profiles existed) reads back with "".
+func profiles(t *testing.T, s approvals.Store) {
+	base := time.Now().Add(-time.Hour)
+	byProfile := map[string][]string{}
+	for i, p := range []string{"kb", "support", "", "kb", "support"} {
+		a := newApproval(approvals.ModeWait, base.Add(time.Duration(i)*time.Minute))
+		a.Profile = p
+		if err := s.Create(a); err != nil {
+			t.Fatal(err)
+		}
+		byProfile[p] = append([]string{a.ID}, byProfile[p]...) // newest first
+	}
+	sup := byProfile["support"][0]
+	got, err := s.Update(sup, func(x *approvals.Approval) (bool, error) { x.State = approvals.Denied; return true, nil })
+	if err != nil || got.Profile != "support" {
+		t.Fatalf("Update: %+v %v", got, err)
+	}
+	if got, err := s.Get(sup); err != nil || got.Profile != "support" || got.State != approvals.Denied {
+		t.Fatalf("Get after Update: %+v %v", got, err)
+	}
+	if got, err := s.Get(byProfile[""][0]); err != nil || got.Profile != "" {
+		t.Fatalf("Get of a request without profile: %+v %v", got, err)
+	}
+	ids := func(list []*approvals.Approval) []string {
+		out := []string{}
+		for _, a := range list {
+			out = append(out, a.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		f    approvals.ListFilter
+		want []string
+	}{
+		{approvals.ListFilter{Profile: "kb"}, byProfile["kb"]},
+		{approvals.ListFilter{Profile: "support"}, byProfile["support"]},
+		{approvals.ListFilter{Profile: "support", State: approvals.Pending}, byProfile["support"][1:]},
+		{approvals.ListFilter{Profile: "support", State: approvals.Denied}, byProfile["support"][:1]},
+		{approvals.ListFilter{Profile: "nope"}, []string{}},
+	} {
+		list, err := s.List(c.f, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := ids(list); fmt.Sprint(g) != fmt.Sprint(c.want) {
+			t.Fatalf("List(%+v) = %v, want %v", c.f, g, c.want)
+		}
+		for _, a := range list {
+			if a.Profile != c.f.Profile {
+				t.Fatalf("List(%+v) returned a request of profile %q", c.f, a.Profile)
+			}
+		}
+	}
+	if one, err := s.List(approvals.ListFilter{Profile: "kb"}, 1); err != nil || len(one) != 1 || one[0].ID != byProfile["kb"][0] {
+		t.Fatalf("List profile kb limit 1: %v %v", ids(one), err)
 	}
 }
 

@@ -52,8 +52,12 @@ function fmtValue(v) {
 // ---- approvals ----
 
 async function loadApprovals() {
+  const params = new URLSearchParams();
   const state = $("state-filter").value;
-  const q = state ? "?state=" + encodeURIComponent(state) : "";
+  if (state) { params.set("state", state); }
+  const profile = $("profile-filter").value.trim();
+  if (profile) { params.set("profile", profile); }
+  const q = params.toString() ? "?" + params.toString() : "";
   try {
     const list = await api("GET", "/api/v1/approvals" + q);
     renderApprovals(Array.isArray(list) ? list : []);
@@ -78,6 +82,9 @@ function renderApprovals(list) {
     tr.appendChild(st);
     tr.appendChild(td(a.requester + (a.groups && a.groups.length ? " (" + a.groups.join(", ") + ")" : "")));
     tr.appendChild(td(a.action));
+    const prof = td(a.profile || "");
+    prof.dataset.testid = "profile-" + a.id;
+    tr.appendChild(prof);
     tr.appendChild(td(a.database));
     tr.appendChild(td(a.estimate_rows));
     tr.appendChild(td(a.reason));
@@ -286,6 +293,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("tab-sessions").addEventListener("click", () => showTab("sessions"));
   $("approvals-refresh").addEventListener("click", loadApprovals);
   $("state-filter").addEventListener("change", loadApprovals);
+  $("profile-filter").addEventListener("change", loadApprovals);
   $("sessions-refresh").addEventListener("click", loadSessions);
   showTokenState();
   showTab("approvals");

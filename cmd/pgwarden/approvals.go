@@ -28,7 +28,7 @@ func adminURL(flag, cfgPath string) (string, error) {
 
 func approvalsCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "approvals list | show ID | approve ID [--comment C] | deny ID --reason R",
+		Use:   "approvals list [--state S] [--profile P] | show ID | approve ID [--comment C] | deny ID --reason R",
 		Short: "the approver's tool: list, inspect and decide held statements through the admin API",
 		// The subcommand grammar is parsed by approvals.RunCLI; --admin,
 		// --config and --token may stand anywhere (approvals.SplitGlobalFlags).

@@ -83,28 +83,32 @@ func sessionsCmd(g *globals) *cobra.Command {
 	root.PersistentFlags().StringVar(&f.admin, "admin", "", "admin API URL (list and show only)")
 	root.PersistentFlags().StringVar(&f.token, "token", "", "bearer token for --admin (default: PGWARDEN_TOKEN)")
 
-	var user, since, action, decision string
+	var user, database, profile, since, action, decision string
 	list := &cobra.Command{
-		Use: "list [--user U] [--since T] [--action A] [--decision D]", Short: "list recorded sessions", Args: exactArgs(0),
+		Use: "list [--user U] [--database DB] [--profile P] [--since T] [--action A] [--decision D]", Short: "list recorded sessions", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var sums []sessions.Summary
 			if f.admin != "" {
 				q := url.Values{}
-				for k, v := range map[string]string{"user": user, "since": since, "action": action, "decision": decision} {
+				for k, v := range map[string]string{"user": user, "database": database, "profile": profile, "since": since, "action": action, "decision": decision} {
 					if v != "" {
 						q.Set(k, v)
 					}
 				}
-				if err := f.api(cmd, "/sessions", q, &sums); err != nil {
+				var body struct {
+					Sessions []sessions.Summary `json:"sessions"`
+				}
+				if err := f.api(cmd, "/sessions", q, &body); err != nil {
 					return err
 				}
+				sums = body.Sessions
 			} else {
 				st, done, err := f.store(cmd.Context())
 				defer done()
 				if err != nil {
 					return err
 				}
-				flt := sessions.Filter{User: user, Action: action, Decision: decision}
+				flt := sessions.Filter{User: user, Database: database, Profile: profile, Action: action, Decision: decision}
 				if since != "" {
 					t, err := sessions.ParseSince(since, time.Now())
 					if err != nil {
@@ -117,18 +121,20 @@ func sessionsCmd(g *globals) *cobra.Command {
 				}
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SESSION\tUSER\tSTARTED\tENDED\tSTATEMENTS\tDENIED\tACTIONS")
+			fmt.Fprintln(tw, "SESSION\tUSER\tPROFILE\tDATABASE\tSTARTED\tENDED\tSTATEMENTS\tDENIED\tACTIONS")
 			for _, s := range sums {
 				ended := s.EndedAt
 				if s.Active {
 					ended = "(active)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%v\n", s.ID, s.User, s.StartedAt, ended, s.Statements, s.Denied, s.Actions)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%v\n", s.ID, s.User, dash(s.Profile), dash(s.Database), s.StartedAt, ended, s.Statements, s.Denied, s.Actions)
 			}
 			return tw.Flush()
 		},
 	}
 	list.Flags().StringVar(&user, "user", "", "only sessions of this user")
+	list.Flags().StringVar(&database, "database", "", "only sessions whose startup database is this one")
+	list.Flags().StringVar(&profile, "profile", "", "only sessions of this connection profile")
 	list.Flags().StringVar(&since, "since", "", "only sessions active since (RFC 3339 time or a duration like 24h)")
 	list.Flags().StringVar(&action, "action", "", "only sessions with a statement of this action")
 	list.Flags().StringVar(&decision, "decision", "", "only sessions with this decision (allow, deny, hold, approved, denied)")
@@ -230,4 +236,12 @@ func sessionsCmd(g *globals) *cobra.Command {
 	}
 	root.AddCommand(list, show, replay, export, verify)
 	return root
+}
+
+// dash is s, or "-" for an empty table cell.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions"
+)
+
+// `sessions list --profile P` filters (the store and the admin API alike)
+// and the table shows each session's profile.
+func TestSessionsListProfile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, testConfig+"store: { dir: "+dir+" }\n")
+	rec, err := sessions.Open(config.Default().Recording, config.Store{Dir: dir}, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, si := range []sessions.StartInfo{
+		{ID: "sesskb", User: "alice", Database: "kb", Profile: "kb"},
+		{ID: "sesssup", User: "bob", Database: "support", Profile: "support"},
+	} {
+		if err := rec.Start(si).End("client_closed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name, out string) {
+		t.Helper()
+		if !strings.Contains(out, "PROFILE") || !strings.Contains(out, "sesskb") || strings.Contains(out, "sesssup") {
+			t.Fatalf("%s: list --profile kb:\n%s", name, out)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "sesskb") && !strings.Contains(l, " kb ") {
+				t.Fatalf("%s: row lacks the profile: %q", name, l)
+			}
+		}
+	}
+	code, out, errs := runCLI("sessions", "list", "--config", cfg, "--profile", "kb")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	check("store", out)
+
+	st, err := sessions.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(st.APIHandler())
+	defer srv.Close()
+	code, out, errs = runCLI("sessions", "list", "--admin", srv.URL, "--token", "t", "--profile", "kb")
+	if code != 0 {
+		t.Fatalf("--admin: exit %d: %s", code, errs)
+	}
+	check("admin API", out)
+}
