@@ -49,7 +49,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	checks  map[string]func(context.Context) error
-	apiRoot http.Handler // HandleAPI("/", h): everything under /api/v1/ no other route matches
+	pchecks map[string]map[string]func(context.Context) error // profile -> name -> check
+	apiRoot http.Handler                                      // HandleAPI("/", h): everything under /api/v1/ no other route matches
 
 	authFailures *prometheus.CounterVec
 	requests     *prometheus.CounterVec
@@ -66,10 +67,11 @@ func New(opts Options) *Server {
 		opts.ReadyTimeout = defaultReadyWait
 	}
 	s := &Server{
-		opts:   opts,
-		mux:    http.NewServeMux(),
-		log:    opts.Logger,
-		checks: map[string]func(context.Context) error{},
+		opts:    opts,
+		mux:     http.NewServeMux(),
+		log:     opts.Logger,
+		checks:  map[string]func(context.Context) error{},
+		pchecks: map[string]map[string]func(context.Context) error{},
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_admin_auth_failures_total",
 			Help: "Admin API requests refused by the bearer middleware, by reason.",
@@ -180,6 +182,20 @@ func (s *Server) AddReadyCheck(name string, fn func(ctx context.Context) error) 
 	s.mu.Unlock()
 }
 
+// AddProfileCheck adds (or replaces) a readiness check of one connection
+// profile. /readyz reports each profile under "profiles"; a profile that
+// fails makes the gateway "degraded" (still 200: the other profiles serve)
+// and only every profile failing makes it unavailable (503). With a single
+// profile its checks also appear under "checks" by their plain names.
+func (s *Server) AddProfileCheck(profile, name string, fn func(ctx context.Context) error) {
+	s.mu.Lock()
+	if s.pchecks[profile] == nil {
+		s.pchecks[profile] = map[string]func(context.Context) error{}
+	}
+	s.pchecks[profile][name] = fn
+	s.mu.Unlock()
+}
+
 // Serve serves on ln until ctx ends (then shuts down gracefully, giving
 // requests in flight up to 5s) or Shutdown is called. It returns nil after
 // a clean shutdown and waits for the goroutine it started.
@@ -223,46 +239,88 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // in flight.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
-type checkResult struct {
-	name string
-	err  error
-}
-
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	names := make([]string, 0, len(s.checks))
-	fns := make([]func(context.Context) error, 0, len(s.checks))
-	for n, fn := range s.checks {
-		names = append(names, n)
-		fns = append(fns, fn)
+	type named struct {
+		profile, name string
+		fn            func(context.Context) error
 	}
+	s.mu.Lock()
+	var all []named
+	for n, fn := range s.checks {
+		all = append(all, named{"", n, fn})
+	}
+	for p, cs := range s.pchecks {
+		for n, fn := range cs {
+			all = append(all, named{p, n, fn})
+		}
+	}
+	single := len(s.pchecks) == 1
 	s.mu.Unlock()
 
-	results := make(chan checkResult, len(fns))
-	for i, fn := range fns {
-		go func(name string, fn func(context.Context) error) {
+	type result struct {
+		named
+		err error
+	}
+	results := make(chan result, len(all))
+	for _, c := range all {
+		go func(c named) {
 			ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadyTimeout)
 			defer cancel()
-			results <- checkResult{name, runCheck(ctx, fn)}
-		}(names[i], fn)
+			results <- result{c, runCheck(ctx, c.fn)}
+		}(c)
 	}
-	out := make(map[string]string, len(fns))
+	type profileReport struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	out := map[string]string{}
+	profiles := map[string]*profileReport{}
 	ok := true
-	for range fns {
+	for range all {
 		res := <-results // every check goroutine sends exactly once
+		v := "ok"
 		if res.err != nil {
-			ok = false
-			out[res.name] = truncate(res.err.Error(), 300)
-			s.log.Warn().Str("check", res.name).Err(res.err).Msg("ready check failed")
-		} else {
-			out[res.name] = "ok"
+			v = truncate(res.err.Error(), 300)
+			s.log.Warn().Str("check", res.name).Str("profile", res.profile).Err(res.err).Msg("ready check failed")
+		}
+		if res.profile == "" {
+			if res.err != nil {
+				ok = false
+			}
+			out[res.name] = v
+			continue
+		}
+		pr := profiles[res.profile]
+		if pr == nil {
+			pr = &profileReport{Status: "ok", Checks: map[string]string{}}
+			profiles[res.profile] = pr
+		}
+		pr.Checks[res.name] = v
+		if res.err != nil {
+			pr.Status = "unavailable"
+		}
+		if single {
+			out[res.name] = v
+		}
+	}
+	down := 0
+	for _, pr := range profiles {
+		if pr.Status != "ok" {
+			down++
 		}
 	}
 	status, code := "ok", http.StatusOK
-	if !ok {
+	switch {
+	case !ok || len(profiles) > 0 && down == len(profiles):
 		status, code = "unavailable", http.StatusServiceUnavailable
+	case down > 0:
+		status = "degraded"
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": out})
+	body := map[string]any{"status": status, "checks": out}
+	if len(profiles) > 0 {
+		body["profiles"] = profiles
+	}
+	writeJSON(w, code, body)
 }
 
 // runCheck runs fn but returns when ctx expires even if fn ignores ctx

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,5 +320,44 @@ func TestListenAndServeBadAddress(t *testing.T) {
 	srv := admin.New(admin.Options{Listen: "127.0.0.1:notaport"})
 	if err := srv.ListenAndServe(context.Background()); err == nil {
 		t.Fatal("ListenAndServe on a bad address succeeded")
+	}
+}
+
+func TestReadyzProfiles(t *testing.T) {
+	s := startStack(t)
+	var kbDown atomic.Bool
+	s.srv.AddProfileCheck("kb", "upstream", func(context.Context) error {
+		if kbDown.Load() {
+			return errors.New("upstream PostgreSQL unreachable")
+		}
+		return nil
+	})
+	s.srv.AddProfileCheck("support", "upstream", func(context.Context) error { return nil })
+	r := do(t, "GET", s.url+"/readyz", "")
+	if r.code != 200 || r.json["status"] != "ok" {
+		t.Fatalf("all profiles up: %d %s", r.code, r.body)
+	}
+	kbDown.Store(true)
+	r = do(t, "GET", s.url+"/readyz", "")
+	ps, _ := r.json["profiles"].(map[string]any)
+	kb, _ := ps["kb"].(map[string]any)
+	sup, _ := ps["support"].(map[string]any)
+	checks, _ := r.json["checks"].(map[string]any)
+	if r.code != 200 || r.json["status"] != "degraded" || kb["status"] != "unavailable" || sup["status"] != "ok" || checks["upstream"] != nil {
+		t.Fatalf("one profile down: %d %s", r.code, r.body)
+	}
+	s.srv.AddProfileCheck("support", "upstream", func(context.Context) error { return errors.New("down too") })
+	if r := do(t, "GET", s.url+"/readyz", ""); r.code != 503 || r.json["status"] != "unavailable" {
+		t.Fatalf("every profile down: %d %s", r.code, r.body)
+	}
+}
+
+func TestReadyzSingleProfileFlat(t *testing.T) {
+	s := startStack(t)
+	s.srv.AddProfileCheck("default", "credentials", func(context.Context) error { return errors.New("vault is sealed") })
+	r := do(t, "GET", s.url+"/readyz", "")
+	checks, _ := r.json["checks"].(map[string]any)
+	if r.code != 503 || checks["credentials"] != "vault is sealed" || checks["issuer"] != "ok" {
+		t.Fatalf("single profile down: %d %s", r.code, r.body)
 	}
 }

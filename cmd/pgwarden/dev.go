@@ -90,22 +90,38 @@ func devConfig(dataDir, listen, adminListen, issuerURL string, stack *devstack.S
 	cfg.Listen = listen
 	cfg.Admin.Listen = adminListen
 	cfg.TLS = config.TLS{SelfSigned: true, Require: true}
-	cfg.Upstream.Host = "127.0.0.1"
-	cfg.Upstream.Port = stack.Port
-	cfg.Upstream.Databases = []string{"vectors"}
-	cfg.Upstream.SSLMode = "disable"
 	cfg.Auth.OIDC.Issuer = issuerURL
 	cfg.Credentials.Provider = "native"
 	cfg.Credentials.Native.AdminDSN = stack.AdminDSN
-	cfg.Policy.Roles = devstack.DemoRoles()
-	cfg.Policy.Approval.Approvers = []string{"dba"}
 	key, err := secretFile(filepath.Join(dataDir, "mask-key"))
 	if err != nil {
 		return nil, err
 	}
-	cfg.Masking.HMACKey = key
-	cfg.Masking.Rules = devstack.DemoMaskRules()
-	cfg.Masking.Detectors = []string{"email", "phone", "credit_card", "ssn"}
+	// Two connection profiles on the one local server, each with its own
+	// policy and masking: the startup database picks one.
+	vecPolicy := cfg.Policy
+	vecPolicy.Roles = devstack.DemoRoles()
+	vecPolicy.Approval.Approvers = []string{"dba"}
+	vecMask := cfg.Masking
+	vecMask.HMACKey = key
+	vecMask.Rules = devstack.DemoMaskRules()
+	vecMask.Detectors = []string{"email", "phone", "credit_card", "ssn"}
+	supPolicy := cfg.Policy
+	supPolicy.Roles = devstack.DemoSupportRoles()
+	supPolicy.Approval.Approvers = []string{"dba"}
+	supMask := cfg.Masking
+	supMask.HMACKey = key
+	supMask.Rules = devstack.DemoSupportMaskRules()
+	supMask.Detectors = []string{"email", "phone", "credit_card", "ssn"}
+	up := func(db string) config.Upstream {
+		u := cfg.Upstream
+		u.Host, u.Port, u.Databases, u.SSLMode = "127.0.0.1", stack.Port, []string{db}, "disable"
+		return u
+	}
+	cfg.Upstreams = map[string]config.UpstreamProfile{
+		devstack.Database:        {Upstream: up(devstack.Database), Policy: &vecPolicy, Masking: &vecMask},
+		devstack.SupportDatabase: {Upstream: up(devstack.SupportDatabase), Policy: &supPolicy, Masking: &supMask},
+	}
 	cfg.Store.Dir = filepath.Join(dataDir, "store")
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -148,13 +164,16 @@ pgwarden dev is running.
 Connect with psql, as an analyst (search + read, PII masked):
   PGPASSWORD=$(bin/pgwarden token%s --user alice@example.com --groups analyst) psql "host=%s port=%s dbname=vectors user=alice@example.com sslmode=require"
 
+A second connection profile, support (a ticket RAG store with its own policy and masking):
+  PGPASSWORD=$(bin/pgwarden token%s --user sam@example.com --groups support) psql "host=%s port=%s dbname=support user=sam@example.com sslmode=require"
+
 Or log in like a person would (OAuth device flow against the development issuer):
   PGHOST=%s PGPORT=%s PGDATABASE=vectors bin/pgwarden psql --issuer http://%s/dev-issuer
 
 Other groups: ingest (insert/update/delete), dba (everything; drops and bulk deletes wait for a second dba).
 Approve held statements:  PGWARDEN_TOKEN=$(bin/pgwarden token%s --user bob@example.com --groups dba) bin/pgwarden approvals list
 Press Ctrl-C to stop everything.
-`, listen, adminListen, dataDir, dataFlag, host, port, host, port, adminListen, dataFlag)
+`, listen, adminListen, dataDir, dataFlag, host, port, dataFlag, host, port, host, port, adminListen, dataFlag)
 }
 
 func splitHostPort(hp string) (string, string) {

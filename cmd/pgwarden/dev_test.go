@@ -114,6 +114,23 @@ func TestDevStartIsQuiet(t *testing.T) {
 	if err != nil || n == 0 {
 		t.Fatalf("SELECT count(*) FROM documents: %d, %v", n, err)
 	}
+	// The second demo profile: its own database, policy and masking.
+	code, tok, errs = runCLI("token", "--data", data, "--user", "sam@example.com", "--groups", "support")
+	if code != 0 {
+		t.Fatalf("pgwarden token: exit %d: %s", code, errs)
+	}
+	sc := cc.Copy()
+	sc.Database, sc.User, sc.Password = "support", "sam@example.com", strings.TrimSpace(tok)
+	conn, err = pgx.ConnectConfig(cctx, sc)
+	if err != nil {
+		t.Fatalf("connect to the support profile: %v\n%s", err, stderr.String())
+	}
+	var email string
+	err = conn.QueryRow(cctx, "SELECT customer_email FROM tickets ORDER BY id LIMIT 1").Scan(&email)
+	conn.Close(context.Background())
+	if err != nil || !strings.HasPrefix(email, "****@") {
+		t.Fatalf("support profile: customer_email %q (want the email mask), %v", email, err)
+	}
 	stop()
 	logs := stderr.String()
 	if strings.Contains(logs, "discovery failed") {

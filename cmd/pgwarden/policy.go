@@ -11,14 +11,17 @@ import (
 
 func policyCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{Use: "policy", Short: "inspect policy: offline (explain) or against the database's own privileges (check)"}
-	var cfgPath, groups string
+	var cfgPath, groups, prof string
 	explain := &cobra.Command{
-		Use:   `explain --config FILE --groups g1[,g2] "SQL"`,
+		Use:   `explain --config FILE [--profile P] --groups g1[,g2] "SQL"`,
 		Short: "print the statements of SQL, their actions, the decision and which masking applies, without any database",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadRequiredConfig(cfgPath)
 			if err != nil {
+				return err
+			}
+			if cfg, err = profileConfig(cfg, prof); err != nil {
 				return err
 			}
 			gs := splitGroups(groups)
@@ -43,6 +46,7 @@ func policyCmd(g *globals) *cobra.Command {
 	}
 	explain.Flags().StringVar(&cfgPath, "config", "", "configuration file")
 	explain.Flags().StringVar(&groups, "groups", "", "comma-separated groups of the user")
+	explain.Flags().StringVar(&prof, "profile", "", "connection profile whose policy and masking apply (required with several under upstreams:)")
 	root.AddCommand(explain, policyCheckCmd(g))
 	return root
 }

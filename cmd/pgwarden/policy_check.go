@@ -29,11 +29,11 @@ import (
 )
 
 func policyCheckCmd(g *globals) *cobra.Command {
-	var cfgPath, dsn string
+	var cfgPath, dsn, prof string
 	var timeout time.Duration
 	var opt checkOptions
 	cmd := &cobra.Command{
-		Use:   "check --config FILE [--dsn DSN]",
+		Use:   "check --config FILE [--profile P] [--dsn DSN]",
 		Short: "compare each policy.roles db_role's privileges in the database with the group's actions and masking; exit 1 on any WARN",
 		Long: `Connects with masking.catalog_dsn (else credentials.native.admin_dsn, or --dsn)
 and reports, for every group of policy.roles with a db_role: masked columns the
@@ -53,6 +53,9 @@ NOLOGIN and granted to no one but pgwarden).`,
 			if err != nil {
 				return err
 			}
+			if cfg, err = profileConfig(cfg, prof); err != nil {
+				return err
+			}
 			d, err := checkDSN(cfg, dsn)
 			if err != nil {
 				return err
@@ -69,6 +72,7 @@ NOLOGIN and granted to no one but pgwarden).`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file")
+	cmd.Flags().StringVar(&prof, "profile", "", "connection profile to check (required with several under upstreams:)")
 	cmd.Flags().StringVar(&dsn, "dsn", "", "administrative connection (default: masking.catalog_dsn, else credentials.native.admin_dsn)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "deadline of the connection and of each query")
 	cmd.Flags().BoolVar(&opt.allowMaskedReads, "allow-masked-reads", false, "report masked columns a db_role can SELECT as notes, not warnings (for groups that need masked values through pgwarden)")

@@ -38,7 +38,8 @@ type Stack struct {
 }
 
 // Start starts (or restarts, reusing DataDir/pg) the development PostgreSQL,
-// provisions and, the first time, seeds the demo database. The caller must
+// provisions and, the first time, seeds the two demo databases (vectors
+// and support: the two connection profiles `pgwarden dev` serves). The caller must
 // call Stop.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
 	dir := opts.DataDir
@@ -76,7 +77,11 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		c.Stop()
 		return nil, err
 	}
-	log.Info().Str("database", Database).Msg("demo database ready")
+	if err := ProvisionSupport(ctx, c); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	log.Info().Str("database", Database).Str("second_database", SupportDatabase).Msg("demo databases ready")
 	return &Stack{PG: c, AdminDSN: adminDSN, Port: c.Port, DataDir: dir}, nil
 }
 

@@ -75,12 +75,14 @@ func benchGateway(b testing.TB, mask, record bool) *Gateway {
 	cfg.Recording.Results = record
 	g := &Gateway{cfg: cfg, log: zerolog.Nop(), live: map[string]*hooks{}}
 	g.classifier = sqlpolicy.NewClassifier(4096)
-	g.policy = sqlpolicy.NewPolicy(cfg.Policy)
-	g.maskActive = mask
+	p := &profile{name: config.DefaultProfile, policy: sqlpolicy.NewPolicy(cfg.Policy), maskCfg: cfg.Masking, maskActive: mask, dbs: map[string]*dbView{}}
+	v := &dbView{}
 	var err error
-	if g.masker, err = masking.New(cfg.Masking, fakeCatalog{}); err != nil {
+	if v.masker, err = masking.New(cfg.Masking, fakeCatalog{}); err != nil {
 		b.Fatal(err)
 	}
+	p.dbs["vectors"] = v
+	g.profiles = map[string]*profile{p.name: p}
 	if record {
 		if g.recorder, err = sessions.Open(cfg.Recording, config.Store{Dir: b.TempDir()}, zerolog.Nop(), nil); err != nil {
 			b.Fatal(err)
@@ -93,7 +95,7 @@ func benchGateway(b testing.TB, mask, record bool) *Gateway {
 // ingestHooks opens the hooks of a session of the ingest group on g.
 func ingestHooks(tb testing.TB, g *Gateway) *hooks {
 	tb.Helper()
-	s := &fakeSession{tr: pgwire.NewTracker(), info: pgwire.SessionInfo{ID: "bench", Principal: identity.Principal{User: "bench@example.com", Groups: []string{"ingest"}}, Database: "vectors", BackendUser: "pgw_bench"}}
+	s := &fakeSession{tr: pgwire.NewTracker(), info: pgwire.SessionInfo{ID: "bench", Principal: identity.Principal{User: "bench@example.com", Groups: []string{"ingest"}}, Database: "vectors", Profile: config.DefaultProfile, BackendUser: "pgw_bench"}}
 	hk, err := g.newHooks(context.Background(), s)
 	if err != nil {
 		tb.Fatal(err)

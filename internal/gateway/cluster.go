@@ -128,16 +128,24 @@ func (g *Gateway) cleanUpLost(ctx context.Context, gw string) {
 	if err != nil {
 		log.Error().Err(err).Msg("ending a lost gateway's sessions failed")
 	}
-	swept := 0
-	if nat, ok := g.provider.(*credentials.Native); ok && len(ended) > 0 {
-		roles := make([]string, 0, len(ended))
-		for _, ev := range ended {
-			if ev.BackendUser != "" {
-				roles = append(roles, ev.BackendUser)
-			}
+	// Each session's role lives on its own profile's server: sweep them
+	// there, with that profile's provider.
+	byProfile := map[*profile][]string{}
+	for _, ev := range ended {
+		if p := g.profileFor(ev.Profile, ev.Database); p != nil && ev.BackendUser != "" {
+			byProfile[p] = append(byProfile[p], ev.BackendUser)
 		}
-		if swept, err = nat.SweepRoles(ctx, roles); err != nil {
-			log.Error().Err(err).Msg("dropping a lost gateway's session roles failed (they expire at their VALID UNTIL)")
+	}
+	swept := 0
+	for p, roles := range byProfile {
+		nat, ok := p.provider.(*credentials.Native)
+		if !ok {
+			continue
+		}
+		n, err := nat.SweepRoles(ctx, roles)
+		swept += n
+		if err != nil {
+			log.Error().Err(err).Str("profile", p.name).Msg("dropping a lost gateway's session roles failed (they expire at their VALID UNTIL)")
 		}
 	}
 	log.Warn().Int("requests_expired", expired).Int("sessions_ended", len(ended)).Int("roles_dropped", swept).

@@ -21,7 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -32,7 +31,6 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/credentials"
 	"github.com/pgwarden/pgwarden/identity"
-	"github.com/pgwarden/pgwarden/masking"
 	"github.com/pgwarden/pgwarden/pgwire"
 	"github.com/pgwarden/pgwarden/sessions"
 	"github.com/pgwarden/pgwarden/sqlpolicy"
@@ -56,14 +54,8 @@ type Gateway struct {
 	reg *prometheus.Registry
 
 	verifier   identity.Verifier
-	provider   credentials.Provider
 	classifier *sqlpolicy.Classifier
-	functions  *analysis.Catalog // the closed world of functions, per database
-	policy     *sqlpolicy.Policy
-	masker     *masking.Engine
-	maskActive bool // any rule or detector configured
-	pgCatalog  *masking.PGCatalog
-	catalog    *pgxpool.Pool
+	profiles   map[string]*profile // by name: upstream, credentials, policy, masking of each
 	recorder   *sessions.Recorder
 	store      *sessions.Store
 	approvals  *approvals.Manager
@@ -105,34 +97,17 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		}
 		g.verifier = v
 	}
-	if g.provider, err = newProvider(ctx, cfg, g.log); err != nil {
-		return nil, fmt.Errorf("credentials: %w", err)
-	}
 	g.classifier = sqlpolicy.NewClassifier(4096)
-	g.policy = sqlpolicy.NewPolicy(cfg.Policy)
-
-	var cat masking.Catalog
-	catalogDSN := cfg.Masking.CatalogDSN
-	if catalogDSN == "" && cfg.Credentials.Provider == "native" {
-		catalogDSN = cfg.Credentials.Native.AdminDSN // the gateway's own connection
-	}
-	if g.functions, err = newFunctionCatalog(cfg, catalogDSN, g.log); err != nil {
-		return nil, err
-	}
-	if catalogDSN != "" && len(cfg.Masking.Rules) > 0 {
-		pool, err := pgxpool.New(ctx, catalogDSN)
+	g.profiles = map[string]*profile{}
+	var targets []pgwire.Target
+	for _, pc := range cfg.Profiles() {
+		p, err := newProfile(ctx, pc, g.log)
 		if err != nil {
-			return nil, fmt.Errorf("masking catalog: %w", err)
+			return nil, err
 		}
-		g.catalog = pool
-		g.pgCatalog = masking.NewPGCatalog(pool)
-		cat = g.pgCatalog
+		g.profiles[p.name] = p
+		targets = append(targets, p.target())
 	}
-	g.maskActive = len(cfg.Masking.Rules) > 0 || len(cfg.Masking.Detectors) > 0
-	if g.masker, err = masking.New(cfg.Masking, cat); err != nil {
-		return nil, fmt.Errorf("masking: %w", err)
-	}
-
 	if cfg.Store.DSN != "" {
 		// The shared store: approvals and session events of every gateway.
 		gw := cfg.Cluster.ID()
@@ -157,7 +132,11 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 			return nil, fmt.Errorf("approvals store: %w", err)
 		}
 	}
-	g.approvals = approvals.New(cfg.Policy.Approval, g.apStore, g.log, approvals.WithObserver(g.observeApproval))
+	apOpts := []approvals.Option{approvals.WithObserver(g.observeApproval)}
+	for _, pc := range cfg.Profiles() {
+		apOpts = append(apOpts, approvals.WithProfileRules(pc.Name, pc.Policy.Approval))
+	}
+	g.approvals = approvals.New(cfg.Policy.Approval, g.apStore, g.log, apOpts...)
 
 	tlsCfg, err := tlsConfig(cfg.TLS)
 	if err != nil {
@@ -167,17 +146,11 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		Listen:          cfg.Listen,
 		TLS:             tlsCfg,
 		RequireTLS:      cfg.TLS.Require,
-		Databases:       cfg.Upstream.Databases,
+		Targets:         targets,
 		MaxConnections:  cfg.Limits.MaxConnections,
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 		StartupTimeout:  cfg.Limits.StartupTimeout,
-		Upstream: pgwire.Upstream{
-			Host: cfg.Upstream.Host, Port: cfg.Upstream.Port,
-			SSLMode: cfg.Upstream.SSLMode, ConnectTimeout: cfg.Upstream.ConnectTimeout,
-		},
-		Verifier:     g.verifier,
-		Provider:     g.provider,
-		DBRoles:      g.policy.DBRoles,
+		Verifier:        g.verifier,
 		StartupParam: sqlpolicy.StartupParam,
 		Hooks:        g.newHooks,
 		CancelRoutes: g.cancelRoutes(),
@@ -196,8 +169,14 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	g.admin.HandleAPI("/sessions", g.store.APIHandler())
 	g.admin.Handle("/ui/", approvals.UIHandler())
 	g.admin.AddReadyCheck("issuer", g.verifier.Check)
-	g.admin.AddReadyCheck("credentials", g.provider.Check)
-	g.admin.AddReadyCheck("upstream", g.checkUpstream)
+	// One check per profile and part: a profile whose server is down is
+	// reported by name and does not stop the others' sessions (pgwire
+	// routes each session to its own profile's server).
+	for _, name := range sortedKeys(g.profiles) {
+		p := g.profiles[name]
+		g.admin.AddProfileCheck(name, "credentials", p.provider.Check)
+		g.admin.AddProfileCheck(name, "upstream", p.checkUpstream)
+	}
 	g.admin.AddReadyCheck("recording", func(context.Context) error { return g.recorder.Healthy() })
 	if g.shared != nil {
 		g.admin.AddReadyCheck("store", g.shared.Check)
@@ -213,16 +192,16 @@ func (g *Gateway) cancelRoutes() pgwire.CancelRoutes {
 	return &g.routes
 }
 
-func newProvider(ctx context.Context, cfg *config.Config, log zerolog.Logger) (credentials.Provider, error) {
-	switch cfg.Credentials.Provider {
+func newProvider(ctx context.Context, c config.Credentials, log zerolog.Logger) (credentials.Provider, error) {
+	switch c.Provider {
 	case "native":
-		return credentials.NewNative(ctx, cfg.Credentials.Native, cfg.Credentials.TTL, log)
+		return credentials.NewNative(ctx, c.Native, c.TTL, log)
 	case "vault":
-		return credentials.NewVault(ctx, cfg.Credentials.Vault, log)
+		return credentials.NewVault(ctx, c.Vault, log)
 	case "static":
-		return credentials.NewStatic(cfg.Credentials.Static, log), nil
+		return credentials.NewStatic(c.Static, log), nil
 	}
-	return nil, fmt.Errorf("unknown provider %q", cfg.Credentials.Provider)
+	return nil, fmt.Errorf("unknown provider %q", c.Provider)
 }
 
 func tlsConfig(c config.TLS) (*tls.Config, error) {
@@ -237,15 +216,6 @@ func tlsConfig(c config.TLS) (*tls.Config, error) {
 		return pgwire.SelfSignedTLS("localhost", "127.0.0.1")
 	}
 	return nil, nil
-}
-
-func (g *Gateway) checkUpstream(ctx context.Context) error {
-	d := net.Dialer{Timeout: 2 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(g.cfg.Upstream.Host, fmt.Sprint(g.cfg.Upstream.Port)))
-	if err != nil {
-		return errors.New("upstream PostgreSQL unreachable")
-	}
-	return conn.Close()
 }
 
 // observeApproval writes approval state changes into the requesting
@@ -347,11 +317,8 @@ func (g *Gateway) Close() {
 		if g.shared != nil {
 			g.shared.Close()
 		}
-		if g.provider != nil {
-			_ = g.provider.Close()
-		}
-		if g.catalog != nil {
-			g.catalog.Close()
+		for _, p := range g.profiles {
+			p.close()
 		}
 	})
 }
@@ -361,8 +328,7 @@ func (g *Gateway) Close() {
 // (masking.catalog_dsn, else the native provider's admin_dsn); without
 // one, statements are classified with the built-in PostgreSQL 15 +
 // pgvector snapshot and every user-defined function is unknown (admin).
-func newFunctionCatalog(cfg *config.Config, dsn string, log zerolog.Logger) (*analysis.Catalog, error) {
-	fc := cfg.Policy.Functions
+func newFunctionCatalog(fc config.Functions, dsn string, log zerolog.Logger) (*analysis.Catalog, error) {
 	opt := analysis.CatalogOptions{
 		Functions: analysis.Options{Allow: fc.Allow, VolatileAction: fc.VolatileAction},
 		MaxAge:    fc.CatalogMaxAge,

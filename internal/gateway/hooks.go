@@ -33,6 +33,8 @@ import (
 // the session's pgwire.Tracker (tr), which the gateway's data hangs on.
 type hooks struct {
 	g      *Gateway
+	p      *profile // the session's connection profile: policy, masking, functions
+	v      *dbView  // the session database's masking engine and catalog
 	s      pgwire.Session
 	tr     *pgwire.Tracker
 	info   pgwire.SessionInfo
@@ -64,13 +66,23 @@ type hooks struct {
 
 func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks, error) {
 	info := s.Info()
+	p := g.profiles[info.Profile]
+	if p == nil { // pgwire routes only to the targets we gave it
+		return nil, pgerr.New(pgerr.InvalidAuthorization, "pgwarden: database %q is not served by this gateway", info.Database)
+	}
+	v, err := p.view(info.Database)
+	if err != nil {
+		return nil, pgerr.New(pgerr.UnableToConnect, "pgwarden: masking for this database could not be set up; refusing the session").WithCause(err)
+	}
 	h := &hooks{
 		g:         g,
+		p:         p,
+		v:         v,
 		s:         s,
 		tr:        s.Tracker(),
 		info:      info,
 		groups:    info.Principal.Groups,
-		unmask:    g.policy.Unmask(info.Principal.Groups),
+		unmask:    p.policy.Unmask(info.Principal.Groups),
 		pol:       g.classifier.NewSession(),
 		maxRows:   g.cfg.Recording.MaxRows,
 		recording: g.cfg.Recording.Results && g.cfg.Recording.MaxRows > 0,
@@ -83,7 +95,7 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 		h.rec = g.recorder.Start(sessions.StartInfo{
 			ID: info.ID, User: info.Principal.User, Groups: info.Principal.Groups,
 			ClientAddr: info.ClientAddr, ApplicationName: info.ApplicationName,
-			Database: info.Database, BackendUser: info.BackendUser,
+			Database: info.Database, Profile: info.Profile, BackendUser: info.BackendUser,
 		})
 		g.liveMu.Lock()
 		g.live[info.ID] = h
@@ -106,7 +118,7 @@ func (h *hooks) WantClient(typ byte) bool {
 // session's database (cheap when the snapshot is fresh; a load after DDL
 // is bounded by policy.functions.catalog_timeout).
 func (h *hooks) useFunctions(ctx context.Context) {
-	if fs := h.g.functions.Functions(ctx, h.info.Database); fs != h.funcs {
+	if fs := h.p.functions.Functions(ctx, h.info.Database); fs != h.funcs {
 		h.funcs = fs
 		h.srvFuncs.Store(fs)
 		h.pol.SetFunctions(fs)
@@ -121,7 +133,7 @@ const functionReloadEvery = 200 * time.Millisecond
 // refreshFunctions reloads the session database's function catalog (rate
 // limited) and reports whether the classification changed.
 func (h *hooks) refreshFunctions(ctx context.Context) bool {
-	fs := h.g.functions.Refresh(ctx, h.info.Database, functionReloadEvery)
+	fs := h.p.functions.Refresh(ctx, h.info.Database, functionReloadEvery)
 	if fs == h.funcs {
 		return false
 	}
@@ -159,8 +171,8 @@ func (h *hooks) OnClient(ctx context.Context, msg pgproto3.FrontendMessage) pgwi
 			return pgwire.Verdict{Refuse: perr}
 		}
 		st := sqlpolicy.FunctionCall(m.Function, h.funcs)
-		d := h.g.policy.Decide(h.groups, st)
-		if d.Allowed && st.NonPure && !h.unmask && h.g.maskActive {
+		d := h.p.policy.Decide(h.groups, st)
+		if d.Allowed && st.NonPure && !h.unmask && h.p.maskActive {
 			d.Allowed, d.Err = false, pgerr.New(pgerr.InsufficientPrivilege,
 				"pgwarden: %s reads or writes outside its result, and this session's results are masked; masked data may only leave through masked result rows", strings.TrimPrefix(strings.TrimSuffix(st.SQL, ">"), "<"))
 		}
@@ -204,19 +216,19 @@ func (h *hooks) maskRefusal(ctx context.Context, stmts []sqlpolicy.Statement) *p
 	// call is not pure, so a read or search with only pure calls contains
 	// none of those: skip the trace it costs (make bench: ~20% of
 	// pgwarden's CPU on pgbench -S -M simple, where every query text is new).
-	writesOnly := h.g.cfg.Masking.Derived == "mask" && !h.g.cfg.Masking.DenyPredicates
+	writesOnly := h.p.maskCfg.Derived == "mask" && !h.p.maskCfg.DenyPredicates
 	for _, st := range stmts {
 		if writesOnly && !st.NonPure && (st.Action == sqlpolicy.ActionRead || st.Action == sqlpolicy.ActionSearch) &&
 			st.Prepare == nil && st.Execute == "" && st.Cursor == "" {
 			continue
 		}
-		if perr := h.g.masker.Check(ctx, &masking.Query{SQL: st.SQL, Stmt: -1, Funcs: h.funcs}, h.unmask); perr != nil {
+		if perr := h.v.masker.Check(ctx, &masking.Query{SQL: st.SQL, Stmt: -1, Funcs: h.funcs}, h.unmask); perr != nil {
 			return perr
 		}
 		// A COPY the masker refuses (binary format) is refused before it
 		// runs: refused at CopyOutResponse it could only end the session.
-		if st.Action == sqlpolicy.ActionExport && !h.unmask && h.g.maskActive {
-			if _, err := h.g.masker.PlanCopy(ctx, st.SQL); err != nil {
+		if st.Action == sqlpolicy.ActionExport && !h.unmask && h.p.maskActive {
+			if _, err := h.v.masker.PlanCopy(ctx, st.SQL); err != nil {
 				if perr, ok := pgerr.As(err); ok && perr.Code == pgerr.InsufficientPrivilege {
 					return perr
 				}
@@ -252,7 +264,7 @@ func (h *hooks) onQuery(ctx context.Context, m *pgproto3.Query) pgwire.Verdict {
 		an, _ = h.g.classifier.ClassifyWith(sql, h.funcs)
 	}
 	stmts := h.resolve(an.Statements, 0)
-	d := h.g.policy.Evaluate(ctx, h.groups, stmts, nil, h.estimatorFor(an.Statements))
+	d := h.p.policy.Evaluate(ctx, h.groups, stmts, nil, h.estimatorFor(an.Statements))
 	actions := actionStrings(d.Actions, len(stmts))
 	if len(actions) != len(stmts) {
 		actions = stmtActions(stmts)
@@ -340,7 +352,7 @@ func (h *hooks) onParse(ctx context.Context, m *pgproto3.Parse) pgwire.Verdict {
 	// Decided now with the unrefined statements, so a statement that can
 	// never run is refused at once; every Execute is decided again, with
 	// its parameters and the prepared statements of that moment.
-	d := h.g.policy.DecideAll(h.groups, stmts)
+	d := h.p.policy.DecideAll(h.groups, stmts)
 	perr := d.Err
 	if d.Allowed {
 		perr = h.maskRefusal(ctx, stmts)
@@ -518,10 +530,10 @@ func (h *hooks) onExecute(ctx context.Context, m *pgproto3.Execute) pgwire.Verdi
 		}
 		var d sqlpolicy.Decision
 		if p.policy.Execute == "" && !p.policy.NeedsEstimate {
-			d = h.g.policy.Decide(h.groups, p.policy) // the common case: no allocation
+			d = h.p.policy.Decide(h.groups, p.policy) // the common case: no allocation
 		} else {
 			stmts := h.resolve([]sqlpolicy.Statement{p.policy}, 0)
-			d = h.g.policy.Evaluate(ctx, h.groups, stmts, plainParams(params), h.estimatorFor(nil))
+			d = h.p.policy.Evaluate(ctx, h.groups, stmts, plainParams(params), h.estimatorFor(nil))
 			if i == 0 {
 				r.actions = actionStrings(d.Actions, 1)
 			}
@@ -534,7 +546,7 @@ func (h *hooks) onExecute(ctx context.Context, m *pgproto3.Execute) pgwire.Verdi
 		// A portal pgwarden does not know: fail closed (the server would
 		// not know it either).
 		st, _ := h.pol.Portal(m.Portal)
-		worst, decided = h.g.policy.Decide(h.groups, st), true
+		worst, decided = h.p.policy.Decide(h.groups, st), true
 		r.sql, r.actions = st.SQL, []string{string(st.Action)}
 	}
 	if decided {
@@ -665,13 +677,13 @@ func (h *hooks) hold(ctx context.Context, sql string, params []*string, actions 
 	pp := plainParams(params)
 	norm := normalize(sql)
 	user := h.info.Principal.User
-	if mgr.Mode() == "retry" {
-		if a, ok := mgr.Claim(user, h.info.Database, norm, pp); ok {
+	if mgr.ModeFor(h.p.name) == "retry" {
+		if a, ok := mgr.ClaimFor(h.p.name, user, h.info.Database, norm, pp); ok {
 			return a.ID, nil
 		}
 	}
 	a, err := mgr.Hold(ctx, approvals.Request{
-		Requester: user, Groups: h.groups, Session: h.info.ID, Database: h.info.Database,
+		Requester: user, Groups: h.groups, Session: h.info.ID, Database: h.info.Database, Profile: h.p.name,
 		SQL: sql, NormSQL: norm, Params: pp, Action: string(d.Action), EstimateRows: est, Reason: reason,
 	})
 	if err != nil {
@@ -683,8 +695,8 @@ func (h *hooks) hold(ctx context.Context, sql string, params []*string, actions 
 		return "", perr
 	}
 	h.recordStatement(sessions.StatementEvent{SQL: sql, Params: params, Actions: actions, Decision: "hold", ApprovalID: a.ID})
-	if mgr.Mode() == "retry" {
-		return "", approvals.RetryError(a, mgr.Timeout())
+	if mgr.ModeFor(h.p.name) == "retry" {
+		return "", approvals.RetryError(a, mgr.TimeoutFor(h.p.name))
 	}
 	if err := h.s.Notice(approvals.HeldNotice(a)); err != nil {
 		return "", pgerr.New(pgerr.QueryCanceled, "pgwarden: client gone while statement was held").WithCause(err)
@@ -907,7 +919,7 @@ func (h *hooks) WantServer(typ byte) bool {
 		r := h.active
 		if r == nil || !r.described {
 			// Rows nobody described cannot be masked: look at them (and refuse).
-			return h.g.maskActive && !h.unmask
+			return h.p.maskActive && !h.unmask
 		}
 		return r.plan != nil || (h.recording && r.rows.Len() < h.maxRows)
 	case 'd': // CopyData (out): only while a COPY TO plan masks something
@@ -945,7 +957,7 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 		if h.withholdText(h.failedRun()) {
 			withholdError(&masked)
 		} else {
-			h.g.masker.MaskError(&masked)
+			h.v.masker.MaskError(&masked)
 		}
 		h.onError(&masked) // the record gets the masked text, unmask or not
 		if !h.unmask {
@@ -957,14 +969,14 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 			if h.withholdText(h.failedRun()) {
 				withholdNotice(&masked)
 			} else {
-				h.g.masker.MaskNotice(&masked)
+				h.v.masker.MaskNotice(&masked)
 			}
 			return &masked, nil
 		}
 	case *pgproto3.NotificationResponse:
 		if !h.unmask {
 			masked := *m
-			h.g.masker.MaskNotification(&masked)
+			h.v.masker.MaskNotification(&masked)
 			return &masked, nil
 		}
 	case *pgproto3.ReadyForQuery:
@@ -992,8 +1004,8 @@ func (h *hooks) OnServer(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, 
 		// A reported setting (application_name) may carry a value set by
 		// set_config; masked values cannot get there (masking refuses them
 		// into functions that write state): the detectors are a last net.
-		if !h.unmask && h.g.maskActive {
-			if v := h.g.masker.MaskText(m.Value); v != m.Value {
+		if !h.unmask && h.p.maskActive {
+			if v := h.v.masker.MaskText(m.Value); v != m.Value {
 				return &pgproto3.ParameterStatus{Name: m.Name, Value: v}, nil
 			}
 		}
@@ -1082,24 +1094,15 @@ func (h *hooks) traceSQL(st *pgwire.Statement) (string, *pgwire.Statement) {
 	return t.SQL, t
 }
 
-// catalogGeneration changes whenever the masking catalog cache is dropped
-// (DDL through the gateway, or expiry): cached row descriptions die with it.
-func (g *Gateway) catalogGeneration() uint64 {
-	if g.pgCatalog == nil {
-		return 0
-	}
-	return g.pgCatalog.Generation()
-}
-
 func (h *hooks) describe(m *pgproto3.RowDescription, sql string, idx int) (*rowDesc, error) {
 	rd := &rowDesc{columns: make([]string, len(m.Fields))}
 	for i, f := range m.Fields {
 		rd.columns[i] = string(f.Name)
 	}
 	q := &masking.Query{SQL: sql, Stmt: idx, Funcs: h.srvFuncs.Load()}
-	planFn := h.g.masker.Plan
+	planFn := h.v.masker.Plan
 	if h.unmask {
-		planFn = h.g.masker.PlanRecord // only for the record: never refuses (derived: deny)
+		planFn = h.v.masker.PlanRecord // only for the record: never refuses (derived: deny)
 	}
 	plan, err := planFn(context.Background(), m, q)
 	if err != nil {
@@ -1130,7 +1133,7 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 			sql = e.Portal.SQL // a DECLAREd cursor
 		}
 		p := prep(st)
-		gen := h.g.catalogGeneration()
+		gen := h.v.generation()
 		var rd *rowDesc
 		if p != nil && p.lastRD.matches(m, gen, sql) && p.lastRD.rd.target == target {
 			rd = p.lastRD.rd // same description, same catalog: the plans describe would build again
@@ -1184,7 +1187,7 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 func (h *hooks) onDataRow(m *pgproto3.DataRow) (pgproto3.BackendMessage, error) {
 	r := h.active
 	if r == nil || !r.described {
-		if h.g.maskActive && !h.unmask {
+		if h.p.maskActive && !h.unmask {
 			// Rows whose description we never saw cannot be masked: fail closed.
 			return nil, pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: result rows without a known row description cannot be masked; session closed")
 		}

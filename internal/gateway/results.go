@@ -112,7 +112,7 @@ func (h *hooks) failedRun() *run {
 // the value it could not cast, a RAISE may print one). Detectors are a
 // last net, not a mechanism.
 func (h *hooks) withholdText(r *run) bool {
-	if h.unmask || !h.g.maskActive || r == nil {
+	if h.unmask || !h.p.maskActive || r == nil {
 		return false
 	}
 	sql, idx := r.full, r.idx
@@ -128,7 +128,7 @@ func (h *hooks) withholdText(r *run) bool {
 	if sql == "" {
 		return true // nothing known of the statement: fail closed
 	}
-	return h.g.masker.ReadsMasked(context.Background(), &masking.Query{SQL: sql, Stmt: idx, Funcs: h.srvFuncs.Load()})
+	return h.v.masker.ReadsMasked(context.Background(), &masking.Query{SQL: sql, Stmt: idx, Funcs: h.srvFuncs.Load()})
 }
 
 // withheldText replaces an error's or notice's message; the SQLSTATE,
@@ -169,10 +169,8 @@ func (h *hooks) onReady() error {
 	h.mu.Unlock()
 	h.active = nil
 	if ddl {
-		h.g.functions.Invalidate() // CREATE/ALTER/DROP FUNCTION, CREATE EXTENSION
-		if h.g.pgCatalog != nil {
-			h.g.pgCatalog.Invalidate()
-		}
+		h.p.functions.Invalidate() // CREATE/ALTER/DROP FUNCTION, CREATE EXTENSION
+		h.v.invalidate()
 	}
 	return nil
 }
@@ -180,7 +178,7 @@ func (h *hooks) onReady() error {
 func (h *hooks) onCopyOut(m *pgproto3.CopyOutResponse) (pgproto3.BackendMessage, error) {
 	r := h.answering(h.tr.Head())
 	if r == nil {
-		if h.g.maskActive && !h.unmask {
+		if h.p.maskActive && !h.unmask {
 			return nil, pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: COPY out of protocol order cannot be masked; session closed")
 		}
 		return m, nil
@@ -189,7 +187,7 @@ func (h *hooks) onCopyOut(m *pgproto3.CopyOutResponse) (pgproto3.BackendMessage,
 	if h.unmask {
 		return m, nil
 	}
-	cp, err := h.g.masker.PlanCopy(context.Background(), r.sql)
+	cp, err := h.v.masker.PlanCopy(context.Background(), r.sql)
 	if err != nil {
 		return nil, err // *pgerr.Error: e.g. binary COPY of masked columns
 	}
