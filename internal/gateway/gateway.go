@@ -151,11 +151,11 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 		StartupTimeout:  cfg.Limits.StartupTimeout,
 		Verifier:        g.verifier,
-		StartupParam: sqlpolicy.StartupParam,
-		Hooks:        g.newHooks,
-		CancelRoutes: g.cancelRoutes(),
-		Logger:       g.log,
-		Registerer:   g.reg,
+		StartupParam:    sqlpolicy.StartupParam,
+		Hooks:           g.newHooks,
+		CancelRoutes:    g.cancelRoutes(),
+		Logger:          g.log,
+		Registerer:      g.reg,
 	})
 	if err != nil {
 		return nil, err
