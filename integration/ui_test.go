@@ -113,8 +113,9 @@ func TestUIApproveHeldDelete(t *testing.T) {
 	err = chromedp.Run(ctx,
 		chromedp.SetValue(sel("state-filter"), "executed", chromedp.ByQuery),
 		chromedp.Evaluate(`document.querySelector('[data-testid="state-filter"]').dispatchEvent(new Event("change"))`, nil),
-		chromedp.WaitVisible(sel("approval-"+id), chromedp.ByQuery),
-		chromedp.Text(sel("state-"+id), &shown, chromedp.ByQuery),
+		// One lookup per poll: the table may be re-rendered (a refresh)
+		// between finding a row and reading it.
+		chromedp.Poll(`(() => { const e = document.querySelector('[data-testid="state-`+id+`"]'); return e && e.textContent === "executed" ? e.textContent : null; })()`, &shown, chromedp.WithPollingTimeout(10*time.Second)),
 	)
 	if err != nil || shown != "executed" {
 		t.Fatalf("executed filter: %q, %v", shown, err)
