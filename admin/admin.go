@@ -51,6 +51,7 @@ type Server struct {
 	checks  map[string]func(context.Context) error
 	pchecks map[string]map[string]func(context.Context) error // profile -> name -> check
 	apiRoot http.Handler                                      // HandleAPI("/", h): everything under /api/v1/ no other route matches
+	web     *webAuth                                          // EnableWebLogin; nil: bearer tokens only
 
 	authFailures *prometheus.CounterVec
 	requests     *prometheus.CounterVec
@@ -359,6 +360,24 @@ func (s *Server) bearer(next http.Handler) http.Handler {
 			return
 		}
 		token, ok := bearerToken(r)
+		s.mu.Lock()
+		web := s.web
+		s.mu.Unlock()
+		if !ok && web != nil && len(r.Header.Values("Authorization")) == 0 {
+			// A signed-in browser: its session cookie, and for anything
+			// but a read the CSRF token the page got from /ui/session.
+			if _, ws := web.lookup(r); ws != nil {
+				if r.Method != http.MethodGet && r.Method != http.MethodHead && !checkCSRF(r, ws) {
+					s.authFailures.WithLabelValues("csrf").Inc()
+					writeError(w, http.StatusForbidden, "missing or wrong CSRF token ("+csrfHeader+")")
+					return
+				}
+				r.Body = http.MaxBytesReader(w, r.Body, maxAPIBodyBytes)
+				w.Header().Set("Cache-Control", "no-store")
+				next.ServeHTTP(w, r.WithContext(identity.WithPrincipal(r.Context(), ws.principal)))
+				return
+			}
+		}
 		if !ok {
 			s.authFailures.WithLabelValues(string(identity.ReasonMissing)).Inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden"`)

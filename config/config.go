@@ -49,6 +49,26 @@ type TLS struct {
 
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// PublicURL is where browsers reach the admin listener (the OIDC
+	// callback is PublicURL/ui/callback). Default with a loopback listen:
+	// http://<listen>.
+	PublicURL string `yaml:"public_url"`
+}
+
+// BrowserURL is public_url, else http://<listen> when listen is a loopback
+// address, else "" (browser sign-in then needs public_url).
+func (a Admin) BrowserURL() string {
+	if a.PublicURL != "" {
+		return strings.TrimRight(a.PublicURL, "/")
+	}
+	host, _, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return "http://" + a.Listen
+	}
+	return ""
 }
 
 type Upstream struct {
@@ -70,6 +90,10 @@ type OIDC struct {
 	GroupsClaim   string        `yaml:"groups_claim"`
 	ClockSkew     time.Duration `yaml:"clock_skew"`
 	CAFile        string        `yaml:"ca_file"`
+	// Browser sign-in to /ui/ (authorization code + PKCE): the client
+	// registered for pgwarden's admin page. "" : no browser sign-in.
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
 }
 
 type Credentials struct {
@@ -532,6 +556,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.OIDC.UsernameClaim == "" {
 		return &Error{Path: "auth.oidc.username_claim", Msg: "required"}
+	}
+	if c.Admin.PublicURL != "" {
+		if err := httpURL("admin.public_url", c.Admin.PublicURL); err != nil {
+			return err
+		}
+	}
+	if c.Auth.OIDC.ClientID != "" && c.Admin.BrowserURL() == "" {
+		return &Error{Path: "admin.public_url", Msg: "required for browser sign-in (auth.oidc.client_id) when admin.listen is not a loopback address"}
+	}
+	if c.Auth.OIDC.ClientSecret != "" && c.Auth.OIDC.ClientID == "" {
+		return &Error{Path: "auth.oidc.client_id", Msg: "required with client_secret"}
 	}
 	if c.Auth.OIDC.ClockSkew < 0 {
 		return &Error{Path: "auth.oidc.clock_skew", Msg: "must not be negative"}

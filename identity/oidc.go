@@ -580,3 +580,7 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// NewHTTPClient is the HTTP client pgwarden talks to the issuer with
+// (auth.oidc.ca_file trusted when set, else the system roots; 10 s timeout).
+func NewHTTPClient(caFile string) (*http.Client, error) { return httpClient(caFile) }

@@ -55,7 +55,11 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startHydra(t testing.TB) *hydra {
+func startHydra(t testing.TB) *hydra { return startHydraWith(t, "") }
+
+// startHydraWith starts Hydra; app, when set, is the base URL of the
+// login and consent app (app/login, app/consent) of browser flows.
+func startHydraWith(t testing.TB, app string) *hydra {
 	t.Helper()
 	bin := hydraBinary(t)
 	pub, adm := freePort(t), freePort(t)
@@ -77,6 +81,9 @@ serve:
 urls:
   self:
     issuer: %s
+%s
+oauth2:
+  allowed_top_level_claims: [email, groups]
 secrets:
   system:
     - %s
@@ -86,7 +93,7 @@ ttl:
   access_token: 1h
 log:
   level: warn
-`, pub, adm, h.Issuer, randomSecret(t))
+`, pub, adm, h.Issuer, appURLs(app), randomSecret(t))
 	cfgPath := filepath.Join(dir, "hydra.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -135,6 +142,13 @@ log:
 		time.Sleep(200 * time.Millisecond)
 	}
 	return h
+}
+
+func appURLs(app string) string {
+	if app == "" {
+		return ""
+	}
+	return "  login: " + app + "/login\n  consent: " + app + "/consent"
 }
 
 func randomSecret(t testing.TB) string {

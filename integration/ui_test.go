@@ -63,6 +63,7 @@ func TestUIApproveHeldDelete(t *testing.T) {
 	var pwned bool
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(w.AdminURL+"/ui/"),
+		chromedp.Click(`[data-testid="token-auth"] summary`, chromedp.ByQuery),
 		chromedp.WaitVisible(sel("token-input"), chromedp.ByQuery),
 		chromedp.SendKeys(sel("token-input"), w.Issuer.token(t, approver, "dba"), chromedp.ByQuery),
 		chromedp.Click(sel("token-save"), chromedp.ByQuery),

@@ -8,6 +8,40 @@ function $(id) { return document.getElementById(id); }
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
+// The browser session (sign-in through the identity provider): who is
+// signed in and the CSRF token every POST carries. null: not signed in.
+let web = null;
+
+function authed() { return web !== null || token() !== ""; }
+
+async function loadWebSession() {
+  try {
+    const resp = await fetch("/ui/session", { credentials: "same-origin" });
+    web = resp.ok ? await resp.json() : null;
+  } catch (e) {
+    web = null;
+  }
+  $("signin").hidden = web !== null;
+  $("signed-in").hidden = web === null;
+  if (web) {
+    $("whoami").textContent = web.user;
+    $("whoami-groups").textContent = web.groups && web.groups.length ? "(" + web.groups.join(", ") + ")" : "";
+  }
+}
+
+async function signOut() {
+  if (!web) { return; }
+  try {
+    await fetch("/ui/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": web.csrf } });
+  } finally {
+    web = null;
+    await loadWebSession();
+    renderApprovals([]);
+    renderSessions([]);
+    setStatus("signed out", false);
+  }
+}
+
 function setStatus(msg, isError) {
   const s = $("status");
   s.textContent = msg;
@@ -19,8 +53,14 @@ function showTokenState() {
 }
 
 async function api(method, path, body) {
-  if (!token()) { throw new Error("paste a bearer token first"); }
-  const opts = { method, headers: { "Authorization": "Bearer " + token() } };
+  const opts = { method, headers: {}, credentials: "same-origin" };
+  if (token()) {
+    opts.headers["Authorization"] = "Bearer " + token();
+  } else if (web) {
+    if (method !== "GET" && method !== "HEAD") { opts.headers["X-CSRF-Token"] = web.csrf; }
+  } else {
+    throw new Error("sign in first");
+  }
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
@@ -271,7 +311,7 @@ function showTab(name) {
   $("sessions-view").hidden = name !== "sessions";
   $("tab-approvals").setAttribute("aria-pressed", String(name === "approvals"));
   $("tab-sessions").setAttribute("aria-pressed", String(name === "sessions"));
-  if (token()) { (name === "approvals" ? loadApprovals : loadSessions)(); }
+  if (authed()) { (name === "approvals" ? loadApprovals : loadSessions)(); }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -295,6 +335,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("state-filter").addEventListener("change", loadApprovals);
   $("profile-filter").addEventListener("change", loadApprovals);
   $("sessions-refresh").addEventListener("click", loadSessions);
+  $("signout").addEventListener("click", signOut);
   showTokenState();
-  showTab("approvals");
+  loadWebSession().then(() => showTab("approvals"));
 });

@@ -162,6 +162,18 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	}
 
 	g.admin = admin.New(admin.Options{Listen: cfg.Admin.Listen, Verifier: g.verifier, Registry: g.reg, Logger: g.log})
+	if o := cfg.Auth.OIDC; o.ClientID != "" {
+		hc, err := identity.NewHTTPClient(o.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		if err := g.admin.EnableWebLogin(admin.WebLogin{
+			Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Audience: o.Audience,
+			PublicURL: cfg.Admin.BrowserURL(), HTTPClient: hc,
+		}); err != nil {
+			return nil, err
+		}
+	}
 	for pattern, h := range opt.PublicHandlers {
 		g.admin.Handle(pattern, h)
 	}
