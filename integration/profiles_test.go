@@ -230,6 +230,13 @@ func TestConnectionProfiles(t *testing.T) {
 				t.Fatalf("filtered list has %+v", s)
 			}
 		}
+		var v struct {
+			OK      bool   `json:"ok"`
+			Summary string `json:"summary"`
+		}
+		if body := adminGet(t, w, "/api/v1/sessions/verify"); json.Unmarshal([]byte(body), &v) != nil || !v.OK || !strings.HasPrefix(v.Summary, "ok: ") {
+			t.Fatalf("verify: %s", body)
+		}
 	})
 
 	t.Run("unknown database", func(t *testing.T) {
