@@ -61,9 +61,10 @@ func (f *loginFlags) register(c *cobra.Command) {
 
 func loginCmd(g *globals) *cobra.Command {
 	var f loginFlags
-	var print bool
+	var print, saml bool
+	var admin, gwConfig string
 	c := &cobra.Command{
-		Use:   "login [--issuer URL] [--client-id ID] [--scope S] [--print] [--config client.yaml]",
+		Use:   "login [--issuer URL] [--client-id ID] [--scope S] [--print] [--config client.yaml] | login --saml [--admin URL]",
 		Short: "log in with the OAuth 2.0 device flow and cache the token; --print prints a valid token (refreshing or logging in as needed)",
 		Long: `login runs the OAuth 2.0 device authorization grant against the issuer: it shows
 a URL and a code on stderr, waits until you approve in a browser, and caches
@@ -74,9 +75,24 @@ token while it is valid and refreshing it silently when it has expired, so
 
   PGPASSWORD=$(pgwarden login --print) psql "host=... sslmode=require"
 
-works without a prompt once you have logged in.`,
+works without a prompt once you have logged in.
+
+With --saml it signs in through the gateway's SAML web login instead (for IdPs
+that speak SAML only): it prints a URL of the admin listener (--admin, else
+admin.listen of --gateway-config) to open in a browser, waits for the browser
+to come back to a loopback port, and prints the short-lived token pgwarden
+issued on stdout:
+
+  PGPASSWORD=$(pgwarden login --saml --admin https://pgwarden.example.com) psql ...`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if saml {
+				base, err := adminURL(admin, gwConfig)
+				if err != nil {
+					return err
+				}
+				return samlLogin(cmd.Context(), base, g.stderr, g.stdout)
+			}
 			client, _, err := f.client(g.stderr)
 			if err != nil {
 				return err
@@ -104,5 +120,8 @@ works without a prompt once you have logged in.`,
 	}
 	f.register(c)
 	c.Flags().BoolVar(&print, "print", false, "print only the access token on stdout")
+	c.Flags().BoolVar(&saml, "saml", false, "sign in through the gateway's SAML web login and print the token it issues")
+	c.Flags().StringVar(&admin, "admin", "", "admin listener URL for --saml (default: admin.listen of --gateway-config, else http://127.0.0.1:6480)")
+	c.Flags().StringVar(&gwConfig, "gateway-config", "", "the gateway's configuration file, to find the admin listener for --saml")
 	return c
 }
