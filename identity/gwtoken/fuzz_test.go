@@ -20,7 +20,8 @@ import (
 //     as exactly the principal the issuer signed (a mutation can at most
 //     re-encode the same signed bytes, never change what they say).
 //
-// Every refusal must be a *identity.RefusalError with a zero principal.
+// identity.Multi over the stale verifier must not accept either. Every
+// refusal must be a *identity.RefusalError with a zero principal.
 func FuzzVerify(f *testing.F) {
 	dir := f.TempDir()
 	c := &clock{t0}
@@ -51,11 +52,17 @@ func FuzzVerify(f *testing.F) {
 	live := i.Verifier()
 	staleOpts := testOptions(dir, &clock{t0.Add(2 * time.Hour)})
 	stale := open(f, staleOpts).Verifier()
+	staleMulti := identity.Multi(map[string]identity.Verifier{testIssuer: stale}, stale)
 
 	f.Fuzz(func(t *testing.T, token, user string) {
 		ctx := context.Background()
 		if pr, err := stale.Verify(ctx, token, user); err == nil {
 			t.Fatalf("stale verifier accepted %q as %+v", token, pr)
+		} else {
+			checkRefusal(t, pr, err)
+		}
+		if pr, err := staleMulti.Verify(ctx, token, user); err == nil {
+			t.Fatalf("Multi over the stale verifier accepted %q as %+v", token, pr)
 		} else {
 			checkRefusal(t, pr, err)
 		}
