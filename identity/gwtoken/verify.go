@@ -1,0 +1,201 @@
+package gwtoken
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/pgwarden/pgwarden/identity"
+)
+
+// onlyES256 is the one algorithm a gateway token may use: "none", HMAC
+// (the public key as a shared secret) and every other algorithm are refused
+// before any signature check.
+var onlyES256 = []jose.SignatureAlgorithm{jose.ES256}
+
+// Verifier returns an identity.Verifier that accepts this Issuer's tokens
+// only. Its checks and refusal reasons mirror identity.OIDC's.
+func (i *Issuer) Verifier() identity.Verifier { return verifier{i} }
+
+type verifier struct{ i *Issuer }
+
+// Check reports nil: the key is local, there is nothing to reach.
+func (verifier) Check(context.Context) error { return nil }
+
+func refuse(r identity.Reason, format string, args ...any) *identity.RefusalError {
+	return &identity.RefusalError{Reason: r, Detail: "gateway token: " + fmt.Sprintf(format, args...)}
+}
+
+// Verify checks token and returns its principal, or a *identity.RefusalError.
+// user is the startup user ("" skips the user-match check).
+func (v verifier) Verify(_ context.Context, token, user string) (identity.Principal, error) {
+	i := v.i
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return identity.Principal{}, refuse(identity.ReasonMissing, "empty token")
+	}
+	if len(token) > MaxTokenBytes {
+		return identity.Principal{}, refuse(identity.ReasonMalformed, "token of %d bytes exceeds %d", len(token), MaxTokenBytes)
+	}
+	if strings.Count(token, ".") != 2 {
+		return identity.Principal{}, refuse(identity.ReasonMalformed, "not a compact JWS (want three dot-separated parts)")
+	}
+	jws, err := jose.ParseSignedCompact(token, onlyES256)
+	if err != nil {
+		var alg *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &alg) {
+			return identity.Principal{}, refuse(identity.ReasonSignature, "signature algorithm %q not accepted", sanitize(string(alg.Got)))
+		}
+		return identity.Principal{}, refuse(identity.ReasonMalformed, "unparsable JWS: %v", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return identity.Principal{}, refuse(identity.ReasonMalformed, "want exactly one signature, got %d", len(jws.Signatures))
+	}
+	h := jws.Signatures[0].Header
+	if h.Algorithm != string(jose.ES256) { // ParseSignedCompact checked it; belt and braces
+		return identity.Principal{}, refuse(identity.ReasonSignature, "signature algorithm %q not accepted", sanitize(h.Algorithm))
+	}
+	if h.KeyID != i.kid {
+		return identity.Principal{}, refuse(identity.ReasonSignature, "key %q is not the gateway's key", sanitize(h.KeyID))
+	}
+	if h.JSONWebKey != nil {
+		return identity.Principal{}, refuse(identity.ReasonSignature, "token embeds a key (jwk header)")
+	}
+	payload, err := jws.Verify(&i.key.PublicKey)
+	if err != nil {
+		return identity.Principal{}, refuse(identity.ReasonSignature, "key %q: %v", i.kid, err)
+	}
+	return i.principal(payload, user)
+}
+
+// principal checks the verified claims and maps them to a Principal
+// (identity.OIDC's checks, with the gateway's fixed 30s skew).
+func (i *Issuer) principal(payload []byte, user string) (identity.Principal, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil || claims == nil {
+		return identity.Principal{}, refuse(identity.ReasonMalformed, "claims are not a JSON object")
+	}
+	iss, _ := claims["iss"].(string)
+	if iss != i.o.Issuer {
+		return identity.Principal{}, refuse(identity.ReasonIssuer, "iss %q, want %q", sanitize(iss), i.o.Issuer)
+	}
+	if !hasAudience(claims["aud"], i.o.Audience) {
+		return identity.Principal{}, refuse(identity.ReasonAudience, "aud does not contain %q", i.o.Audience)
+	}
+	now := i.o.Now()
+	exp, ok, err := numericDate(claims, "exp")
+	if err != nil {
+		return identity.Principal{}, refuse(identity.ReasonClaims, "%v", err)
+	}
+	if !ok {
+		return identity.Principal{}, refuse(identity.ReasonClaims, "token has no exp")
+	}
+	if !now.Before(exp.Add(ClockSkew)) {
+		return identity.Principal{}, refuse(identity.ReasonExpired, "expired at %s (now %s, skew %s)", exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ClockSkew)
+	}
+	for _, name := range []string{"nbf", "iat"} {
+		t, ok, err := numericDate(claims, name)
+		if err != nil {
+			return identity.Principal{}, refuse(identity.ReasonClaims, "%v", err)
+		}
+		if ok && t.After(now.Add(ClockSkew)) {
+			return identity.Principal{}, refuse(identity.ReasonNotYetValid, "%s %s is in the future (now %s, skew %s)", name, t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ClockSkew)
+		}
+	}
+	name, ok := claims[i.o.UsernameClaim].(string)
+	if !ok || name == "" {
+		return identity.Principal{}, refuse(identity.ReasonClaims, "username claim %q missing or not a string", i.o.UsernameClaim)
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return identity.Principal{}, refuse(identity.ReasonClaims, "username claim %q contains control characters", i.o.UsernameClaim)
+	}
+	var groups []string
+	if i.o.GroupsClaim != "" {
+		groups, err = toGroups(claims[i.o.GroupsClaim])
+		if err != nil {
+			return identity.Principal{}, refuse(identity.ReasonClaims, "groups claim %q: %v", i.o.GroupsClaim, err)
+		}
+	}
+	if user != "" && user != name {
+		return identity.Principal{}, refuse(identity.ReasonUserMismatch, "startup user %q is not the token's %s %q", sanitize(user), i.o.UsernameClaim, sanitize(name))
+	}
+	sub, _ := claims["sub"].(string)
+	return identity.Principal{User: name, Subject: sub, Groups: groups, Expiry: exp, Issuer: iss}, nil
+}
+
+func hasAudience(v any, want string) bool {
+	switch a := v.(type) {
+	case string:
+		return a == want
+	case []any:
+		for _, x := range a {
+			if s, ok := x.(string); ok && s == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// toGroups reads the groups claim: a JSON array of strings (what Issue
+// writes); absent or null means no groups.
+func toGroups(v any) ([]string, error) {
+	switch g := v.(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		out := make([]string, 0, len(g))
+		for n, x := range g {
+			s, ok := x.(string)
+			if !ok {
+				return nil, fmt.Errorf("element %d is not a string", n)
+			}
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("is a %T, want a list of strings", v)
+	}
+}
+
+// numericDate reads a JWT NumericDate; ok is false when the claim is absent.
+func numericDate(claims map[string]any, name string) (t time.Time, ok bool, err error) {
+	v, present := claims[name]
+	if !present || v == nil {
+		return time.Time{}, false, nil
+	}
+	n, isNum := v.(json.Number)
+	if !isNum {
+		return time.Time{}, false, fmt.Errorf("%s is not a number", name)
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
+		return time.Time{}, false, fmt.Errorf("%s is not a valid time", name)
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), true, nil
+}
+
+// sanitize bounds and cleans a token-supplied string for log details.
+func sanitize(s string) string {
+	if len(s) > 128 {
+		s = s[:128] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
