@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/sessions"
 )
@@ -226,4 +228,88 @@ func TestLiveSessionsSharedStore(t *testing.T) {
 	if l := liveList(t, a, aTok); findLive(l, "carol@example.com") != nil {
 		t.Fatalf("a still lists the ended session: %+v", l)
 	}
+}
+
+// The Live tab in a real headless Chromium: a dba sees the analyst's
+// session, clicks "End session", accepts the confirm(), and the client's
+// next query fails with FATAL 57P01.
+func TestUILiveEndSession(t *testing.T) {
+	chrome := chromiumPath(t)
+	w := startGateway(t, nil)
+	// The user name carries markup: the page must show it as text.
+	const analyst = `<b id="pwned">eve</b>@example.com`
+	conn := w.connect(t, analyst, "analyst")
+	usable(t, conn)
+	s := findLive(liveList(t, w, w.Issuer.token(t, "dba-1@example.com", "dba")), analyst)
+	if s == nil {
+		t.Fatal("the analyst's session is not listed")
+	}
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chrome),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer bcancel()
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+	sel := func(testid string) string { return `[data-testid="` + testid + `"]` }
+
+	var user, label, status string
+	var pwned bool
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(w.AdminURL+"/ui/"),
+		chromedp.WaitVisible(sel("token-input"), chromedp.ByQuery),
+		chromedp.SendKeys(sel("token-input"), w.Issuer.token(t, "dba-2@example.com", "dba"), chromedp.ByQuery),
+		chromedp.Click(sel("token-save"), chromedp.ByQuery),
+		chromedp.Click(sel("tab-live"), chromedp.ByQuery),
+		chromedp.WaitVisible(sel("live-"+s.Session), chromedp.ByQuery),
+		chromedp.Text(sel("live-user-"+s.Session), &user, chromedp.ByQuery),
+		chromedp.AttributeValue(sel("end-"+s.Session), "aria-label", &label, nil, chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("pwned") !== null`, &pwned),
+	)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if user != analyst || !strings.Contains(label, "End session "+s.Session) {
+		t.Fatalf("the Live tab shows user %q, button label %q", user, label)
+	}
+	if pwned {
+		t.Fatal("the page rendered the user name's markup as HTML")
+	}
+	usable(t, conn)
+
+	// confirm() answered yes, and what it asked kept (the page's own
+	// call; a real dialog would need the DevTools protocol's dialog events).
+	var asked string
+	err = chromedp.Run(ctx,
+		chromedp.Evaluate(`window.confirm = (m) => { window.__asked = String(m); return true; }`, nil),
+		chromedp.SendKeys(sel("live-reason"), "ended in the browser", chromedp.ByQuery),
+		chromedp.Click(sel("end-"+s.Session), chromedp.ByQuery),
+		chromedp.WaitNotPresent(sel("live-"+s.Session), chromedp.ByQuery),
+		chromedp.Text(sel("status"), &status, chromedp.ByQuery),
+		chromedp.Evaluate(`window.__asked || ""`, &asked),
+	)
+	if err != nil {
+		t.Fatalf("end session in the browser: %v", err)
+	}
+	if !strings.Contains(asked, s.Session) {
+		t.Fatalf("the session was ended without a confirm() naming it (asked %q)", asked)
+	}
+	_, err = conn.Exec(context.Background(), "SELECT 1")
+	pe := wantPgError(t, err, "57P01", "session ended by dba-2@example.com")
+	if pe.Detail != "ended in the browser" {
+		t.Fatalf("detail %q", pe.Detail)
+	}
+	t.Logf("UI status %q", status)
 }
