@@ -38,6 +38,7 @@ async function signOut() {
     await loadWebSession();
     renderApprovals([]);
     renderSessions([]);
+    renderLive([]);
     setStatus("signed out", false);
   }
 }
@@ -304,14 +305,87 @@ function renderReplay(id, events) {
   });
 }
 
+// ---- live sessions ----
+
+async function loadLive() {
+  try {
+    const data = await api("GET", "/api/v1/live");
+    const list = firstArray(data, "sessions");
+    renderLive(list);
+    let msg = "loaded " + list.length + " live sessions";
+    if (data && data.incomplete) { msg += " (" + data.incomplete + ")"; }
+    setStatus(msg, Boolean(data && data.incomplete));
+  } catch (e) {
+    renderLive([]);
+    setStatus("live sessions: " + e.message, true);
+  }
+}
+
+function renderLive(list) {
+  const body = $("live-body");
+  body.replaceChildren();
+  $("live-empty").hidden = list.length !== 0;
+  for (const s of list) {
+    const id = s.session || "";
+    const tr = document.createElement("tr");
+    tr.dataset.testid = "live-" + id;
+    tr.appendChild(td(id));
+    const user = td(s.user);
+    user.dataset.testid = "live-user-" + id;
+    tr.appendChild(user);
+    tr.appendChild(td(fmtValue(s.groups)));
+    tr.appendChild(td(s.profile));
+    tr.appendChild(td(s.database));
+    tr.appendChild(td(s.client_addr));
+    tr.appendChild(td(s.application_name));
+    tr.appendChild(td(s.backend_user));
+    tr.appendChild(td(s.started_at));
+    tr.appendChild(td(s.gateway));
+    const c = document.createElement("td");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = "End session";
+    b.setAttribute("aria-label", "End session " + id + " of " + (s.user || "unknown user"));
+    b.dataset.testid = "end-" + id;
+    b.addEventListener("click", () => endSession(s));
+    c.appendChild(b);
+    tr.appendChild(c);
+    body.appendChild(tr);
+  }
+}
+
+async function endSession(s) {
+  const id = s.session || "";
+  if (!window.confirm("End session " + id + " of " + (s.user || "unknown user") + "? The client is disconnected and its database role dropped.")) {
+    return;
+  }
+  const reason = $("live-reason").value.trim();
+  try {
+    await api("POST", "/api/v1/live/" + encodeURIComponent(id) + "/terminate", reason ? { reason } : {});
+    await loadLive();
+    setStatus("session " + id + " ended", false);
+  } catch (e) {
+    setStatus("end session " + id + ": " + e.message, true);
+  }
+}
+
 // ---- tabs and wiring ----
 
+const TABS = { approvals: loadApprovals, sessions: loadSessions, live: loadLive };
+
+function currentTab() {
+  for (const name of Object.keys(TABS)) {
+    if (!$(name + "-view").hidden) { return name; }
+  }
+  return "approvals";
+}
+
 function showTab(name) {
-  $("approvals-view").hidden = name !== "approvals";
-  $("sessions-view").hidden = name !== "sessions";
-  $("tab-approvals").setAttribute("aria-pressed", String(name === "approvals"));
-  $("tab-sessions").setAttribute("aria-pressed", String(name === "sessions"));
-  if (authed()) { (name === "approvals" ? loadApprovals : loadSessions)(); }
+  for (const n of Object.keys(TABS)) {
+    $(n + "-view").hidden = n !== name;
+    $("tab-" + n).setAttribute("aria-pressed", String(n === name));
+  }
+  if (authed()) { TABS[name](); }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -320,22 +394,25 @@ document.addEventListener("DOMContentLoaded", () => {
     $("token").value = "";
     if (v) { sessionStorage.setItem(TOKEN_KEY, v.replace(/^Bearer\s+/i, "")); }
     showTokenState();
-    showTab($("sessions-view").hidden ? "approvals" : "sessions");
+    showTab(currentTab());
   });
   $("token-clear").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     showTokenState();
     renderApprovals([]);
     renderSessions([]);
+    renderLive([]);
     setStatus("token forgotten", false);
   });
   $("tab-approvals").addEventListener("click", () => showTab("approvals"));
   $("tab-sessions").addEventListener("click", () => showTab("sessions"));
+  $("tab-live").addEventListener("click", () => showTab("live"));
   $("approvals-refresh").addEventListener("click", loadApprovals);
   $("state-filter").addEventListener("change", loadApprovals);
   $("profile-filter").addEventListener("change", loadApprovals);
   $("sessions-refresh").addEventListener("click", loadSessions);
   $("signout").addEventListener("click", signOut);
+  $("live-refresh").addEventListener("click", loadLive);
   showTokenState();
   loadWebSession().then(() => showTab("approvals"));
 });

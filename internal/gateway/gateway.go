@@ -180,6 +180,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	g.admin.HandleAPI("/approvals", g.approvals.APIHandler())
 	g.admin.HandleAPI("/sessions", g.store.APIHandler())
 	g.admin.HandleAPI("GET /sessions/verify", g.verifyHandler())
+	g.admin.HandleAPI("/live", g.liveAPI()) // live.go: open sessions, end session
 	g.admin.Handle("/ui/", approvals.UIHandler())
 	g.admin.AddReadyCheck("issuer", g.verifier.Check)
 	// One check per profile and part: a profile whose server is down is

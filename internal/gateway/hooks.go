@@ -62,6 +62,11 @@ type hooks struct {
 
 	// server goroutine only
 	active *run
+
+	// live sessions API (live.go): ending is set by the first terminate;
+	// done is closed by Close, once the session's record has ended.
+	ending atomic.Bool
+	done   chan struct{}
 }
 
 func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks, error) {
@@ -86,6 +91,7 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 		pol:       g.classifier.NewSession(),
 		maxRows:   g.cfg.Recording.MaxRows,
 		recording: g.cfg.Recording.Results && g.cfg.Recording.MaxRows > 0,
+		done:      make(chan struct{}),
 	}
 	h.useFunctions(ctx)
 	if g.recorder != nil {
@@ -97,10 +103,12 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 			ClientAddr: info.ClientAddr, ApplicationName: info.ApplicationName,
 			Database: info.Database, Profile: info.Profile, BackendUser: info.BackendUser,
 		})
-		g.liveMu.Lock()
-		g.live[info.ID] = h
-		g.liveMu.Unlock()
 	}
+	// Every session, recorded or not: approval events decided elsewhere
+	// and the live sessions API (live.go) find it here until Close.
+	g.liveMu.Lock()
+	g.live[info.ID] = h
+	g.liveMu.Unlock()
 	return h, nil
 }
 

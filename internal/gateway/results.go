@@ -201,9 +201,14 @@ func (h *hooks) Close(reason string, err error) {
 	}
 	if h.rec != nil {
 		_ = h.rec.End(reason)
-		h.g.liveMu.Lock()
+	}
+	h.g.liveMu.Lock()
+	if h.g.live[h.info.ID] == h {
 		delete(h.g.live, h.info.ID)
-		h.g.liveMu.Unlock()
+	}
+	h.g.liveMu.Unlock()
+	if h.done != nil {
+		close(h.done)
 	}
 }
 
