@@ -91,6 +91,13 @@ func devConfig(dataDir, listen, adminListen, issuerURL string, stack *devstack.S
 	cfg.Admin.Listen = adminListen
 	cfg.TLS = config.TLS{SelfSigned: true, Require: true}
 	cfg.Auth.OIDC.Issuer = issuerURL
+	// Browser sign-in to /ui/ through the dev issuer's public client
+	// (authorization code + PKCE, its development sign-in page). Its
+	// redirect URIs are loopback only: on another admin address the page
+	// takes a pasted token instead.
+	if devBrowserSignIn(adminListen) {
+		cfg.Auth.OIDC.ClientID = devissuer.UIClientID
+	}
 	cfg.Credentials.Provider = "native"
 	cfg.Credentials.Native.AdminDSN = stack.AdminDSN
 	key, err := secretFile(filepath.Join(dataDir, "mask-key"))
@@ -129,6 +136,14 @@ func devConfig(dataDir, listen, adminListen, issuerURL string, stack *devstack.S
 	return cfg, nil
 }
 
+// devBrowserSignIn reports whether the dev issuer's "pgwarden-ui" client
+// accepts the admin listener's callback (http://127.0.0.1:PORT/ui/callback
+// or http://localhost:PORT/ui/callback).
+func devBrowserSignIn(adminListen string) bool {
+	host, _, err := net.SplitHostPort(adminListen)
+	return err == nil && (host == "127.0.0.1" || host == "localhost")
+}
+
 // secretFile returns the secret kept in path, creating it (0600) once.
 func secretFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
@@ -155,6 +170,10 @@ func printDevBanner(g *globals, dataDir, listen, adminListen string) {
 	if rel, err := filepath.Rel(mustWd(), dataDir); err != nil || rel != defaultDevData {
 		dataFlag = " --data " + dataDir
 	}
+	uiLine := "Approvers: open http://" + adminListen + "/ui/ and sign in (development sign-in page: type bob@example.com, groups dba)\n"
+	if !devBrowserSignIn(adminListen) {
+		uiLine = "Approvers: http://" + adminListen + "/ui/ takes a pasted token (browser sign-in needs --admin-listen on 127.0.0.1 or localhost)\n"
+	}
 	fmt.Fprintf(g.stdout, `
 pgwarden dev is running.
   Postgres listener : %s (TLS required, self-signed)
@@ -172,8 +191,8 @@ Or log in like a person would (OAuth device flow against the development issuer)
 
 Other groups: ingest (insert/update/delete), dba (everything; drops and bulk deletes wait for a second dba).
 Approve held statements:  PGWARDEN_TOKEN=$(bin/pgwarden token%s --user bob@example.com --groups dba) bin/pgwarden approvals list
-Press Ctrl-C to stop everything.
-`, listen, adminListen, dataDir, dataFlag, host, port, dataFlag, host, port, host, port, adminListen, dataFlag)
+%sPress Ctrl-C to stop everything.
+`, listen, adminListen, dataDir, dataFlag, host, port, dataFlag, host, port, host, port, adminListen, dataFlag, uiLine)
 }
 
 func splitHostPort(hp string) (string, string) {

@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgwarden/pgwarden/identity/devissuer"
+	"github.com/pgwarden/pgwarden/internal/devstack"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
 
@@ -131,6 +139,13 @@ func TestDevStartIsQuiet(t *testing.T) {
 	if err != nil || !strings.HasPrefix(email, "****@") {
 		t.Fatalf("support profile: customer_email %q (want the email mask), %v", email, err)
 	}
+	// Browser sign-in to /ui/ through the dev issuer's sign-in page.
+	admin := bannerField(t, stdout.String(), "Admin / issuer    :")
+	adminHost := strings.TrimPrefix(admin, "http://")
+	if !strings.Contains(stdout.String(), "Approvers: open http://"+adminHost+"/ui/ and sign in (development sign-in page") {
+		t.Errorf("the banner does not tell approvers to sign in at /ui/:\n%s", stdout.String())
+	}
+	devBrowserLogin(t, admin)
 	stop()
 	logs := stderr.String()
 	if strings.Contains(logs, "discovery failed") {
@@ -153,4 +168,69 @@ func bannerField(t *testing.T, banner, label string) string {
 		t.Fatalf("banner has nothing after %q:\n%s", label, banner)
 	}
 	return f[0]
+}
+
+// devBrowserLogin signs in to a running pgwarden dev's /ui/ the way a
+// browser does: /ui/login to the dev issuer's sign-in page, the form, back
+// through the callback to a session.
+func devBrowserLogin(t *testing.T, admin string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 15 * time.Second}
+	read := func(resp *http.Response) string {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b)
+	}
+	resp, err := c.Get(admin + "/ui/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := read(resp)
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/dev-issuer"+devissuer.LoginPath || !strings.Contains(page, "DEVELOPMENT ONLY") {
+		t.Fatalf("/ui/login did not lead to the development sign-in page: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	m := regexp.MustCompile(`name="id" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no sign-in form:\n%s", page)
+	}
+	resp, err = c.PostForm(admin+"/dev-issuer"+devissuer.LoginPath, url.Values{"id": {m[1]}, "user": {"bob@example.com"}, "groups": {"dba"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page = read(resp)
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/ui/callback" || !strings.Contains(page, "Signed in as bob@example.com") {
+		t.Fatalf("sign-in: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	resp, err = c.Get(admin + "/ui/session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess struct {
+		User   string   `json:"user"`
+		Groups []string `json:"groups"`
+	}
+	json.Unmarshal([]byte(read(resp)), &sess)
+	if resp.StatusCode != 200 || sess.User != "bob@example.com" || strings.Join(sess.Groups, ",") != "dba" {
+		t.Fatalf("session after sign-in: %d %+v", resp.StatusCode, sess)
+	}
+}
+
+// TestDevConfigBrowserSignIn: pgwarden dev signs browsers in through the
+// dev issuer's public client when its admin listener is on 127.0.0.1 or
+// localhost (the client's redirect URIs), and leaves it off elsewhere.
+func TestDevConfigBrowserSignIn(t *testing.T) {
+	stack := &devstack.Stack{AdminDSN: "postgres://pgwarden_admin:x@127.0.0.1:5432/vectors", Port: 5432}
+	for admin, want := range map[string]string{"127.0.0.1:6480": devissuer.UIClientID, "localhost:6481": devissuer.UIClientID, "0.0.0.0:6480": "", "[::1]:6480": ""} {
+		cfg, err := devConfig(t.TempDir(), "127.0.0.1:6432", admin, "http://"+admin+"/dev-issuer", stack)
+		if err != nil {
+			t.Fatalf("%s: %v", admin, err)
+		}
+		if cfg.Auth.OIDC.ClientID != want || cfg.Auth.OIDC.ClientSecret != "" {
+			t.Errorf("%s: client %q, want %q", admin, cfg.Auth.OIDC.ClientID, want)
+		}
+		if want != "" && cfg.Admin.BrowserURL() != "http://"+admin {
+			t.Errorf("%s: browser URL %q", admin, cfg.Admin.BrowserURL())
+		}
+	}
 }

@@ -118,6 +118,9 @@ type storage struct {
 	byUser  map[string]string        // user code -> device code
 	refresh map[string]*refreshGrant // by sha256 of the refresh token
 	granted map[string][]string      // subject -> groups of its latest approval
+
+	authReqs map[string]*authRequest // authorization code flow, by auth request id
+	codes    map[string]string       // authorization code -> auth request id
 }
 
 func newStorage(is *Issuer) *storage {
@@ -127,10 +130,13 @@ func newStorage(is *Issuer) *storage {
 		byUser:  map[string]string{},
 		refresh: map[string]*refreshGrant{},
 		granted: map[string][]string{},
+
+		authReqs: map[string]*authRequest{},
+		codes:    map[string]string{},
 	}
 }
 
-var errNotSupported = errors.New("devissuer: only the device_code and refresh_token grants are served")
+var errNotSupported = errors.New("devissuer: only the device_code, authorization_code and refresh_token grants are served")
 
 // purge drops expired entries. Called with mu held.
 func (s *storage) purge(now time.Time) {
@@ -143,6 +149,12 @@ func (s *storage) purge(now time.Time) {
 	for k, g := range s.refresh {
 		if now.After(g.expires) {
 			delete(s.refresh, k)
+		}
+	}
+	for id, a := range s.authReqs {
+		if now.After(a.expires) {
+			delete(s.authReqs, id)
+			delete(s.codes, a.code)
 		}
 	}
 }
@@ -234,19 +246,7 @@ func normalizeUserCode(c string) string {
 	return c
 }
 
-// --- op.AuthStorage ---
-
-func (s *storage) CreateAuthRequest(context.Context, *oidc.AuthRequest, string) (op.AuthRequest, error) {
-	return nil, errNotSupported
-}
-func (s *storage) AuthRequestByID(context.Context, string) (op.AuthRequest, error) {
-	return nil, errNotSupported
-}
-func (s *storage) AuthRequestByCode(context.Context, string) (op.AuthRequest, error) {
-	return nil, errNotSupported
-}
-func (s *storage) SaveAuthCode(context.Context, string, string) error { return errNotSupported }
-func (s *storage) DeleteAuthRequest(context.Context, string) error    { return nil }
+// --- op.AuthStorage: the authorization code flow is in authcode.go ---
 
 func (s *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
 	return newID(), time.Now().Add(s.is.devOpts.AccessTTL), nil
@@ -334,10 +334,13 @@ func (s *storage) KeySet(context.Context) ([]op.Key, error) { return []op.Key{pu
 // --- op.OPStorage ---
 
 func (s *storage) GetClientByClientID(ctx context.Context, clientID string) (op.Client, error) {
-	if clientID != CLIClientID {
-		return nil, errors.New("devissuer: unknown client")
+	switch clientID {
+	case CLIClientID:
+		return cliClient{}, nil
+	case UIClientID:
+		return uiClient{loginURL: s.is.path + LoginPath}, nil
 	}
-	return cliClient{}, nil
+	return nil, errors.New("devissuer: unknown client")
 }
 
 func (s *storage) AuthorizeClientIDSecret(context.Context, string, string) error {
@@ -374,8 +377,11 @@ func (s *storage) GetPrivateClaimsFromScopes(ctx context.Context, userID, client
 // GetPrivateClaimsFromRequest gives device-flow access tokens the claims
 // Mint puts into `pgwarden token` tokens (email, preferred_username, groups).
 func (s *storage) GetPrivateClaimsFromRequest(ctx context.Context, req op.TokenRequest, scopes []string) (map[string]any, error) {
-	if g, ok := req.(*refreshGrant); ok {
-		return identityClaims(g.subject, g.groups), nil
+	switch r := req.(type) {
+	case *refreshGrant:
+		return identityClaims(r.subject, r.groups), nil
+	case *authRequest:
+		return identityClaims(r.subject, r.groups), nil
 	}
 	return s.GetPrivateClaimsFromScopes(ctx, req.GetSubject(), "", scopes)
 }
@@ -441,6 +447,7 @@ func (is *Issuer) newProvider() (*op.Provider, error) {
 	}
 	cfg := &op.Config{
 		CryptoKey:             cryptoKey,
+		CodeMethodS256:        true,
 		GrantTypeRefreshToken: true,
 		SupportedClaims:       []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "email", "groups", "preferred_username"},
 		SupportedScopes:       []string{oidc.ScopeOpenID, oidc.ScopeOfflineAccess, oidc.ScopeEmail, oidc.ScopeProfile},

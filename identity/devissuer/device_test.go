@@ -157,15 +157,22 @@ func TestDevicePageAndClientChecks(t *testing.T) {
 		t.Fatalf("no user: %d", code)
 	}
 	// Unknown clients get no device code; GET on the token endpoint is 405;
-	// the authorization endpoint zitadel also has is not served.
+	// the authorization endpoint serves the UI client only, never the CLI one.
 	if code, _, _ := post(t, is.URL()+devissuer.DeviceAuthorizationPath, url.Values{"client_id": {"other"}}); code < 400 {
 		t.Fatalf("unknown client: %d", code)
 	}
 	if r, err := http.Get(is.URL() + devissuer.TokenPath); err != nil || r.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET token endpoint: %v %v", r.StatusCode, err)
 	}
-	if r, _ := http.Get(srv.URL + "/dev-issuer/authorize?client_id=pgwarden-cli"); r.StatusCode != 404 {
-		t.Fatalf("authorize endpoint: %d", r.StatusCode)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	r, err := noFollow.Get(srv.URL + "/dev-issuer/authorize?" + url.Values{"client_id": {devissuer.CLIClientID}, "response_type": {"code"},
+		"scope": {"openid"}, "redirect_uri": {"http://127.0.0.1:1/ui/callback"}, "code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"S256"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusBadRequest || r.Header.Get("Location") != "" {
+		t.Fatalf("authorize endpoint for the CLI client: %d %q", r.StatusCode, r.Header.Get("Location"))
 	}
 	// The client_credentials grant is not offered.
 	if code, tr, _ := post(t, is.URL()+devissuer.TokenPath, url.Values{"client_id": {devissuer.CLIClientID}, "grant_type": {"client_credentials"}}); code == 200 || tr.AccessToken != "" {

@@ -16,6 +16,15 @@
 // for a user name and groups and approves: development only. Device codes
 // and refresh tokens live in memory and are lost on restart.
 //
+// It also serves the authorization code flow with PKCE S256 (authcode.go)
+// for the admin page's browser sign-in: a built-in public client
+// "pgwarden-ui" whose redirect URIs are http://127.0.0.1:PORT/ui/callback
+// and http://localhost:PORT/ui/callback, and a development sign-in page
+// (LoginPath) that asks for a user and groups, no password. Its access
+// tokens carry the same claims as the device flow's. Auth requests live in
+// memory (bounded, 10 minutes to sign in, 1 minute to redeem the code, a
+// code redeemed once).
+//
 // Lifecycle: `pgwarden dev` calls Open (creates the key on first run) and
 // mounts Handler on the admin listener; `pgwarden token` calls OpenExisting
 // on the same data dir and Mint. OpenExisting refuses a data dir where no
@@ -242,10 +251,13 @@ func (is *Issuer) KeyID() string { return is.kid }
 //	GET  /.well-known/openid-configuration   discovery
 //	GET  /keys                               JWKS (public key only)
 //	POST /device_authorization               RFC 8628 device authorization
-//	POST /oauth/token                        device_code and refresh_token grants
+//	GET|POST /authorize                      authorization code flow (client pgwarden-ui, PKCE S256)
+//	GET  /authorize/callback                 back from the sign-in page: the code to the client
+//	POST /oauth/token                        device_code, authorization_code and refresh_token grants
 //	GET|POST /device                         the development verification page
+//	GET|POST /login                          the development sign-in page
 //
-// Everything but the verification page is zitadel's OpenID Provider; other
+// Everything but the two pages is zitadel's OpenID Provider; other
 // paths are 404. Mount it at the issuer URL's path plus "/" (for issuer
 // http://127.0.0.1:6480/dev-issuer: mux.Handle("/dev-issuer/", h)), with or
 // without http.StripPrefix.
@@ -261,8 +273,15 @@ func (is *Issuer) Handler() http.Handler {
 			methods = "GET, HEAD"
 		case TokenPath, DeviceAuthorizationPath:
 			methods = "POST"
+		case AuthorizationPath:
+			methods = "GET, HEAD, POST"
+		case AuthorizationPath + "/callback":
+			methods = "GET, HEAD"
 		case DevicePath:
 			is.servePage(w, r)
+			return
+		case LoginPath:
+			is.serveSignIn(w, r)
 			return
 		default:
 			http.NotFound(w, r)
