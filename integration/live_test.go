@@ -269,6 +269,7 @@ func TestUILiveEndSession(t *testing.T) {
 	var pwned bool
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(w.AdminURL+"/ui/"),
+		chromedp.Click(`[data-testid="token-auth"] summary`, chromedp.ByQuery),
 		chromedp.WaitVisible(sel("token-input"), chromedp.ByQuery),
 		chromedp.SendKeys(sel("token-input"), w.Issuer.token(t, "dba-2@example.com", "dba"), chromedp.ByQuery),
 		chromedp.Click(sel("token-save"), chromedp.ByQuery),
