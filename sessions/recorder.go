@@ -97,9 +97,6 @@ type segFile interface {
 	Close() error
 }
 
-// stdoutSink is where the stdout sink writes (tests replace it).
-var stdoutSink io.Writer = os.Stdout
-
 // Recorder writes the session record of one gateway process. Create it with
 // Open, hand each session a SessionRecorder from Start, Close at shutdown.
 type Recorder struct {
@@ -138,11 +135,10 @@ type Recorder struct {
 	open     map[string]openSess
 	lastRet  time.Time
 
-	stdout   chan []byte // lines for the stdout sink, written by stdoutLoop in store order
-	stdoutW  io.Writer   // stdoutSink
-	stdoutWG sync.WaitGroup
-	webhooks []*webhook
-	hookWG   sync.WaitGroup
+	// sinks get every stored batch (Sink.Written), in store order;
+	// delivery holds the ones retention waits for.
+	sinks    []Sink
+	delivery []deliverySink
 
 	// The shared store (OpenShared): events go to its per-gateway chain
 	// instead of segment files, and carry gateway.
@@ -182,13 +178,13 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	for _, s := range cfg.Sinks {
 		switch s.Type {
 		case "stdout":
-			r.startStdout()
+			r.addSink(newStdoutSink(r.m.sinkErrors))
 		case "webhook":
 			w, err := newWebhook(r, s, filepath.Join(st.Dir, "outbox"), lastBefore)
 			if err != nil {
 				return nil, err
 			}
-			r.webhooks = append(r.webhooks, w)
+			r.addSink(w)
 		}
 	}
 	// Close the sessions a crash left open, chained like any event.
@@ -202,9 +198,8 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	if err := r.syncNow(); err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
-	for _, w := range r.webhooks {
-		r.hookWG.Add(1)
-		go w.run()
+	for _, k := range r.sinks {
+		k.Start()
 	}
 	go r.maintain()
 	return r, nil
@@ -221,11 +216,12 @@ func newRecorder(cfg config.Recording, log zerolog.Logger, reg prometheus.Regist
 	}
 }
 
-// startStdout starts the stdout sink's writer.
-func (r *Recorder) startStdout() {
-	r.stdout, r.stdoutW = make(chan []byte, stdoutQueue), stdoutSink
-	r.stdoutWG.Add(1)
-	go r.stdoutLoop()
+// addSink adds k to the sinks the recorder writes.
+func (r *Recorder) addSink(k Sink) {
+	r.sinks = append(r.sinks, k)
+	if d, ok := k.(deliverySink); ok {
+		r.delivery = append(r.delivery, d)
+	}
 }
 
 // recover scans the store: last seq/hash, open sessions, segment metadata,
@@ -513,25 +509,12 @@ func (r *Recorder) Close() error {
 	return nil
 }
 
-// closeSinks drains the stdout sink (the last events are written) and
-// stops the webhooks.
+// closeSinks closes the sinks in order: the stdout sink writes the last
+// events, webhooks stop.
 func (r *Recorder) closeSinks() {
-	if r.stdout != nil {
-		close(r.stdout)
-		r.stdoutWG.Wait()
-	}
-	for _, w := range r.webhooks {
-		w.stop()
-	}
-	r.hookWG.Wait()
-}
-
-// stdoutLoop writes the stdout sink's lines in store order until Close.
-func (r *Recorder) stdoutLoop() {
-	defer r.stdoutWG.Done()
-	for b := range r.stdout {
-		if _, err := r.stdoutW.Write(b); err != nil {
-			r.m.sinkErrors.Inc()
+	for _, k := range r.sinks {
+		if err := k.Close(); err != nil {
+			r.log.Error().Err(err).Str("sink", k.Name()).Msg("closing sink")
 		}
 	}
 }
@@ -668,11 +651,8 @@ func (r *Recorder) flush() error {
 		end = end || p.Type == TypeSessionEnd
 	}
 	r.m.events.Add(float64(len(r.pendEv)))
-	if r.stdout != nil {
-		// The stdout sink is written by its own goroutine, so a slow
-		// reader of standard output does not hold the store lock; a
-		// full queue (stdoutQueue writes behind) blocks, as before.
-		r.stdout <- bytes.Clone(r.pending.Bytes())
+	for _, k := range r.sinks {
+		k.Written(r.pending.Bytes())
 	}
 	r.pending.Reset()
 	r.pendEv = r.pendEv[:0]
@@ -683,9 +663,6 @@ func (r *Recorder) flush() error {
 		// a failed fsync): by the maintainer
 		r.needSync = true
 		r.wake()
-	}
-	for _, w := range r.webhooks {
-		w.poke()
 	}
 	return nil
 }
@@ -885,8 +862,8 @@ func (r *Recorder) retention() {
 	}
 	cutoff := r.now().Add(-r.cfg.Retention)
 	minDelivered := int64(-1)
-	for _, w := range r.webhooks {
-		if d := w.deliveredSeq(); minDelivered < 0 || d < minDelivered {
+	for _, w := range r.delivery {
+		if d := w.DeliveredSeq(); minDelivered < 0 || d < minDelivered {
 			minDelivered = d
 		}
 	}

@@ -34,7 +34,7 @@ const sharedCommitTimeout = sharedstore.OpTimeout
 
 type sharedBatch struct {
 	rows    [][]any
-	lines   [][]byte // for the stdout sink, in chain order
+	lines   []byte // for the sinks, in chain order
 	lastSeq int64
 	last    chainHash
 	done    chan struct{}
@@ -79,7 +79,7 @@ func OpenShared(cfg config.Recording, db *sharedstore.Store, gateway string, log
 	r.shared = p
 	for _, s := range cfg.Sinks {
 		if s.Type == "stdout" {
-			r.startStdout()
+			r.addSink(newStdoutSink(r.m.sinkErrors))
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedstore.OpTimeout)
@@ -190,8 +190,8 @@ func (p *sharedLog) record(r *Recorder, ev *Event, body []byte) error {
 	b := p.cur
 	stored := string(line[:len(line)-1])
 	b.rows = append(b.rows, []any{p.gateway, ev.Seq, ev.Session, ev.Type, t, stored})
-	if r.stdout != nil {
-		b.lines = append(b.lines, append([]byte(nil), line...))
+	if len(r.sinks) > 0 {
+		b.lines = append(b.lines, line...)
 	}
 	b.lastSeq, b.last = ev.Seq, h
 	p.seq, p.last = ev.Seq, h
@@ -274,8 +274,10 @@ func (p *sharedLog) commit(r *Recorder) {
 		p.mu.Unlock()
 		r.m.events.Add(float64(len(b.rows)))
 		r.setHealthy()
-		for _, l := range b.lines {
-			r.stdout <- l
+		if len(b.lines) > 0 {
+			for _, k := range r.sinks {
+				k.Written(b.lines)
+			}
 		}
 	}
 	b.err = err
