@@ -44,7 +44,7 @@ func TestMappedSegmentZeroTail(t *testing.T) {
 	if len(evs) != 5 || evs[len(evs)-1].Type != TypeSessionEnd {
 		t.Fatalf("Get read %d events, want 5 ending in session_end", len(evs))
 	}
-	tl := &tail{dir: st.dir}
+	tl := &tail{dir: st.log.(*fileLog).dir}
 	n, err := tl.read(100, 1<<20, func([]byte, *Event) {})
 	must(t, err)
 	if n != 5 {

@@ -302,11 +302,18 @@ func (p *sharedLog) close(r *Recorder) {
 
 // OpenSharedStore reads the session record in the shared store: every
 // gateway's events.
-func OpenSharedStore(db *sharedstore.Store) *Store { return &Store{db: db} }
+func OpenSharedStore(db *sharedstore.Store) *Store { return NewStore(&sharedReader{db: db}) }
 
-// eachShared is each over the shared store: every gateway's events, in
+// sharedReader reads the shared store's pgwarden.events.
+type sharedReader struct {
+	db *sharedstore.Store
+}
+
+var _ Log = (*sharedReader)(nil)
+
+// Each is every gateway's events (of session when it is not ""), in
 // time order (a gateway's own events in seq order).
-func (s *Store) eachShared(fn func(raw []byte, ev *Event) error, session string) error {
+func (s *sharedReader) Each(session string, fn func(raw []byte, ev *Event) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	q := `SELECT line FROM pgwarden.events ORDER BY time, gateway, seq`
@@ -339,10 +346,53 @@ func (s *Store) eachShared(fn func(raw []byte, ev *Event) error, session string)
 	return nil
 }
 
-// verifyShared checks every gateway's chain: each line canonical with a
+// Verify checks every gateway's chain (see verify).
+func (s *sharedReader) Verify() (Verdict, error) {
+	p, n, chains, err := s.verify()
+	return Verdict{Problem: p, Events: n, Parts: chains, Unit: "gateway chains, every chain intact"}, err
+}
+
+// Follow polls the session's events.
+func (s *sharedReader) Follow(session string) Follower {
+	return &sharedFollow{s: s, session: session}
+}
+
+type sharedFollow struct {
+	s       *sharedReader
+	session string
+	shown   int // events passed on so far
+}
+
+// Next reads the session's events and passes on those not passed before
+// (all of them once the query succeeded).
+func (f *sharedFollow) Next(fn func(raw []byte, ev *Event)) (int, error) {
+	type rec struct {
+		raw []byte
+		ev  Event
+	}
+	var evs []rec
+	i := 0
+	err := f.s.Each(f.session, func(raw []byte, ev *Event) error {
+		if i >= f.shown {
+			evs = append(evs, rec{append([]byte(nil), raw...), *ev})
+		}
+		i++
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for k := range evs {
+		fn(evs[k].raw, &evs[k].ev)
+	}
+	f.shown += len(evs)
+	return len(evs), nil
+}
+
+// verify checks every gateway's chain: each line canonical with a
 // valid hash, its gateway and seq as indexed, seq from 1 without a gap and
 // prev_hash linking each event to the one before.
-func (s *Store) verifyShared() (*Problem, int64, int, error) {
+func (s *sharedReader) verify() (*Problem, int64, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	rows, err := s.db.Pool.Query(ctx, `SELECT gateway, seq, line FROM pgwarden.events ORDER BY gateway, seq`)
