@@ -19,6 +19,13 @@
 // recording.fail_open (then pgwarden_recording_dropped_total counts the gap).
 // Store (OpenStore) is read-only and may run while a Recorder writes.
 //
+// Seams: every sink is a Sink (stdout: each stored batch in store order,
+// from its own goroutine; webhook: woken by Written, it reads the store from
+// its cursor, and retention keeps what it has not delivered). Reading back is
+// a Log (Each, Verify, Follow) with two implementations, the file store's
+// segments and the shared store's pgwarden.events; Store (List, Get,
+// Export, Verify, Replay) is a thin layer over one Log (NewStore).
+//
 // This package must never record a secret: tokens and lease passwords are
 // not in its types, PASSWORD literals are removed by RedactSQL (PostgreSQL's
 // lexer, not a regexp) and the bind parameters of role statements are
