@@ -117,7 +117,7 @@ func (s *fileLog) verify() (*Problem, int64, int, error) {
 				f.Close()
 				return &Problem{Segment: name, Line: lr.lineNo, Seq: ev.Seq, Session: ev.Session, Msg: msg}, n, 0, nil
 			}
-			if err := enc.checkLine(line, &ev); err != nil {
+			if err := enc.CheckLine(line, &ev); err != nil {
 				return bad(err.Error())
 			}
 			if lines == 1 && ev.Seq != segFirstSeq(name) {

@@ -18,20 +18,3 @@ type Log interface {
 	// new ones (replay --follow).
 	Follow(session string) Follower
 }
-
-// Follower reads a recording in store order and can be polled for what
-// was appended since (see Log.Follow).
-type Follower interface {
-	// Next passes to fn the events appended since the previous call (the
-	// first call: from the start), possibly only a batch of them, and
-	// returns how many it read; 0 means none yet.
-	Next(fn func(raw []byte, ev *Event)) (int, error)
-}
-
-// Verdict is the result of Log.Verify.
-type Verdict struct {
-	Problem *Problem // the first broken place; nil when intact
-	Events  int64    // events checked
-	Parts   int      // segments or gateway chains
-	Unit    string   // what Parts counts, as Store.Verify prints it ("segments, chain intact")
-}

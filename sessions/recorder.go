@@ -600,7 +600,7 @@ func (r *Recorder) add(ev *Event, t time.Time) {
 func (r *Recorder) addBody(ev *Event, body []byte, t time.Time) {
 	ev.Seq = r.seq + 1
 	var h chainHash
-	line := r.enc.chainLine(ev.Seq, t, body, &r.last, &h)
+	line := r.enc.ChainLine(ev.Seq, t, body, &r.last, &h)
 	// rotation by size: this event starts a new segment
 	if n := len(r.segs); r.seg != nil && n > 0 && r.cfg.RotateBytes > 0 &&
 		r.segs[n-1].size+int64(r.pending.Len()+len(line)) > r.cfg.RotateBytes && r.segs[n-1].size+int64(r.pending.Len()) > 0 {
@@ -934,7 +934,8 @@ func (s *SessionRecorder) Statement(st StatementEvent) error {
 		ev.RowsTotal = int64(st.Rows.Len())
 	}
 	if s.r.cfg.Results {
-		ev.Columns, ev.rowsJSON = st.Columns, st.Rows.upTo(s.r.cfg.MaxRows)
+		ev.Columns = st.Columns
+		ev.SetRowsJSON(st.Rows.upTo(s.r.cfg.MaxRows))
 	}
 	return s.note(s.r.record(ev))
 }

@@ -186,7 +186,7 @@ func (p *sharedLog) record(r *Recorder, ev *Event, body []byte) error {
 	t := r.now()
 	ev.Seq = p.seq + 1
 	var h chainHash
-	line := p.enc.chainLine(ev.Seq, t, body, &p.last, &h)
+	line := p.enc.ChainLine(ev.Seq, t, body, &p.last, &h)
 	b := p.cur
 	stored := string(line[:len(line)-1])
 	b.rows = append(b.rows, []any{p.gateway, ev.Seq, ev.Session, ev.Type, t, stored})
@@ -423,7 +423,7 @@ func (s *sharedReader) verify() (*Problem, int64, int, error) {
 			gw, prev, prevSeq = gateway, "", 0
 			chains++
 		}
-		if err := enc.checkLine(line, &ev); err != nil {
+		if err := enc.CheckLine(line, &ev); err != nil {
 			return bad(err.Error())
 		}
 		if ev.Gateway != gateway || ev.Seq != seq {

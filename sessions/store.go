@@ -212,31 +212,6 @@ func (s *Store) Export(w io.Writer, since time.Time, format string) error {
 	})
 }
 
-// Problem is the first broken place found by Verify.
-type Problem struct {
-	Segment string `json:"segment"`
-	Line    int    `json:"line"` // 1-based; 0 = the file or store as a whole
-	Seq     int64  `json:"seq,omitempty"`
-	Session string `json:"session,omitempty"`
-	Msg     string `json:"message"`
-}
-
-func (p *Problem) String() string {
-	loc := p.Segment
-	if p.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", p.Segment, p.Line)
-	}
-	s := loc + ": " + p.Msg
-	if p.Seq > 0 {
-		s += fmt.Sprintf(" (seq %d", p.Seq)
-		if p.Session != "" {
-			s += ", session " + p.Session
-		}
-		s += ")"
-	}
-	return s
-}
-
 // Verify checks the whole store: every line's canonical form and hash, the
 // chain (seq +1, prev_hash = previous hash) across segments, a purged
 // prefix only where a retention marker in the chain attests it, and the
