@@ -1,5 +1,10 @@
 package sessions
 
+import "github.com/pgwarden/pgwarden/sessions/filestore"
+
+// The implementations of Log.
+var _ Log = (*filestore.Reader)(nil)
+
 // Log is the read side of one recording backend: the file store's
 // segments (OpenStore) or the shared store's pgwarden.events
 // (OpenSharedStore). Store (List, Get, Export, Verify, Replay) is a thin

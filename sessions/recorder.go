@@ -241,7 +241,7 @@ func (r *Recorder) recover() error {
 		meta := segMeta{name: name, firstSeq: segFirstSeq(name)}
 		lr := newLineReader(f, 0)
 		for {
-			line, err := lr.next()
+			line, err := lr.Next()
 			if err == io.EOF {
 				break
 			}
@@ -250,7 +250,7 @@ func (r *Recorder) recover() error {
 				return fmt.Errorf("sessions: %s: %w", name, err)
 			}
 			if err := decodeLoose(line, &ev); err != nil || ev.Hash == "" {
-				r.log.Error().Str("segment", name).Int("line", lr.lineNo).Msg("undecodable event in store (run `pgwarden sessions verify`)")
+				r.log.Error().Str("segment", name).Int("line", lr.LineNo()).Msg("undecodable event in store (run `pgwarden sessions verify`)")
 				continue
 			}
 			r.seq, r.last = ev.Seq, chainHashOf(ev.Hash)
@@ -261,7 +261,7 @@ func (r *Recorder) recover() error {
 			meta.lastSeq, meta.lastHash, meta.last = ev.Seq, chainHashOf(ev.Hash), t
 			r.track(&ev)
 		}
-		meta.size = lr.off
+		meta.size = lr.Off()
 		// What follows the last complete line: nothing, the zero tail of
 		// space allocated ahead (cut off silently), or a torn last write
 		// (and, after a power loss, maybe pages written out of order
@@ -307,20 +307,6 @@ func (r *Recorder) recover() error {
 		r.seg = f
 	}
 	return nil
-}
-
-// tailAfter returns f's bytes from off to its end without trailing NULs
-// (nil when there are only NULs or nothing).
-func tailAfter(f *os.File, off int64) ([]byte, error) {
-	st, err := f.Stat()
-	if err != nil || st.Size() <= off {
-		return nil, err
-	}
-	b := make([]byte, st.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
-		return nil, err
-	}
-	return bytes.TrimRight(b, "\x00"), nil
 }
 
 // trimTo truncates path to size when it is longer.

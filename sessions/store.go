@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 // ErrNotFound is returned for an unknown session id.
@@ -33,7 +35,7 @@ func OpenStore(storeDir string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("sessions: %s is not a directory", dir)
 	}
-	return NewStore(&fileLog{dir: dir}), nil
+	return NewStore(filestore.NewReader(dir)), nil
 }
 
 // Filter selects sessions in List. Zero fields match everything.

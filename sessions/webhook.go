@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 // Webhook delivery tunables.
@@ -155,7 +156,7 @@ type hookEvent struct {
 
 func (w *webhook) run() {
 	defer w.wg.Done()
-	t := &tail{dir: w.dir, after: w.delivered.Load()}
+	t := filestore.NewTail(w.dir, w.delivered.Load())
 	var batch []hookEvent
 	failures := 0
 	idle := time.NewTicker(time.Second)
@@ -165,7 +166,7 @@ func (w *webhook) run() {
 			return
 		}
 		if len(batch) == 0 {
-			_, err := t.read(hookBatch, hookBatchBytes, func(raw []byte, ev *Event) {
+			_, err := t.Read(hookBatch, hookBatchBytes, func(raw []byte, ev *Event) {
 				if ev.Type == TypeRetention && w.format == "ocsf" {
 					return
 				}
@@ -181,9 +182,9 @@ func (w *webhook) run() {
 				w.log.Error().Err(err).Str("sink", w.safeURL).Msg("webhook: reading the store")
 			}
 			if len(batch) == 0 {
-				if t.after > w.delivered.Load() { // only skipped events: advance the cursor
-					w.delivered.Store(t.after)
-					_ = w.saveCursor(t.after, "")
+				if t.After() > w.delivered.Load() { // only skipped events: advance the cursor
+					w.delivered.Store(t.After())
+					_ = w.saveCursor(t.After(), "")
 				}
 				select {
 				case <-w.ctx.Done():

@@ -1,34 +1,48 @@
-package sessions
+package filestore
 
 import (
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/pgwarden/pgwarden/sessions/record"
 )
 
-// fileLog reads the file store's segments (<store.dir>/sessions).
-type fileLog struct {
+type (
+	event   = record.Event
+	problem = record.Problem
+)
+
+// Reader reads the file store's segments (<store.dir>/sessions): the
+// file store's implementation of sessions.Log. It is read-only and safe
+// while a recorder writes the same directory.
+type Reader struct {
 	dir string
 }
 
-var _ Log = (*fileLog)(nil)
+// NewReader returns the Reader of the segments in dir
+// (<store.dir>/sessions).
+func NewReader(dir string) *Reader { return &Reader{dir: dir} }
+
+// Dir is the directory of the segments.
+func (s *Reader) Dir() string { return s.dir }
 
 // Verify checks every segment and the chain across them (see Store.Verify).
-func (s *fileLog) Verify() (Verdict, error) {
+func (s *Reader) Verify() (record.Verdict, error) {
 	p, n, segs, err := s.verify()
-	return Verdict{Problem: p, Events: n, Parts: segs, Unit: "segments, chain intact"}, err
+	return record.Verdict{Problem: p, Events: n, Parts: segs, Unit: "segments, chain intact"}, err
 }
 
 // Follow reads the store from its start, then what is appended.
-func (s *fileLog) Follow(string) Follower { return &fileFollow{t: &tail{dir: s.dir}} }
+func (s *Reader) Follow(string) record.Follower { return &fileFollow{t: NewTail(s.dir, 0)} }
 
-type fileFollow struct{ t *tail }
+type fileFollow struct{ t *Tail }
 
 // Next passes up to 1000 events (16 MiB) after the position; it counts
 // every event read, of any session.
-func (f *fileFollow) Next(fn func(raw []byte, ev *Event)) (int, error) {
-	n, err := f.t.read(1000, 16<<20, fn)
+func (f *fileFollow) Next(fn func(raw []byte, ev *event)) (int, error) {
+	n, err := f.t.Read(1000, 16<<20, fn)
 	if err != nil {
 		return n, fmt.Errorf("sessions: %w", err)
 	}
@@ -37,12 +51,12 @@ func (f *fileFollow) Next(fn func(raw []byte, ev *Event)) (int, error) {
 
 // Each calls fn for every decodable event in store order (of session
 // when it is not ""). Undecodable lines are skipped (Verify reports them).
-func (s *fileLog) Each(session string, fn func(raw []byte, ev *Event) error) error {
-	names, err := listSegments(s.dir)
+func (s *Reader) Each(session string, fn func(raw []byte, ev *event) error) error {
+	names, err := ListSegments(s.dir)
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)
 	}
-	var ev Event
+	var ev event
 	for _, name := range names {
 		f, err := os.Open(filepath.Join(s.dir, name))
 		if os.IsNotExist(err) {
@@ -51,9 +65,9 @@ func (s *fileLog) Each(session string, fn func(raw []byte, ev *Event) error) err
 		if err != nil {
 			return fmt.Errorf("sessions: %w", err)
 		}
-		lr := newLineReader(f, 0)
+		lr := NewLineReader(f, 0)
 		for {
-			line, err := lr.next()
+			line, err := lr.Next()
 			if err == io.EOF {
 				break
 			}
@@ -61,7 +75,7 @@ func (s *fileLog) Each(session string, fn func(raw []byte, ev *Event) error) err
 				f.Close()
 				return fmt.Errorf("sessions: %s: %w", name, err)
 			}
-			if decodeLoose(line, &ev) != nil || (session != "" && ev.Session != session) {
+			if record.DecodeLoose(line, &ev) != nil || (session != "" && ev.Session != session) {
 				continue
 			}
 			if err := fn(line, &ev); err != nil {
@@ -74,19 +88,19 @@ func (s *fileLog) Each(session string, fn func(raw []byte, ev *Event) error) err
 	return nil
 }
 
-func (s *fileLog) verify() (*Problem, int64, int, error) {
+func (s *Reader) verify() (*problem, int64, int, error) {
 	// head first: a concurrent writer only moves it forward after the data
-	hd, haveHead, herr := readHead(s.dir)
+	hd, haveHead, herr := ReadHead(s.dir)
 	if herr != nil {
-		return &Problem{Segment: headFile, Msg: herr.Error()}, 0, 0, nil
+		return &problem{Segment: HeadFile, Msg: herr.Error()}, 0, 0, nil
 	}
-	names, err := listSegments(s.dir)
+	names, err := ListSegments(s.dir)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("sessions: %w", err)
 	}
-	enc := newEncoder()
+	enc := record.NewEncoder()
 	var (
-		ev                Event
+		ev                event
 		n                 int64
 		prevSeq           int64
 		prevHash          string
@@ -101,27 +115,27 @@ func (s *fileLog) verify() (*Problem, int64, int, error) {
 		if err != nil {
 			return nil, 0, 0, fmt.Errorf("sessions: %w", err)
 		}
-		lr := newLineReader(f, 0)
+		lr := NewLineReader(f, 0)
 		lines := 0
 		for {
-			line, err := lr.next()
+			line, err := lr.Next()
 			if err == io.EOF {
 				break
 			}
 			if err != nil {
 				f.Close()
-				return &Problem{Segment: name, Line: lr.lineNo + 1, Msg: err.Error()}, n, 0, nil
+				return &problem{Segment: name, Line: lr.lineNo + 1, Msg: err.Error()}, n, 0, nil
 			}
 			lines++
-			bad := func(msg string) (*Problem, int64, int, error) {
+			bad := func(msg string) (*problem, int64, int, error) {
 				f.Close()
-				return &Problem{Segment: name, Line: lr.lineNo, Seq: ev.Seq, Session: ev.Session, Msg: msg}, n, 0, nil
+				return &problem{Segment: name, Line: lr.lineNo, Seq: ev.Seq, Session: ev.Session, Msg: msg}, n, 0, nil
 			}
 			if err := enc.CheckLine(line, &ev); err != nil {
 				return bad(err.Error())
 			}
-			if lines == 1 && ev.Seq != segFirstSeq(name) {
-				return bad(fmt.Sprintf("segment starts with seq %d, its name says %d (renamed or reordered)", ev.Seq, segFirstSeq(name)))
+			if lines == 1 && ev.Seq != SegFirstSeq(name) {
+				return bad(fmt.Sprintf("segment starts with seq %d, its name says %d (renamed or reordered)", ev.Seq, SegFirstSeq(name)))
 			}
 			if n == 0 {
 				firstSeq, firstPrev = ev.Seq, ev.PrevHash
@@ -136,15 +150,15 @@ func (s *fileLog) verify() (*Problem, int64, int, error) {
 					return bad(fmt.Sprintf("seq %d follows %d (events deleted or reordered)", ev.Seq, prevSeq))
 				}
 				if ev.PrevHash != prevHash {
-					return bad(fmt.Sprintf("prev_hash %s does not match the previous event's hash %s (events deleted, inserted or reordered)", short(ev.PrevHash), short(prevHash)))
+					return bad(fmt.Sprintf("prev_hash %s does not match the previous event's hash %s (events deleted, inserted or reordered)", record.Short(ev.PrevHash), record.Short(prevHash)))
 				}
 			}
-			if ev.Type == TypeRetention {
+			if ev.Type == record.TypeRetention {
 				markers[ev.PurgedThroughSeq] = ev.PurgedThroughHash
 			}
 			if haveHead && ev.Seq == hd.Seq {
 				if ev.Hash != hd.Hash {
-					return bad(fmt.Sprintf("event differs from the one recorded in %s (%s)", headFile, short(hd.Hash)))
+					return bad(fmt.Sprintf("event differs from the one recorded in %s (%s)", HeadFile, record.Short(hd.Hash)))
 				}
 				headSeen = true
 			}
@@ -154,25 +168,25 @@ func (s *fileLog) verify() (*Problem, int64, int, error) {
 		if lr.zero {
 			// the zero tail of space allocated ahead: nothing may follow it
 			// (tailAfter drops trailing NULs: what is left holds data)
-			if gap, err := tailAfter(f, lr.off+int64(len(lr.rest()))); err != nil || len(gap) > 0 {
+			if gap, err := TailAfter(f, lr.off+int64(len(lr.Rest()))); err != nil || len(gap) > 0 {
 				f.Close()
 				if err != nil {
 					return nil, n, 0, fmt.Errorf("sessions: %w", err)
 				}
-				return &Problem{Segment: name, Line: lr.lineNo + 1, Msg: "data after a zero-filled gap (a torn write after a power loss?)"}, n, 0, nil
+				return &problem{Segment: name, Line: lr.lineNo + 1, Msg: "data after a zero-filled gap (a torn write after a power loss?)"}, n, 0, nil
 			}
 		}
-		if frag := lr.rest(); len(frag) > 0 {
+		if frag := lr.Rest(); len(frag) > 0 {
 			f.Close()
 			msg := "incomplete last line (truncated or torn write)"
 			if si == len(names)-1 {
 				msg += "; if the gateway crashed, starting it repairs this"
 			}
-			return &Problem{Segment: name, Line: lr.lineNo + 1, Msg: msg}, n, 0, nil
+			return &problem{Segment: name, Line: lr.lineNo + 1, Msg: msg}, n, 0, nil
 		}
 		f.Close()
 		if lines == 0 && si != len(names)-1 {
-			return &Problem{Segment: name, Msg: "empty segment"}, n, 0, nil
+			return &problem{Segment: name, Msg: "empty segment"}, n, 0, nil
 		}
 	}
 	if n > 0 && firstSeq > 1 {
@@ -180,38 +194,44 @@ func (s *fileLog) verify() (*Problem, int64, int, error) {
 			retentionAttested = true
 		}
 		if !retentionAttested {
-			return &Problem{Segment: names[0], Line: 1, Seq: firstSeq,
+			return &problem{Segment: names[0], Line: 1, Seq: firstSeq,
 				Msg: fmt.Sprintf("store starts at seq %d but no retention marker attests the deletion of seq 1..%d (segments deleted)", firstSeq, firstSeq-1)}, n, 0, nil
 		}
 	}
 	if haveHead && hd.Seq > 0 && !headSeen {
-		seg := headFile
+		seg := HeadFile
 		if len(names) > 0 {
 			seg = names[len(names)-1]
 		}
-		return &Problem{Segment: seg, Seq: hd.Seq,
-			Msg: fmt.Sprintf("store ends at seq %d but %s records seq %d (trailing events removed)", prevSeq, headFile, hd.Seq)}, n, 0, nil
+		return &problem{Segment: seg, Seq: hd.Seq,
+			Msg: fmt.Sprintf("store ends at seq %d but %s records seq %d (trailing events removed)", prevSeq, HeadFile, hd.Seq)}, n, 0, nil
 	}
 	if !haveHead && n > 0 {
-		return &Problem{Segment: headFile, Msg: "missing (it records the last fsynced event)"}, n, 0, nil
+		return &problem{Segment: HeadFile, Msg: "missing (it records the last fsynced event)"}, n, 0, nil
 	}
 	return nil, n, len(names), nil
 }
 
-// tail reads events in store order from a position, across segments, and
+// Tail reads events in store order from a position, across segments, and
 // can be polled for new events (webhook delivery, replay --follow).
-type tail struct {
+type Tail struct {
 	dir   string
 	seg   string // current segment name ("" = not positioned)
 	off   int64
 	after int64 // only events with seq > after
 }
 
-// read appends up to max events (and their raw lines) after the position.
-func (t *tail) read(max, maxBytes int, fn func(raw []byte, ev *Event)) (int, error) {
+// NewTail returns a Tail of the segments in dir, at the events after seq after.
+func NewTail(dir string, after int64) *Tail { return &Tail{dir: dir, after: after} }
+
+// After is the seq of the last event read (or the start position).
+func (t *Tail) After() int64 { return t.after }
+
+// Read passes up to max events (and their raw lines) after the position.
+func (t *Tail) Read(max, maxBytes int, fn func(raw []byte, ev *event)) (int, error) {
 	n, bytesRead := 0, 0
 	for n < max && bytesRead < maxBytes {
-		names, err := listSegments(t.dir)
+		names, err := ListSegments(t.dir)
 		if err != nil {
 			return n, err
 		}
@@ -221,7 +241,7 @@ func (t *tail) read(max, maxBytes int, fn func(raw []byte, ev *Event)) (int, err
 			}
 			t.seg, t.off = names[0], 0
 			for _, nm := range names {
-				if segFirstSeq(nm) <= t.after+1 {
+				if SegFirstSeq(nm) <= t.after+1 {
 					t.seg = nm
 				}
 			}
@@ -238,15 +258,15 @@ func (t *tail) read(max, maxBytes int, fn func(raw []byte, ev *Event)) (int, err
 			f.Close()
 			return n, err
 		}
-		lr := newLineReader(f, t.off)
-		var ev Event
+		lr := NewLineReader(f, t.off)
+		var ev event
 		for n < max && bytesRead < maxBytes {
-			line, err := lr.next()
+			line, err := lr.Next()
 			if err != nil {
 				break
 			}
 			t.off = lr.off
-			if decodeLoose(line, &ev) != nil || ev.Seq <= t.after {
+			if record.DecodeLoose(line, &ev) != nil || ev.Seq <= t.after {
 				continue
 			}
 			t.after = ev.Seq
@@ -266,7 +286,7 @@ func (t *tail) read(max, maxBytes int, fn func(raw []byte, ev *Event)) (int, err
 				break
 			}
 		}
-		if next == "" || len(lr.rest()) > 0 {
+		if next == "" || len(lr.Rest()) > 0 {
 			return n, nil
 		}
 		t.seg, t.off = next, 0
