@@ -1,9 +1,15 @@
 package sessions
 
-import "github.com/pgwarden/pgwarden/sessions/filestore"
+import (
+	"github.com/pgwarden/pgwarden/sessions/filestore"
+	"github.com/pgwarden/pgwarden/sessions/pgstore"
+)
 
 // The implementations of Log.
-var _ Log = (*filestore.Reader)(nil)
+var (
+	_ Log = (*filestore.Reader)(nil)
+	_ Log = (*pgstore.Reader)(nil)
+)
 
 // Log is the read side of one recording backend: the file store's
 // segments (OpenStore) or the shared store's pgwarden.events
