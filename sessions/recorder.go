@@ -140,9 +140,10 @@ type Recorder struct {
 	sinks    []Sink
 	delivery []deliverySink
 
-	// The shared store (OpenShared): events go to its per-gateway chain
-	// instead of segment files, and carry gateway.
-	shared  *sharedLog
+	// w is where events go: the segment files (fileAppender, Open) or
+	// the shared store's per-gateway chain (sharedLog, OpenShared; the
+	// events then carry gateway).
+	w       appender
 	gateway string
 }
 
@@ -171,6 +172,7 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	}
 	r := newRecorder(cfg, log, reg)
 	r.dir = dir
+	r.w = &fileAppender{r: r}
 	if err := r.recover(); err != nil {
 		return nil, err
 	}
@@ -444,23 +446,7 @@ func (r *Recorder) record(ev Event) error {
 	bp := bodyPool.Get().(*[]byte)
 	body := appendBody((*bp)[:0], &ev)
 	defer putBody(bp, body)
-	if r.shared != nil {
-		return r.shared.record(r, &ev, body)
-	}
-	if !r.lock(lockTimeout) {
-		r.m.dropped.Inc()
-		r.setUnhealthy(ErrStalled)
-		return ErrStalled
-	}
-	if r.shut {
-		r.unlock()
-		r.m.dropped.Inc()
-		return ErrClosed
-	}
-	r.addBody(&ev, body, r.now()) // stamped under the lock: times never run backwards against seq
-	err := r.flush()
-	r.unlock()
-	return err
+	return r.w.write(ev, body)
 }
 
 // bodyPool holds the buffers record encodes an event's body into.
@@ -481,11 +467,7 @@ func (r *Recorder) Close() error {
 		<-r.done
 		return nil
 	}
-	if r.shared != nil {
-		r.shared.close(r)
-	} else {
-		close(r.stop)
-	}
+	r.w.shutdown()
 	<-r.done
 	r.closeSinks()
 	r.m.unregister()

@@ -45,6 +45,7 @@ type sharedBatch struct {
 func newSharedBatch() *sharedBatch { return &sharedBatch{done: make(chan struct{})} }
 
 type sharedLog struct {
+	r       *Recorder
 	db      *sharedstore.Store
 	gateway string
 	enc     *encoder
@@ -75,9 +76,9 @@ func OpenShared(cfg config.Recording, db *sharedstore.Store, gateway string, log
 	}
 	r := newRecorder(cfg, log, reg)
 	r.gateway = gateway
-	p := &sharedLog{db: db, gateway: gateway, enc: newEncoder(), cur: newSharedBatch(), open: map[string]openSess{},
+	p := &sharedLog{r: r, db: db, gateway: gateway, enc: newEncoder(), cur: newSharedBatch(), open: map[string]openSess{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	r.shared = p
+	r.w = p
 	for _, s := range cfg.Sinks {
 		if s.Type == "stdout" {
 			r.addSink(newStdoutSink(r.m.sinkErrors))
@@ -170,11 +171,15 @@ func (p *sharedLog) endSessions(r *Recorder, ctx context.Context, gateway, reaso
 // session the dead gateway left open (into this gateway's chain) and
 // returns them (identity fields: BackendUser names each one's credential).
 func (r *Recorder) EndSessionsOf(ctx context.Context, gateway string) ([]Event, error) {
-	if r.shared == nil {
+	p, ok := r.w.(*sharedLog)
+	if !ok {
 		return nil, errors.New("sessions: EndSessionsOf needs the shared store")
 	}
-	return r.shared.endSessions(r, ctx, gateway, ReasonGatewayLost)
+	return p.endSessions(r, ctx, gateway, ReasonGatewayLost)
 }
+
+// write chains ev (body encoded by the caller) and waits for its commit.
+func (p *sharedLog) write(ev Event, body []byte) error { return p.record(p.r, &ev, body) }
 
 // record chains ev (body encoded by the caller) and waits for its commit.
 func (p *sharedLog) record(r *Recorder, ev *Event, body []byte) error {
@@ -285,8 +290,9 @@ func (p *sharedLog) commit(r *Recorder) {
 	close(b.done)
 }
 
-// close ends the sessions still open (gateway_shutdown), commits and stops.
-func (p *sharedLog) close(r *Recorder) {
+// shutdown ends the sessions still open (gateway_shutdown), commits and stops.
+func (p *sharedLog) shutdown() {
+	r := p.r
 	p.mu.Lock()
 	open := openInOrder(p.open)
 	p.mu.Unlock()
