@@ -27,17 +27,9 @@ var (
 	_ appender = (*sharedLog)(nil)
 )
 
-// fileAppender writes the segment files. Its state (segments, chain head,
-// open sessions) is the Recorder's, guarded by the store lock; the
-// maintainer goroutine (Recorder.maintain) is its background work.
-type fileAppender struct {
-	r *Recorder
-}
-
 // write takes the store lock (at most lockTimeout), chains and writes
 // (write(2)) the event.
-func (f *fileAppender) write(ev Event, body []byte) error {
-	r := f.r
+func (r *fileAppender) write(ev Event, body []byte) error {
 	if !r.lock(lockTimeout) {
 		r.m.dropped.Inc()
 		r.setUnhealthy(ErrStalled)
@@ -55,4 +47,4 @@ func (f *fileAppender) write(ev Event, body []byte) error {
 }
 
 // shutdown stops the maintainer, which writes the final events and fsyncs.
-func (f *fileAppender) shutdown() { close(f.r.stop) }
+func (r *fileAppender) shutdown() { close(r.stop) }

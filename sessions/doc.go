@@ -31,9 +31,9 @@
 // reader and tail, and Reader) and sessions/pgstore (Reader over
 // pgwarden.events); Store (List, Get, Export, Verify, Replay) is a thin
 // layer over one Log (NewStore). The write side is an appender (write one
-// encoded event before returning, shutdown): the segment writer (whose
-// state is still the Recorder's, under the store lock) and the shared
-// store's per-gateway chain (sharedLog).
+// encoded event before returning, shutdown): fileAppender (the segment
+// writer: its state under the store lock, the maintainer goroutine) and
+// sharedLog (this gateway's chain in the shared store, group commit).
 //
 // This package must never record a secret: tokens and lease passwords are
 // not in its types, PASSWORD literals are removed by RedactSQL (PostgreSQL's

@@ -101,17 +101,36 @@ type segFile interface {
 // Open, hand each session a SessionRecorder from Start, Close at shutdown.
 type Recorder struct {
 	cfg  config.Recording
-	dir  string // <store.dir>/sessions
 	log  zerolog.Logger
 	now  func() time.Time
-	stop chan struct{}
-	done chan struct{}
-	kick chan struct{} // cap 1: asks the maintainer to fsync now
+	done chan struct{} // closed when the appender's background work has stopped
 
 	closed atomic.Bool
 	health atomic.Pointer[error]
 
 	m metrics
+
+	// sinks get every stored batch (Sink.Written), in store order;
+	// delivery holds the ones retention waits for.
+	sinks    []Sink
+	delivery []deliverySink
+
+	// w is where events go: the segment files (fileAppender, Open) or
+	// the shared store's per-gateway chain (sharedLog, OpenShared; the
+	// events then carry gateway).
+	w       appender
+	gateway string
+}
+
+// fileAppender writes the segment files under <store.dir>/sessions: the
+// file store's appender. It reaches the recorder's configuration, clock,
+// metrics, health and sinks through the embedded *Recorder; its own state
+// is below. The maintainer goroutine (maintain) is its background work.
+type fileAppender struct {
+	*Recorder
+	dir  string // <store.dir>/sessions
+	stop chan struct{}
+	kick chan struct{} // cap 1: asks the maintainer to fsync now
 
 	// lk is the store lock (a one-slot semaphore, so that waiting for it
 	// can time out). The session that records an event chains, encodes and
@@ -134,17 +153,6 @@ type Recorder struct {
 	lastSync time.Time
 	open     map[string]openSess
 	lastRet  time.Time
-
-	// sinks get every stored batch (Sink.Written), in store order;
-	// delivery holds the ones retention waits for.
-	sinks    []Sink
-	delivery []deliverySink
-
-	// w is where events go: the segment files (fileAppender, Open) or
-	// the shared store's per-gateway chain (sharedLog, OpenShared; the
-	// events then carry gateway).
-	w       appender
-	gateway string
 }
 
 // pendingInfo is one encoded, not yet written event: ev as chained (Seq,
@@ -170,9 +178,10 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	if cfg.SyncEvery <= 0 {
 		cfg.SyncEvery = time.Second
 	}
-	r := newRecorder(cfg, log, reg)
-	r.dir = dir
-	r.w = &fileAppender{r: r}
+	rec := newRecorder(cfg, log, reg)
+	r := &fileAppender{Recorder: rec, dir: dir, stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		lk: make(chan struct{}, 1), enc: newEncoder(), open: map[string]openSess{}}
+	rec.w = r
 	if err := r.recover(); err != nil {
 		return nil, err
 	}
@@ -204,7 +213,7 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 		k.Start()
 	}
 	go r.maintain()
-	return r, nil
+	return rec, nil
 }
 
 // newRecorder is the Recorder both stores start from (Open, OpenShared).
@@ -212,9 +221,8 @@ func newRecorder(cfg config.Recording, log zerolog.Logger, reg prometheus.Regist
 	return &Recorder{
 		cfg: cfg, log: log.With().Str("component", "sessions").Logger(),
 		now:  func() time.Time { return time.Now().UTC() },
-		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
-		lk: make(chan struct{}, 1), enc: newEncoder(), open: map[string]openSess{},
-		m: newMetrics(reg),
+		done: make(chan struct{}),
+		m:    newMetrics(reg),
 	}
 }
 
@@ -228,7 +236,7 @@ func (r *Recorder) addSink(k Sink) {
 
 // recover scans the store: last seq/hash, open sessions, segment metadata,
 // and cuts off a torn last line.
-func (r *Recorder) recover() error {
+func (r *fileAppender) recover() error {
 	names, err := listSegments(r.dir)
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)
@@ -321,7 +329,7 @@ func trimTo(path string, size int64) error {
 }
 
 // track updates the open-session set from one event.
-func (r *Recorder) track(ev *Event) { trackOpen(r.open, ev) }
+func (r *fileAppender) track(ev *Event) { trackOpen(r.open, ev) }
 
 // trackOpen updates an open-session set from one event: a session is open
 // from its first event to its session_end; its identity fields are kept
@@ -402,7 +410,7 @@ func (r *Recorder) Start(info StartInfo) *SessionRecorder {
 
 // lock takes the store lock, waiting at most d (d <= 0: without limit).
 // The uncontended path neither allocates nor starts a timer.
-func (r *Recorder) lock(d time.Duration) bool {
+func (r *fileAppender) lock(d time.Duration) bool {
 	select {
 	case r.lk <- struct{}{}:
 		return true
@@ -422,7 +430,7 @@ func (r *Recorder) lock(d time.Duration) bool {
 	}
 }
 
-func (r *Recorder) unlock() { <-r.lk }
+func (r *fileAppender) unlock() { <-r.lk }
 
 // record chains, encodes and writes one event (write(2), under the store
 // lock) before it returns: an event recorded before the client's
@@ -488,7 +496,7 @@ func (r *Recorder) closeSinks() {
 }
 
 // wake asks the maintainer to fsync soon (never blocks).
-func (r *Recorder) wake() {
+func (r *fileAppender) wake() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -498,7 +506,7 @@ func (r *Recorder) wake() {
 // maintain is the recorder's background goroutine: fsync (outside the
 // store lock, so sessions keep writing meanwhile), rotation by age,
 // retention, health probes, and the final events at Close.
-func (r *Recorder) maintain() {
+func (r *fileAppender) maintain() {
 	defer close(r.done)
 	tick := r.cfg.SyncEvery / 2
 	if tick > 250*time.Millisecond || tick <= 0 {
@@ -546,7 +554,7 @@ func (r *Recorder) maintain() {
 
 // endOpen adds a session_end with reason for every session still open,
 // in the order they started (chained like any event), and returns how many.
-func (r *Recorder) endOpen(reason string) int {
+func (r *fileAppender) endOpen(reason string) int {
 	open := openInOrder(r.open)
 	for _, ev := range open {
 		ev.Type, ev.Reason = TypeSessionEnd, reason
@@ -557,7 +565,7 @@ func (r *Recorder) endOpen(reason string) int {
 
 // add stamps ev with t, chains, encodes and buffers it; flush writes the
 // buffer. (The recorder's own events: recovery, retention, Close.)
-func (r *Recorder) add(ev *Event, t time.Time) {
+func (r *fileAppender) add(ev *Event, t time.Time) {
 	r.body = appendBody(r.body[:0], ev)
 	r.addBody(ev, r.body, t)
 }
@@ -565,7 +573,7 @@ func (r *Recorder) add(ev *Event, t time.Time) {
 // addBody chains an event whose body (appendBody of ev) is encoded: stamps
 // it with t, hashes and buffers the line. ev's Time, PrevHash and Hash
 // stay unset: the chain state is kept as chainHash, without strings.
-func (r *Recorder) addBody(ev *Event, body []byte, t time.Time) {
+func (r *fileAppender) addBody(ev *Event, body []byte, t time.Time) {
 	ev.Seq = r.seq + 1
 	var h chainHash
 	line := r.enc.ChainLine(ev.Seq, t, body, &r.last, &h)
@@ -586,7 +594,7 @@ func (r *Recorder) addBody(ev *Event, body []byte, t time.Time) {
 // flush appends the pending buffer to the active segment (one write).
 // On failure the file is cut back, the chain state rolls back, the events
 // are counted as dropped and the recorder reports unhealthy.
-func (r *Recorder) flush() error {
+func (r *fileAppender) flush() error {
 	if r.pending.Len() == 0 {
 		return nil
 	}
@@ -635,7 +643,7 @@ func (r *Recorder) flush() error {
 	return nil
 }
 
-func (r *Recorder) writeFailed(err error) error {
+func (r *fileAppender) writeFailed(err error) error {
 	r.m.writeErrors.Inc()
 	r.m.dropped.Add(float64(len(r.pendEv)))
 	// roll the chain back to what is on disk: to just before the first
@@ -664,7 +672,7 @@ type syncJob struct {
 // segments always; the active one when final, asked for (session_end,
 // rotation) or sync_interval has passed since the last fsync. With final
 // the active segment is retired too (Close).
-func (r *Recorder) syncWork(final bool) *syncJob {
+func (r *fileAppender) syncWork(final bool) *syncJob {
 	if final && r.seg != nil {
 		r.retired = append(r.retired, r.seg)
 		r.seg = nil
@@ -684,7 +692,7 @@ func (r *Recorder) syncWork(final bool) *syncJob {
 }
 
 // writtenHead is the seq and hash of the last event written to a segment.
-func (r *Recorder) writtenHead() (int64, string) {
+func (r *fileAppender) writtenHead() (int64, string) {
 	n := len(r.segs)
 	if n == 0 {
 		return r.seq, r.last.String()
@@ -702,7 +710,7 @@ func (r *Recorder) writtenHead() (int64, string) {
 // writing), closes the retired ones, then records the head. Only the
 // maintainer (or Open, before it starts) calls it, so no file is closed
 // under another fsync.
-func (r *Recorder) doSync(j *syncJob) error {
+func (r *fileAppender) doSync(j *syncJob) error {
 	if j == nil {
 		return nil
 	}
@@ -745,7 +753,7 @@ func (r *Recorder) doSync(j *syncJob) error {
 
 // syncNow fsyncs the active segment and records the head, inline (Open,
 // before the maintainer starts).
-func (r *Recorder) syncNow() error {
+func (r *fileAppender) syncNow() error {
 	r.needSync = true
 	r.dirty = r.dirty || r.seg != nil
 	return r.doSync(r.syncWork(false))
@@ -754,7 +762,7 @@ func (r *Recorder) syncNow() error {
 // sealActive retires the active segment (the maintainer fsyncs and closes
 // it); the next event opens a new one whose first event chains to this
 // one's last.
-func (r *Recorder) sealActive() {
+func (r *fileAppender) sealActive() {
 	if r.seg == nil {
 		return
 	}
@@ -769,7 +777,7 @@ func (r *Recorder) sealActive() {
 // of the maintainer, its fsyncs run without the store lock (a hung fsync
 // must not stall the sessions, whose writes may work); it takes the lock
 // only to swap the active segment's descriptor.
-func (r *Recorder) probe() {
+func (r *fileAppender) probe() {
 	p0 := r.health.Load()
 	p := filepath.Join(r.dir, ".probe")
 	f, err := openSegFile(p)
@@ -823,7 +831,7 @@ func (r *Recorder) probe() {
 // retention deletes the oldest sealed segments whose last event is older
 // than recording.retention (and, with webhook sinks, already delivered),
 // then writes a retention marker into the chain.
-func (r *Recorder) retention() {
+func (r *fileAppender) retention() {
 	r.lastRet = r.now()
 	if r.cfg.Retention <= 0 || len(r.segs) < 2 {
 		return

@@ -129,7 +129,7 @@ func TestMappedSegmentFaultFailsClosed(t *testing.T) {
 	}
 	// the maintainer's probe (called here too: it may not have ticked yet)
 	// does not resume the shortened segment
-	r.probe()
+	r.w.(*fileAppender).probe()
 	must(t, s.Statement(StatementEvent{SQL: "SELECT 4", Actions: []string{"read"}, Decision: DecisionAllow}))
 	if got := segPath(t, dir); got == short {
 		t.Fatal("recording resumed in the shortened segment")

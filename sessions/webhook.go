@@ -60,7 +60,7 @@ type cursorFile struct {
 	URL  string `json:"url"`
 }
 
-func newWebhook(r *Recorder, s config.Sink, outbox string, startSeq int64) (*webhook, error) {
+func newWebhook(r *fileAppender, s config.Sink, outbox string, startSeq int64) (*webhook, error) {
 	return newWebhookSink(s, r.dir, outbox, startSeq, r.log, &r.m)
 }
 
