@@ -30,7 +30,8 @@
 // sessions/filestore (the segment layout: segments, head.json, the line
 // reader and tail, and Reader) and sessions/pgstore (Reader over
 // pgwarden.events); Store (List, Get, Export, Verify, Replay) is a thin
-// layer over one Log (NewStore). The write side is an appender (write one
+// layer over one Log (NewStore); both pass the conformance suite
+// sessions/logtest. The write side is an appender (write one
 // encoded event before returning, shutdown): fileAppender (the segment
 // writer: its state under the store lock, the maintainer goroutine) and
 // sharedLog (this gateway's chain in the shared store, group commit).

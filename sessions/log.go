@@ -15,7 +15,7 @@ var (
 // segments (OpenStore) or the shared store's pgwarden.events
 // (OpenSharedStore). Store (List, Get, Export, Verify, Replay) is a thin
 // layer over one Log. A Log is read-only and safe while a Recorder writes
-// the same recording.
+// the same recording. Every implementation passes sessions/logtest.
 type Log interface {
 	// Each calls fn for every decodable event in store order (only those
 	// of session when it is not ""), stopping at fn's first error, which it
@@ -26,6 +26,7 @@ type Log interface {
 	// the error is for failures to read.
 	Verify() (Verdict, error)
 	// Follow returns a reader of session's events that can be polled for
-	// new ones (replay --follow).
+	// new ones (replay --follow). It may pass other sessions' events too
+	// (the file store's reads the whole store): the caller filters.
 	Follow(session string) Follower
 }
