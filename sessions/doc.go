@@ -31,10 +31,12 @@
 // reader and tail, and Reader) and sessions/pgstore (Reader over
 // pgwarden.events); Store (List, Get, Export, Verify, Replay) is a thin
 // layer over one Log (NewStore); both pass the conformance suite
-// sessions/logtest. The write side is an appender (write one
-// encoded event before returning, shutdown): fileAppender (the segment
-// writer: its state under the store lock, the maintainer goroutine) and
-// sharedLog (this gateway's chain in the shared store, group commit).
+// sessions/logtest. The write side is a record.Appender (Write one encoded
+// event before returning, Shutdown) that reaches the recorder through a
+// record.Host (clock, write path, metrics, health, sinks): fileAppender in
+// this package (the segment writer: its state under the store lock, the
+// maintainer goroutine) and pgstore.Appender (this gateway's chain in the
+// shared store, group commit).
 //
 // This package must never record a secret: tokens and lease passwords are
 // not in its types, PASSWORD literals are removed by RedactSQL (PostgreSQL's

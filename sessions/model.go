@@ -36,8 +36,10 @@ const (
 
 // Reasons of session_end written by the recorder itself.
 const (
-	ReasonGatewayRestart  = "gateway_restart"  // recovered at Open after a crash
-	ReasonGatewayShutdown = "gateway_shutdown" // Recorder.Close with the session still open
+	ReasonGatewayRestart  = record.ReasonGatewayRestart  // recovered at Open after a crash
+	ReasonGatewayShutdown = record.ReasonGatewayShutdown // Recorder.Close with the session still open
+	// ReasonGatewayLost ends the sessions of a gateway another one found dead.
+	ReasonGatewayLost = record.ReasonGatewayLost
 )
 
 // TimeFormat is the layout of Event.Time: RFC 3339, UTC, nanoseconds.

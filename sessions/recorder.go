@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,12 +15,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions/record"
 )
 
 // Errors returned by SessionRecorder methods.
 var (
-	ErrClosed      = errors.New("sessions: recorder closed")
-	ErrStalled     = errors.New("sessions: recording store stalled (a write has not returned)")
+	ErrClosed      = record.ErrClosed
+	ErrStalled     = record.ErrStalled
 	ErrUnavailable = errors.New("sessions: session recording unavailable")
 )
 
@@ -84,10 +84,10 @@ type segMeta struct {
 	size     int64
 }
 
-type openSess struct {
-	seq  int64 // first seen
-	info Event // identity fields
-}
+type openSess = record.OpenSession
+
+func trackOpen(open map[string]openSess, ev *Event) { record.TrackOpen(open, ev) }
+func openInOrder(open map[string]openSess) []Event  { return record.OpenInOrder(open) }
 
 // segFile is the writable segment (an interface so tests can make it fail).
 type segFile interface {
@@ -331,39 +331,6 @@ func trimTo(path string, size int64) error {
 // track updates the open-session set from one event.
 func (r *fileAppender) track(ev *Event) { trackOpen(r.open, ev) }
 
-// trackOpen updates an open-session set from one event: a session is open
-// from its first event to its session_end; its identity fields are kept
-// for the session_end the recorder writes itself.
-func trackOpen(open map[string]openSess, ev *Event) {
-	if ev.Session == "" {
-		return
-	}
-	if ev.Type == TypeSessionEnd {
-		delete(open, ev.Session)
-		return
-	}
-	if _, ok := open[ev.Session]; !ok {
-		open[ev.Session] = openSess{seq: ev.Seq, info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
-			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, Profile: ev.Profile,
-			BackendUser: ev.BackendUser, Gateway: ev.Gateway}}
-	}
-}
-
-// openInOrder returns the identity fields of the open sessions in the
-// order they started.
-func openInOrder(open map[string]openSess) []Event {
-	ids := make([]string, 0, len(open))
-	for id := range open {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return open[ids[i]].seq < open[ids[j]].seq })
-	out := make([]Event, len(ids))
-	for i, id := range ids {
-		out[i] = open[id].info
-	}
-	return out
-}
-
 // Healthy reports nil when the store is being written; otherwise the glue
 // refuses new statements (08001 "pgwarden: session recording unavailable")
 // unless recording.fail_open.
@@ -454,7 +421,7 @@ func (r *Recorder) record(ev Event) error {
 	bp := bodyPool.Get().(*[]byte)
 	body := appendBody((*bp)[:0], &ev)
 	defer putBody(bp, body)
-	return r.w.write(ev, body)
+	return r.w.Write(ev, body)
 }
 
 // bodyPool holds the buffers record encodes an event's body into.
@@ -475,7 +442,7 @@ func (r *Recorder) Close() error {
 		<-r.done
 		return nil
 	}
-	r.w.shutdown()
+	r.w.Shutdown()
 	<-r.done
 	r.closeSinks()
 	r.m.unregister()
