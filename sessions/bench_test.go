@@ -45,13 +45,14 @@ func BenchmarkHashChain(b *testing.B) {
 	}
 	ev := Event{Seq: 1, Time: time.Now().UTC().Format(TimeFormat), Session: "bench", Type: TypeStatement, User: "alice",
 		SQL: "SELECT id, title, embedding <-> $1 AS d FROM documents ORDER BY d LIMIT 10", Actions: []string{"search"},
-		Decision: DecisionAllow, Columns: []string{"id", "title", "d"}, rowsJSON: rows.upTo(10), RowsTotal: 10}
+		Decision: DecisionAllow, Columns: []string{"id", "title", "d"}, RowsTotal: 10}
+	ev.SetRowsJSON(rows.upTo(10))
 	b.ReportAllocs()
 	var n int
 	for i := 0; i < b.N; i++ {
 		ev.Seq++
 		ev.PrevHash = ev.Hash
-		line := enc.line(&ev)
+		line := enc.Line(&ev)
 		n = len(line)
 	}
 	b.SetBytes(int64(n))

@@ -121,7 +121,7 @@ func TestCanonicalEncoderMatchesJSON(t *testing.T) {
 		ev.Hash = ""
 		want = jsonCanonical(t, &ev)
 		ev.Hash = h
-		got := enc.canonical(&ev)
+		got := enc.Canonical(&ev)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("event %d canonical:\n got %s\nwant %s", i, got, want)
 		}
@@ -140,14 +140,14 @@ func TestCanonicalLineVerifies(t *testing.T) {
 	for i := 0; i < 2000; i++ {
 		ev := randEvent(r)
 		ev.Hash = ""
-		line := enc.line(&ev)
+		line := enc.Line(&ev)
 		raw := append([]byte(nil), line[:len(line)-1]...)
 		// the reference form of the hashed event is the same line
 		if ref := jsonCanonical(t, &ev); !bytes.Equal(ref, raw) {
 			t.Fatalf("event %d: line differs from encoding/json:\n got %s\nwant %s", i, raw, ref)
 		}
 		var back Event
-		if err := enc.checkLine(raw, &back); err != nil {
+		if err := enc.CheckLine(raw, &back); err != nil {
 			// invalid UTF-8 is replaced by U+FFFD on encoding, so such events
 			// do not round-trip their hash; the writer only gets valid text
 			// for most fields, but check that the failure is the hash one.
@@ -157,7 +157,7 @@ func TestCanonicalLineVerifies(t *testing.T) {
 			continue
 		}
 		edited := bytes.Replace(raw, []byte(`{"seq":`), []byte(`{ "seq":`), 1)
-		if err := enc.checkLine(edited, &back); err == nil {
+		if err := enc.CheckLine(edited, &back); err == nil {
 			t.Fatalf("event %d: whitespace edit not detected", i)
 		}
 	}
@@ -176,10 +176,10 @@ func TestChainLineMatchesLine(t *testing.T) {
 		ev.Seq = int64(r.Uint64() >> 1)
 		tm := time.Unix(r.Int64N(4e9), r.Int64N(1e9)*int64(r.IntN(2))).UTC()
 		ev.Time, ev.PrevHash, ev.Hash = tm.Format(TimeFormat), prev.String(), ""
-		want := append([]byte(nil), one.line(&ev)...)
+		want := append([]byte(nil), one.Line(&ev)...)
 		body := appendBody(nil, &ev)
 		var h chainHash
-		got := split.chainLine(ev.Seq, tm, body, &prev, &h)
+		got := split.ChainLine(ev.Seq, tm, body, &prev, &h)
 		if !bytes.Equal(got, want) || h.String() != ev.Hash {
 			t.Fatalf("event %d:\n got %s (hash %s)\nwant %s (hash %s)", i, got, h.String(), want, ev.Hash)
 		}

@@ -1,6 +1,7 @@
 // Package sessions owns pgwarden's session record: the event model, the
 // SHA-256 hash chain, the file store (segments, rotation, retention, crash
-// recovery), the sinks (file, stdout, webhook), and the read side used by
+// recovery) and the shared store's chains, the sinks (file, stdout,
+// webhook), and the read side used by
 // the `pgwarden sessions` commands and GET /api/v1/sessions (list, show,
 // replay, verify, export as JSON Lines or OCSF).
 //
@@ -18,6 +19,24 @@
 // means refuse with 08001 "pgwarden: session recording unavailable" unless
 // recording.fail_open (then pgwarden_recording_dropped_total counts the gap).
 // Store (OpenStore) is read-only and may run while a Recorder writes.
+//
+// Seams. The record model (Event, the canonical encoder, the hash chain,
+// Problem) is the leaf package sessions/record; this package keeps aliases
+// (Event, Problem, the Type and Decision constants). Every sink is a Sink
+// (stdout: each stored batch in store order, from its own goroutine;
+// webhook: woken by Written, it reads the store from its cursor, and
+// retention keeps what it has not delivered). Reading back is a Log (Each,
+// Verify, Follow) with two implementations in their own packages:
+// sessions/filestore (the segment layout: segments, head.json, the line
+// reader and tail, and Reader) and sessions/pgstore (Reader over
+// pgwarden.events); Store (List, Get, Export, Verify, Replay) is a thin
+// layer over one Log (NewStore); both pass the conformance suite
+// sessions/logtest. The write side is a record.Appender (Write one encoded
+// event before returning, Shutdown) that reaches the recorder through a
+// record.Host (clock, write path, metrics, health, sinks): fileAppender in
+// this package (the segment writer: its state under the store lock, the
+// maintainer goroutine) and pgstore.Appender (this gateway's chain in the
+// shared store, group commit).
 //
 // This package must never record a secret: tokens and lease passwords are
 // not in its types, PASSWORD literals are removed by RedactSQL (PostgreSQL's

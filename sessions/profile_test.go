@@ -25,7 +25,7 @@ func TestOldRecordWithoutProfileVerifies(t *testing.T) {
 	enc := newEncoder()
 	for i, l := range strings.Split(strings.TrimSpace(oldLines), "\n") {
 		var ev Event
-		if err := enc.checkLine([]byte(l), &ev); err != nil {
+		if err := enc.CheckLine([]byte(l), &ev); err != nil {
 			t.Fatalf("old line %d: %v", i+1, err)
 		}
 		if ev.Profile != "" {
@@ -173,7 +173,7 @@ func TestNoProfileOmitted(t *testing.T) {
 	if bytes.Contains(b, []byte(`"profile"`)) {
 		t.Fatalf("OCSF of an event without profile: %s", b)
 	}
-	if bytes.Contains(newEncoder().line(&ev), []byte(`"profile"`)) {
+	if bytes.Contains(newEncoder().Line(&ev), []byte(`"profile"`)) {
 		t.Fatal("an event without profile encodes a profile key")
 	}
 }

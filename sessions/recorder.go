@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,12 +15,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions/record"
 )
 
 // Errors returned by SessionRecorder methods.
 var (
-	ErrClosed      = errors.New("sessions: recorder closed")
-	ErrStalled     = errors.New("sessions: recording store stalled (a write has not returned)")
+	ErrClosed      = record.ErrClosed
+	ErrStalled     = record.ErrStalled
 	ErrUnavailable = errors.New("sessions: session recording unavailable")
 )
 
@@ -84,10 +84,10 @@ type segMeta struct {
 	size     int64
 }
 
-type openSess struct {
-	seq  int64 // first seen
-	info Event // identity fields
-}
+type openSess = record.OpenSession
+
+func trackOpen(open map[string]openSess, ev *Event) { record.TrackOpen(open, ev) }
+func openInOrder(open map[string]openSess) []Event  { return record.OpenInOrder(open) }
 
 // segFile is the writable segment (an interface so tests can make it fail).
 type segFile interface {
@@ -97,24 +97,40 @@ type segFile interface {
 	Close() error
 }
 
-// stdoutSink is where the stdout sink writes (tests replace it).
-var stdoutSink io.Writer = os.Stdout
-
 // Recorder writes the session record of one gateway process. Create it with
 // Open, hand each session a SessionRecorder from Start, Close at shutdown.
 type Recorder struct {
 	cfg  config.Recording
-	dir  string // <store.dir>/sessions
 	log  zerolog.Logger
 	now  func() time.Time
-	stop chan struct{}
-	done chan struct{}
-	kick chan struct{} // cap 1: asks the maintainer to fsync now
+	done chan struct{} // closed when the appender's background work has stopped
 
 	closed atomic.Bool
 	health atomic.Pointer[error]
 
 	m metrics
+
+	// sinks get every stored batch (Sink.Written), in store order;
+	// delivery holds the ones retention waits for.
+	sinks    []Sink
+	delivery []deliverySink
+
+	// w is where events go: the segment files (fileAppender, Open) or
+	// the shared store's per-gateway chain (sharedLog, OpenShared; the
+	// events then carry gateway).
+	w       appender
+	gateway string
+}
+
+// fileAppender writes the segment files under <store.dir>/sessions: the
+// file store's appender. It reaches the recorder's configuration, clock,
+// metrics, health and sinks through the embedded *Recorder; its own state
+// is below. The maintainer goroutine (maintain) is its background work.
+type fileAppender struct {
+	*Recorder
+	dir  string // <store.dir>/sessions
+	stop chan struct{}
+	kick chan struct{} // cap 1: asks the maintainer to fsync now
 
 	// lk is the store lock (a one-slot semaphore, so that waiting for it
 	// can time out). The session that records an event chains, encodes and
@@ -137,17 +153,6 @@ type Recorder struct {
 	lastSync time.Time
 	open     map[string]openSess
 	lastRet  time.Time
-
-	stdout   chan []byte // lines for the stdout sink, written by stdoutLoop in store order
-	stdoutW  io.Writer   // stdoutSink
-	stdoutWG sync.WaitGroup
-	webhooks []*webhook
-	hookWG   sync.WaitGroup
-
-	// The shared store (OpenShared): events go to its per-gateway chain
-	// instead of segment files, and carry gateway.
-	shared  *sharedLog
-	gateway string
 }
 
 // pendingInfo is one encoded, not yet written event: ev as chained (Seq,
@@ -173,8 +178,10 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	if cfg.SyncEvery <= 0 {
 		cfg.SyncEvery = time.Second
 	}
-	r := newRecorder(cfg, log, reg)
-	r.dir = dir
+	rec := newRecorder(cfg, log, reg)
+	r := &fileAppender{Recorder: rec, dir: dir, stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		lk: make(chan struct{}, 1), enc: newEncoder(), open: map[string]openSess{}}
+	rec.w = r
 	if err := r.recover(); err != nil {
 		return nil, err
 	}
@@ -182,13 +189,13 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	for _, s := range cfg.Sinks {
 		switch s.Type {
 		case "stdout":
-			r.startStdout()
+			r.addSink(newStdoutSink(r.m.sinkErrors))
 		case "webhook":
 			w, err := newWebhook(r, s, filepath.Join(st.Dir, "outbox"), lastBefore)
 			if err != nil {
 				return nil, err
 			}
-			r.webhooks = append(r.webhooks, w)
+			r.addSink(w)
 		}
 	}
 	// Close the sessions a crash left open, chained like any event.
@@ -202,12 +209,11 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 	if err := r.syncNow(); err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
-	for _, w := range r.webhooks {
-		r.hookWG.Add(1)
-		go w.run()
+	for _, k := range r.sinks {
+		k.Start()
 	}
 	go r.maintain()
-	return r, nil
+	return rec, nil
 }
 
 // newRecorder is the Recorder both stores start from (Open, OpenShared).
@@ -215,22 +221,22 @@ func newRecorder(cfg config.Recording, log zerolog.Logger, reg prometheus.Regist
 	return &Recorder{
 		cfg: cfg, log: log.With().Str("component", "sessions").Logger(),
 		now:  func() time.Time { return time.Now().UTC() },
-		stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
-		lk: make(chan struct{}, 1), enc: newEncoder(), open: map[string]openSess{},
-		m: newMetrics(reg),
+		done: make(chan struct{}),
+		m:    newMetrics(reg),
 	}
 }
 
-// startStdout starts the stdout sink's writer.
-func (r *Recorder) startStdout() {
-	r.stdout, r.stdoutW = make(chan []byte, stdoutQueue), stdoutSink
-	r.stdoutWG.Add(1)
-	go r.stdoutLoop()
+// addSink adds k to the sinks the recorder writes.
+func (r *Recorder) addSink(k Sink) {
+	r.sinks = append(r.sinks, k)
+	if d, ok := k.(deliverySink); ok {
+		r.delivery = append(r.delivery, d)
+	}
 }
 
 // recover scans the store: last seq/hash, open sessions, segment metadata,
 // and cuts off a torn last line.
-func (r *Recorder) recover() error {
+func (r *fileAppender) recover() error {
 	names, err := listSegments(r.dir)
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)
@@ -245,7 +251,7 @@ func (r *Recorder) recover() error {
 		meta := segMeta{name: name, firstSeq: segFirstSeq(name)}
 		lr := newLineReader(f, 0)
 		for {
-			line, err := lr.next()
+			line, err := lr.Next()
 			if err == io.EOF {
 				break
 			}
@@ -254,7 +260,7 @@ func (r *Recorder) recover() error {
 				return fmt.Errorf("sessions: %s: %w", name, err)
 			}
 			if err := decodeLoose(line, &ev); err != nil || ev.Hash == "" {
-				r.log.Error().Str("segment", name).Int("line", lr.lineNo).Msg("undecodable event in store (run `pgwarden sessions verify`)")
+				r.log.Error().Str("segment", name).Int("line", lr.LineNo()).Msg("undecodable event in store (run `pgwarden sessions verify`)")
 				continue
 			}
 			r.seq, r.last = ev.Seq, chainHashOf(ev.Hash)
@@ -265,7 +271,7 @@ func (r *Recorder) recover() error {
 			meta.lastSeq, meta.lastHash, meta.last = ev.Seq, chainHashOf(ev.Hash), t
 			r.track(&ev)
 		}
-		meta.size = lr.off
+		meta.size = lr.Off()
 		// What follows the last complete line: nothing, the zero tail of
 		// space allocated ahead (cut off silently), or a torn last write
 		// (and, after a power loss, maybe pages written out of order
@@ -313,20 +319,6 @@ func (r *Recorder) recover() error {
 	return nil
 }
 
-// tailAfter returns f's bytes from off to its end without trailing NULs
-// (nil when there are only NULs or nothing).
-func tailAfter(f *os.File, off int64) ([]byte, error) {
-	st, err := f.Stat()
-	if err != nil || st.Size() <= off {
-		return nil, err
-	}
-	b := make([]byte, st.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
-		return nil, err
-	}
-	return bytes.TrimRight(b, "\x00"), nil
-}
-
 // trimTo truncates path to size when it is longer.
 func trimTo(path string, size int64) error {
 	st, err := os.Stat(path)
@@ -337,40 +329,7 @@ func trimTo(path string, size int64) error {
 }
 
 // track updates the open-session set from one event.
-func (r *Recorder) track(ev *Event) { trackOpen(r.open, ev) }
-
-// trackOpen updates an open-session set from one event: a session is open
-// from its first event to its session_end; its identity fields are kept
-// for the session_end the recorder writes itself.
-func trackOpen(open map[string]openSess, ev *Event) {
-	if ev.Session == "" {
-		return
-	}
-	if ev.Type == TypeSessionEnd {
-		delete(open, ev.Session)
-		return
-	}
-	if _, ok := open[ev.Session]; !ok {
-		open[ev.Session] = openSess{seq: ev.Seq, info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
-			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, Profile: ev.Profile,
-			BackendUser: ev.BackendUser, Gateway: ev.Gateway}}
-	}
-}
-
-// openInOrder returns the identity fields of the open sessions in the
-// order they started.
-func openInOrder(open map[string]openSess) []Event {
-	ids := make([]string, 0, len(open))
-	for id := range open {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return open[ids[i]].seq < open[ids[j]].seq })
-	out := make([]Event, len(ids))
-	for i, id := range ids {
-		out[i] = open[id].info
-	}
-	return out
-}
+func (r *fileAppender) track(ev *Event) { trackOpen(r.open, ev) }
 
 // Healthy reports nil when the store is being written; otherwise the glue
 // refuses new statements (08001 "pgwarden: session recording unavailable")
@@ -418,7 +377,7 @@ func (r *Recorder) Start(info StartInfo) *SessionRecorder {
 
 // lock takes the store lock, waiting at most d (d <= 0: without limit).
 // The uncontended path neither allocates nor starts a timer.
-func (r *Recorder) lock(d time.Duration) bool {
+func (r *fileAppender) lock(d time.Duration) bool {
 	select {
 	case r.lk <- struct{}{}:
 		return true
@@ -438,7 +397,7 @@ func (r *Recorder) lock(d time.Duration) bool {
 	}
 }
 
-func (r *Recorder) unlock() { <-r.lk }
+func (r *fileAppender) unlock() { <-r.lk }
 
 // record chains, encodes and writes one event (write(2), under the store
 // lock) before it returns: an event recorded before the client's
@@ -462,23 +421,7 @@ func (r *Recorder) record(ev Event) error {
 	bp := bodyPool.Get().(*[]byte)
 	body := appendBody((*bp)[:0], &ev)
 	defer putBody(bp, body)
-	if r.shared != nil {
-		return r.shared.record(r, &ev, body)
-	}
-	if !r.lock(lockTimeout) {
-		r.m.dropped.Inc()
-		r.setUnhealthy(ErrStalled)
-		return ErrStalled
-	}
-	if r.shut {
-		r.unlock()
-		r.m.dropped.Inc()
-		return ErrClosed
-	}
-	r.addBody(&ev, body, r.now()) // stamped under the lock: times never run backwards against seq
-	err := r.flush()
-	r.unlock()
-	return err
+	return r.w.Write(ev, body)
 }
 
 // bodyPool holds the buffers record encodes an event's body into.
@@ -499,11 +442,7 @@ func (r *Recorder) Close() error {
 		<-r.done
 		return nil
 	}
-	if r.shared != nil {
-		r.shared.close(r)
-	} else {
-		close(r.stop)
-	}
+	r.w.Shutdown()
 	<-r.done
 	r.closeSinks()
 	r.m.unregister()
@@ -513,31 +452,18 @@ func (r *Recorder) Close() error {
 	return nil
 }
 
-// closeSinks drains the stdout sink (the last events are written) and
-// stops the webhooks.
+// closeSinks closes the sinks in order: the stdout sink writes the last
+// events, webhooks stop.
 func (r *Recorder) closeSinks() {
-	if r.stdout != nil {
-		close(r.stdout)
-		r.stdoutWG.Wait()
-	}
-	for _, w := range r.webhooks {
-		w.stop()
-	}
-	r.hookWG.Wait()
-}
-
-// stdoutLoop writes the stdout sink's lines in store order until Close.
-func (r *Recorder) stdoutLoop() {
-	defer r.stdoutWG.Done()
-	for b := range r.stdout {
-		if _, err := r.stdoutW.Write(b); err != nil {
-			r.m.sinkErrors.Inc()
+	for _, k := range r.sinks {
+		if err := k.Close(); err != nil {
+			r.log.Error().Err(err).Str("sink", k.Name()).Msg("closing sink")
 		}
 	}
 }
 
 // wake asks the maintainer to fsync soon (never blocks).
-func (r *Recorder) wake() {
+func (r *fileAppender) wake() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -547,7 +473,7 @@ func (r *Recorder) wake() {
 // maintain is the recorder's background goroutine: fsync (outside the
 // store lock, so sessions keep writing meanwhile), rotation by age,
 // retention, health probes, and the final events at Close.
-func (r *Recorder) maintain() {
+func (r *fileAppender) maintain() {
 	defer close(r.done)
 	tick := r.cfg.SyncEvery / 2
 	if tick > 250*time.Millisecond || tick <= 0 {
@@ -595,7 +521,7 @@ func (r *Recorder) maintain() {
 
 // endOpen adds a session_end with reason for every session still open,
 // in the order they started (chained like any event), and returns how many.
-func (r *Recorder) endOpen(reason string) int {
+func (r *fileAppender) endOpen(reason string) int {
 	open := openInOrder(r.open)
 	for _, ev := range open {
 		ev.Type, ev.Reason = TypeSessionEnd, reason
@@ -606,7 +532,7 @@ func (r *Recorder) endOpen(reason string) int {
 
 // add stamps ev with t, chains, encodes and buffers it; flush writes the
 // buffer. (The recorder's own events: recovery, retention, Close.)
-func (r *Recorder) add(ev *Event, t time.Time) {
+func (r *fileAppender) add(ev *Event, t time.Time) {
 	r.body = appendBody(r.body[:0], ev)
 	r.addBody(ev, r.body, t)
 }
@@ -614,10 +540,10 @@ func (r *Recorder) add(ev *Event, t time.Time) {
 // addBody chains an event whose body (appendBody of ev) is encoded: stamps
 // it with t, hashes and buffers the line. ev's Time, PrevHash and Hash
 // stay unset: the chain state is kept as chainHash, without strings.
-func (r *Recorder) addBody(ev *Event, body []byte, t time.Time) {
+func (r *fileAppender) addBody(ev *Event, body []byte, t time.Time) {
 	ev.Seq = r.seq + 1
 	var h chainHash
-	line := r.enc.chainLine(ev.Seq, t, body, &r.last, &h)
+	line := r.enc.ChainLine(ev.Seq, t, body, &r.last, &h)
 	// rotation by size: this event starts a new segment
 	if n := len(r.segs); r.seg != nil && n > 0 && r.cfg.RotateBytes > 0 &&
 		r.segs[n-1].size+int64(r.pending.Len()+len(line)) > r.cfg.RotateBytes && r.segs[n-1].size+int64(r.pending.Len()) > 0 {
@@ -635,7 +561,7 @@ func (r *Recorder) addBody(ev *Event, body []byte, t time.Time) {
 // flush appends the pending buffer to the active segment (one write).
 // On failure the file is cut back, the chain state rolls back, the events
 // are counted as dropped and the recorder reports unhealthy.
-func (r *Recorder) flush() error {
+func (r *fileAppender) flush() error {
 	if r.pending.Len() == 0 {
 		return nil
 	}
@@ -668,11 +594,8 @@ func (r *Recorder) flush() error {
 		end = end || p.Type == TypeSessionEnd
 	}
 	r.m.events.Add(float64(len(r.pendEv)))
-	if r.stdout != nil {
-		// The stdout sink is written by its own goroutine, so a slow
-		// reader of standard output does not hold the store lock; a
-		// full queue (stdoutQueue writes behind) blocks, as before.
-		r.stdout <- bytes.Clone(r.pending.Bytes())
+	for _, k := range r.sinks {
+		k.Written(r.pending.Bytes())
 	}
 	r.pending.Reset()
 	r.pendEv = r.pendEv[:0]
@@ -684,13 +607,10 @@ func (r *Recorder) flush() error {
 		r.needSync = true
 		r.wake()
 	}
-	for _, w := range r.webhooks {
-		w.poke()
-	}
 	return nil
 }
 
-func (r *Recorder) writeFailed(err error) error {
+func (r *fileAppender) writeFailed(err error) error {
 	r.m.writeErrors.Inc()
 	r.m.dropped.Add(float64(len(r.pendEv)))
 	// roll the chain back to what is on disk: to just before the first
@@ -719,7 +639,7 @@ type syncJob struct {
 // segments always; the active one when final, asked for (session_end,
 // rotation) or sync_interval has passed since the last fsync. With final
 // the active segment is retired too (Close).
-func (r *Recorder) syncWork(final bool) *syncJob {
+func (r *fileAppender) syncWork(final bool) *syncJob {
 	if final && r.seg != nil {
 		r.retired = append(r.retired, r.seg)
 		r.seg = nil
@@ -739,7 +659,7 @@ func (r *Recorder) syncWork(final bool) *syncJob {
 }
 
 // writtenHead is the seq and hash of the last event written to a segment.
-func (r *Recorder) writtenHead() (int64, string) {
+func (r *fileAppender) writtenHead() (int64, string) {
 	n := len(r.segs)
 	if n == 0 {
 		return r.seq, r.last.String()
@@ -757,7 +677,7 @@ func (r *Recorder) writtenHead() (int64, string) {
 // writing), closes the retired ones, then records the head. Only the
 // maintainer (or Open, before it starts) calls it, so no file is closed
 // under another fsync.
-func (r *Recorder) doSync(j *syncJob) error {
+func (r *fileAppender) doSync(j *syncJob) error {
 	if j == nil {
 		return nil
 	}
@@ -800,7 +720,7 @@ func (r *Recorder) doSync(j *syncJob) error {
 
 // syncNow fsyncs the active segment and records the head, inline (Open,
 // before the maintainer starts).
-func (r *Recorder) syncNow() error {
+func (r *fileAppender) syncNow() error {
 	r.needSync = true
 	r.dirty = r.dirty || r.seg != nil
 	return r.doSync(r.syncWork(false))
@@ -809,7 +729,7 @@ func (r *Recorder) syncNow() error {
 // sealActive retires the active segment (the maintainer fsyncs and closes
 // it); the next event opens a new one whose first event chains to this
 // one's last.
-func (r *Recorder) sealActive() {
+func (r *fileAppender) sealActive() {
 	if r.seg == nil {
 		return
 	}
@@ -824,7 +744,7 @@ func (r *Recorder) sealActive() {
 // of the maintainer, its fsyncs run without the store lock (a hung fsync
 // must not stall the sessions, whose writes may work); it takes the lock
 // only to swap the active segment's descriptor.
-func (r *Recorder) probe() {
+func (r *fileAppender) probe() {
 	p0 := r.health.Load()
 	p := filepath.Join(r.dir, ".probe")
 	f, err := openSegFile(p)
@@ -878,15 +798,15 @@ func (r *Recorder) probe() {
 // retention deletes the oldest sealed segments whose last event is older
 // than recording.retention (and, with webhook sinks, already delivered),
 // then writes a retention marker into the chain.
-func (r *Recorder) retention() {
+func (r *fileAppender) retention() {
 	r.lastRet = r.now()
 	if r.cfg.Retention <= 0 || len(r.segs) < 2 {
 		return
 	}
 	cutoff := r.now().Add(-r.cfg.Retention)
 	minDelivered := int64(-1)
-	for _, w := range r.webhooks {
-		if d := w.deliveredSeq(); minDelivered < 0 || d < minDelivered {
+	for _, w := range r.delivery {
+		if d := w.DeliveredSeq(); minDelivered < 0 || d < minDelivered {
 			minDelivered = d
 		}
 	}
@@ -957,7 +877,8 @@ func (s *SessionRecorder) Statement(st StatementEvent) error {
 		ev.RowsTotal = int64(st.Rows.Len())
 	}
 	if s.r.cfg.Results {
-		ev.Columns, ev.rowsJSON = st.Columns, st.Rows.upTo(s.r.cfg.MaxRows)
+		ev.Columns = st.Columns
+		ev.SetRowsJSON(st.Rows.upTo(s.r.cfg.MaxRows))
 	}
 	return s.note(s.r.record(ev))
 }

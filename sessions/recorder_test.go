@@ -211,9 +211,10 @@ func TestRotationAndRetention(t *testing.T) {
 	cfg.Retention = time.Hour
 	r := openT(t, cfg, dir)
 	now := time.Now().UTC().Add(-3 * time.Hour)
-	r.lock(0) // the maintainer and recording calls read r.now under the lock
+	f := r.w.(*fileAppender)
+	f.lock(0) // the maintainer and recording calls read r.now under the lock
 	r.now = func() time.Time { return now }
-	r.unlock()
+	f.unlock()
 	for i := 0; i < 10; i++ {
 		writeSession(t, r, "old"+string(rune('a'+i)), true)
 	}
@@ -268,9 +269,10 @@ func TestHeadCatchesDeletedTailSegment(t *testing.T) {
 // halt stops r like a kill -9 would: no final events, no more writes.
 func (r *Recorder) halt() {
 	r.closed.Store(true)
-	r.lock(0)
-	r.shut = true
-	r.unlock()
-	close(r.stop)
+	f := r.w.(*fileAppender)
+	f.lock(0)
+	f.shut = true
+	f.unlock()
+	close(f.stop)
 	<-r.done
 }

@@ -51,7 +51,8 @@ func TestResultRowsMatchRows(t *testing.T) {
 		}
 		ev.Rows = rows
 		want := appendCanonical(nil, &ev, true)
-		ev.Rows, ev.rowsJSON = nil, rr.upTo(nrows)
+		ev.Rows = nil
+		ev.SetRowsJSON(rr.upTo(nrows))
 		got := appendCanonical(nil, &ev, true)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
@@ -60,9 +61,11 @@ func TestResultRowsMatchRows(t *testing.T) {
 			t.Fatalf("Len %d, want %d", rr.Len(), nrows)
 		}
 		if nrows > 1 { // a prefix is a prefix of rows
-			ev.Rows, ev.rowsJSON = rows[:1], nil
+			ev.Rows = rows[:1]
+			ev.SetRowsJSON(nil)
 			want = appendCanonical(nil, &ev, true)
-			ev.Rows, ev.rowsJSON = nil, rr.upTo(1)
+			ev.Rows = nil
+			ev.SetRowsJSON(rr.upTo(1))
 			if got = appendCanonical(nil, &ev, true); !bytes.Equal(got, want) {
 				t.Fatalf("case %d, first row:\n got %s\nwant %s", i, got, want)
 			}
@@ -164,7 +167,9 @@ func FuzzResultRows(f *testing.F) {
 			}
 		}
 		want := appendCanonical(nil, &Event{Rows: rows}, false)
-		got := appendCanonical(nil, &Event{rowsJSON: rr.upTo(2)}, false)
+		var withRows Event
+		withRows.SetRowsJSON(rr.upTo(2))
+		got := appendCanonical(nil, &withRows, false)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
 		}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 // TestMappedSegmentZeroTail: the active segment is written through a
@@ -44,8 +46,8 @@ func TestMappedSegmentZeroTail(t *testing.T) {
 	if len(evs) != 5 || evs[len(evs)-1].Type != TypeSessionEnd {
 		t.Fatalf("Get read %d events, want 5 ending in session_end", len(evs))
 	}
-	tl := &tail{dir: st.dir}
-	n, err := tl.read(100, 1<<20, func([]byte, *Event) {})
+	tl := filestore.NewTail(st.log.(*filestore.Reader).Dir(), 0)
+	n, err := tl.Read(100, 1<<20, func([]byte, *Event) {})
 	must(t, err)
 	if n != 5 {
 		t.Fatalf("tail read %d events, want 5", n)
@@ -127,7 +129,7 @@ func TestMappedSegmentFaultFailsClosed(t *testing.T) {
 	}
 	// the maintainer's probe (called here too: it may not have ticked yet)
 	// does not resume the shortened segment
-	r.probe()
+	r.w.(*fileAppender).probe()
 	must(t, s.Statement(StatementEvent{SQL: "SELECT 4", Actions: []string{"read"}, Decision: DecisionAllow}))
 	if got := segPath(t, dir); got == short {
 		t.Fatal("recording resumed in the shortened segment")
@@ -166,7 +168,7 @@ func TestMappedSegmentGrows(t *testing.T) {
 	lr := newLineReader(bytes.NewReader(data), 0)
 	n := 0
 	for {
-		l, err := lr.next()
+		l, err := lr.Next()
 		if err == io.EOF {
 			break
 		}
@@ -176,8 +178,8 @@ func TestMappedSegmentGrows(t *testing.T) {
 		}
 		n++
 	}
-	if n*len(line) != want || len(lr.rest()) != 0 {
-		t.Fatalf("%d lines, rest %d", n, len(lr.rest()))
+	if n*len(line) != want || len(lr.Rest()) != 0 {
+		t.Fatalf("%d lines, rest %d", n, len(lr.Rest()))
 	}
 	// reopened, it resumes at its data's end
 	f, err = openMappedSeg(path)
@@ -207,15 +209,15 @@ func TestLineReaderStopsAtNUL(t *testing.T) {
 		lr := newLineReader(strings.NewReader(c.in), 0)
 		var got []string
 		for {
-			l, err := lr.next()
+			l, err := lr.Next()
 			if err == io.EOF {
 				break
 			}
 			must(t, err)
 			got = append(got, string(l))
 		}
-		if fmt.Sprint(got) != fmt.Sprint(c.lines) || string(lr.rest()) != c.rest || lr.zero != c.zero {
-			t.Errorf("%q: lines %q rest %q zero %v; want %q %q %v", c.in[:min(len(c.in), 20)], got, lr.rest(), lr.zero, c.lines, c.rest, c.zero)
+		if fmt.Sprint(got) != fmt.Sprint(c.lines) || string(lr.Rest()) != c.rest || lr.Zero() != c.zero {
+			t.Errorf("%q: lines %q rest %q zero %v; want %q %q %v", c.in[:min(len(c.in), 20)], got, lr.Rest(), lr.Zero(), c.lines, c.rest, c.zero)
 		}
 	}
 }

@@ -310,3 +310,35 @@ func BenchmarkSharedRecord(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// Replay --follow over the shared store shows a live session's events as
+// they are committed and stops at its session_end.
+func TestSharedReplayFollow(t *testing.T) {
+	db, _ := sharedDB(t)
+	r := sharedRecorder(t, db, "gw-a")
+	s := startSession(r, "live")
+	st := OpenSharedStore(db)
+	done := make(chan error, 1)
+	var out syncBuf
+	go func() { done <- st.Replay(context.Background(), &out, "live", true) }()
+	time.Sleep(300 * time.Millisecond)
+	if err := s.Statement(StatementEvent{SQL: "SELECT 42", Decision: DecisionAllow}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.End("client_closed")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow did not stop at session_end")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if strings.Count(got, "-- session live:") != 1 || strings.Count(got, "SELECT 42;") != 1 || !strings.Contains(got, "session ended: client_closed") {
+		t.Fatalf("follow output:\n%s", got)
+	}
+}

@@ -13,10 +13,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 // Webhook delivery tunables.
@@ -34,7 +38,10 @@ const (
 // SIEM outage or a gateway restart loses nothing; retention never deletes
 // a segment with undelivered events.
 type webhook struct {
-	r          *Recorder
+	dir        string // the store's segments (<store.dir>/sessions)
+	log        zerolog.Logger
+	m          *metrics
+	wg         sync.WaitGroup
 	url        string
 	safeURL    string // scheme://host/path: never log a query string or userinfo (may carry a token)
 	format     string
@@ -53,7 +60,13 @@ type cursorFile struct {
 	URL  string `json:"url"`
 }
 
-func newWebhook(r *Recorder, s config.Sink, outbox string, startSeq int64) (*webhook, error) {
+func newWebhook(r *fileAppender, s config.Sink, outbox string, startSeq int64) (*webhook, error) {
+	return newWebhookSink(s, r.dir, outbox, startSeq, r.log, &r.m)
+}
+
+// newWebhookSink makes the webhook sink s, reading the segments in dir;
+// a sink without a cursor in outbox starts after startSeq.
+func newWebhookSink(s config.Sink, dir, outbox string, startSeq int64, log zerolog.Logger, m *metrics) (*webhook, error) {
 	if err := os.MkdirAll(outbox, 0o700); err != nil {
 		return nil, fmt.Errorf("sessions: webhook outbox: %w", err)
 	}
@@ -62,7 +75,7 @@ func newWebhook(r *Recorder, s config.Sink, outbox string, startSeq int64) (*web
 		format = "jsonl"
 	}
 	id := sha256.Sum256([]byte(s.URL + "|" + format))
-	w := &webhook{r: r, url: s.URL, format: format,
+	w := &webhook{dir: dir, log: log, m: m, url: s.URL, format: format,
 		cursorPath: filepath.Join(outbox, hex.EncodeToString(id[:8])+".cursor"),
 		client:     &http.Client{Timeout: hookTimeout},
 		notify:     make(chan struct{}, 1),
@@ -107,16 +120,33 @@ func (w *webhook) saveCursor(seq int64, hash string) error {
 	return writeFileAtomic(w.cursorPath, b)
 }
 
-func (w *webhook) deliveredSeq() int64 { return w.delivered.Load() }
+// Name is the endpoint without query string or userinfo.
+func (w *webhook) Name() string { return w.safeURL }
 
-func (w *webhook) poke() {
+// DeliveredSeq is the seq of the last event delivered (or skipped).
+func (w *webhook) DeliveredSeq() int64 { return w.delivered.Load() }
+
+// Start starts delivery (from the cursor).
+func (w *webhook) Start() {
+	w.wg.Add(1)
+	go w.run()
+}
+
+// Written wakes delivery: the events are read from the store.
+func (w *webhook) Written([]byte) {
 	select {
 	case w.notify <- struct{}{}:
 	default:
 	}
 }
 
-func (w *webhook) stop() { w.cancel() }
+// Close stops delivery; undelivered events stay in the store and are sent
+// after the next Open.
+func (w *webhook) Close() error {
+	w.cancel()
+	w.wg.Wait()
+	return nil
+}
 
 type hookEvent struct {
 	seq  int64
@@ -125,8 +155,8 @@ type hookEvent struct {
 }
 
 func (w *webhook) run() {
-	defer w.r.hookWG.Done()
-	t := &tail{dir: w.r.dir, after: w.delivered.Load()}
+	defer w.wg.Done()
+	t := filestore.NewTail(w.dir, w.delivered.Load())
 	var batch []hookEvent
 	failures := 0
 	idle := time.NewTicker(time.Second)
@@ -136,7 +166,7 @@ func (w *webhook) run() {
 			return
 		}
 		if len(batch) == 0 {
-			_, err := t.read(hookBatch, hookBatchBytes, func(raw []byte, ev *Event) {
+			_, err := t.Read(hookBatch, hookBatchBytes, func(raw []byte, ev *Event) {
 				if ev.Type == TypeRetention && w.format == "ocsf" {
 					return
 				}
@@ -149,12 +179,12 @@ func (w *webhook) run() {
 				batch = append(batch, he)
 			})
 			if err != nil {
-				w.r.log.Error().Err(err).Str("sink", w.safeURL).Msg("webhook: reading the store")
+				w.log.Error().Err(err).Str("sink", w.safeURL).Msg("webhook: reading the store")
 			}
 			if len(batch) == 0 {
-				if t.after > w.delivered.Load() { // only skipped events: advance the cursor
-					w.delivered.Store(t.after)
-					_ = w.saveCursor(t.after, "")
+				if t.After() > w.delivered.Load() { // only skipped events: advance the cursor
+					w.delivered.Store(t.After())
+					_ = w.saveCursor(t.After(), "")
 				}
 				select {
 				case <-w.ctx.Done():
@@ -167,13 +197,13 @@ func (w *webhook) run() {
 		}
 		if err := w.post(batch); err != nil {
 			failures++
-			w.r.m.hookFailures.Inc()
+			w.m.hookFailures.Inc()
 			d := hookMinBackoff << min(failures-1, 12)
 			if d > hookMaxBackoff {
 				d = hookMaxBackoff
 			}
 			d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1)) // jitter
-			w.r.log.Warn().Err(err).Str("sink", w.safeURL).Int("events", len(batch)).Dur("retry_in", d).Msg("webhook delivery failed")
+			w.log.Warn().Err(err).Str("sink", w.safeURL).Int("events", len(batch)).Dur("retry_in", d).Msg("webhook delivery failed")
 			if !w.sleep(w.ctx, d) {
 				return
 			}
@@ -182,10 +212,10 @@ func (w *webhook) run() {
 		failures = 0
 		last := batch[len(batch)-1]
 		if err := w.saveCursor(last.seq, last.hash); err != nil {
-			w.r.log.Error().Err(err).Msg("webhook: saving cursor (events may be delivered again)")
+			w.log.Error().Err(err).Msg("webhook: saving cursor (events may be delivered again)")
 		}
 		w.delivered.Store(last.seq)
-		w.r.m.hookDelivered.Add(float64(len(batch)))
+		w.m.hookDelivered.Add(float64(len(batch)))
 		batch = batch[:0]
 	}
 }

@@ -1,4 +1,8 @@
-package sessions
+// Package filestore is the session record's file store: the segment
+// layout under <store.dir>/sessions (segments, head.json, the line
+// reader) and its read side, Reader, one implementation of sessions.Log.
+// The recorder (package sessions) writes the segments with these helpers.
+package filestore
 
 import (
 	"bytes"
@@ -18,14 +22,15 @@ import (
 //	head.json                      {"seq":N,"hash":"..."} of the last fsynced event
 //	torn-<unix ns>.bin             a partial last line cut off at recovery (kept for forensics)
 const (
-	segExt   = ".jsonl"
-	headFile = "head.json"
+	SegExt   = ".jsonl"
+	HeadFile = "head.json"
 )
 
-func segName(firstSeq int64) string { return fmt.Sprintf("%020d%s", firstSeq, segExt) }
+// SegName is the name of the segment whose first event is firstSeq.
+func SegName(firstSeq int64) string { return fmt.Sprintf("%020d%s", firstSeq, SegExt) }
 
-// listSegments returns segment file names in seq order.
-func listSegments(dir string) ([]string, error) {
+// ListSegments returns segment file names in seq order.
+func ListSegments(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -33,8 +38,8 @@ func listSegments(dir string) ([]string, error) {
 	var out []string
 	for _, e := range ents {
 		n := e.Name()
-		if e.Type().IsRegular() && strings.HasSuffix(n, segExt) && len(n) == 20+len(segExt) {
-			if _, err := strconv.ParseInt(strings.TrimSuffix(n, segExt), 10, 64); err == nil {
+		if e.Type().IsRegular() && strings.HasSuffix(n, SegExt) && len(n) == 20+len(SegExt) {
+			if _, err := strconv.ParseInt(strings.TrimSuffix(n, SegExt), 10, 64); err == nil {
 				out = append(out, n)
 			}
 		}
@@ -43,19 +48,21 @@ func listSegments(dir string) ([]string, error) {
 	return out, nil
 }
 
-func segFirstSeq(name string) int64 {
-	n, _ := strconv.ParseInt(strings.TrimSuffix(name, segExt), 10, 64)
+// SegFirstSeq is the first seq of segment name (from its name).
+func SegFirstSeq(name string) int64 {
+	n, _ := strconv.ParseInt(strings.TrimSuffix(name, SegExt), 10, 64)
 	return n
 }
 
-type head struct {
+// Head is head.json: the seq and hash of the last fsynced event.
+type Head struct {
 	Seq  int64  `json:"seq"`
 	Hash string `json:"hash"`
 }
 
-func readHead(dir string) (head, bool, error) {
-	var h head
-	b, err := os.ReadFile(filepath.Join(dir, headFile))
+// ReadHead reads dir's head.json; ok is false when there is none.
+func ReadHead(dir string) (h Head, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, HeadFile))
 	if os.IsNotExist(err) {
 		return h, false, nil
 	}
@@ -63,13 +70,13 @@ func readHead(dir string) (head, bool, error) {
 		return h, false, err
 	}
 	if err := json.Unmarshal(b, &h); err != nil {
-		return h, true, fmt.Errorf("%s: %v", headFile, err)
+		return h, true, fmt.Errorf("%s: %v", HeadFile, err)
 	}
 	return h, true, nil
 }
 
-// writeFileAtomic writes data to path via a synced temp file and rename.
-func writeFileAtomic(path string, data []byte) error {
+// WriteFileAtomic writes data to path via a synced temp file and rename.
+func WriteFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -89,13 +96,13 @@ func writeFileAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// lineReader yields complete lines ('\n'-terminated) of one segment and
+// LineReader yields complete lines ('\n'-terminated) of one segment and
 // remembers the offset after the last complete line, so a tail can resume.
 // The data ends at end of file or at the first NUL byte, whichever comes
 // first: the active segment is written through a mapping into space
 // allocated ahead, so its file ends in zeros (segfile_linux.go), and no
 // event line contains a NUL (JSON escapes it).
-type lineReader struct {
+type LineReader struct {
 	r      io.Reader
 	buf    []byte
 	start  int   // start of unconsumed data in buf
@@ -108,13 +115,14 @@ type lineReader struct {
 
 const maxLine = 64 << 20 // a line longer than this is corrupt
 
-func newLineReader(r io.Reader, off int64) *lineReader {
-	return &lineReader{r: r, buf: make([]byte, 0, 64<<10), off: off}
+// NewLineReader reads r, whose first byte is at file offset off.
+func NewLineReader(r io.Reader, off int64) *LineReader {
+	return &LineReader{r: r, buf: make([]byte, 0, 64<<10), off: off}
 }
 
-// next returns the next complete line without its '\n' (valid until the
-// next call), or io.EOF; rest reports an incomplete trailing fragment.
-func (lr *lineReader) next() ([]byte, error) {
+// Next returns the next complete line without its '\n' (valid until the
+// next call), or io.EOF; Rest reports an incomplete trailing fragment.
+func (lr *LineReader) Next() ([]byte, error) {
 	for {
 		if lr.zero {
 			return nil, io.EOF
@@ -161,15 +169,38 @@ func (lr *lineReader) next() ([]byte, error) {
 }
 
 // stopAt ends the data at buf[i], a NUL: what follows is unwritten space.
-func (lr *lineReader) stopAt(i int) {
+func (lr *LineReader) stopAt(i int) {
 	lr.eof, lr.zero, lr.end = true, true, i
 }
 
-// rest returns the unterminated fragment after the last complete line (up
-// to a NUL that ends the data). Valid after next returned io.EOF.
-func (lr *lineReader) rest() []byte {
+// Rest returns the unterminated fragment after the last complete line (up
+// to a NUL that ends the data). Valid after Next returned io.EOF.
+func (lr *LineReader) Rest() []byte {
 	if !lr.eof {
 		return lr.buf[lr.start:]
 	}
 	return lr.buf[lr.start:lr.end]
+}
+
+// Off is the file offset after the last complete line returned.
+func (lr *LineReader) Off() int64 { return lr.off }
+
+// LineNo is the number of complete lines returned (the last one's, 1-based).
+func (lr *LineReader) LineNo() int { return lr.lineNo }
+
+// Zero reports whether the data ended at a NUL (a zero tail follows).
+func (lr *LineReader) Zero() bool { return lr.zero }
+
+// TailAfter returns f's bytes from off to its end without trailing NULs
+// (nil when there are only NULs or nothing).
+func TailAfter(f *os.File, off int64) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil || st.Size() <= off {
+		return nil, err
+	}
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return bytes.TrimRight(b, "\x00"), nil
 }

@@ -1,4 +1,9 @@
-package sessions
+// Package record is the session record's model: the Event (one line of a
+// recording), its canonical JSON encoding, the SHA-256 hash chain, and
+// the vocabulary readers and writers of recordings share (Problem,
+// Verdict, Follower). It is a leaf: the recorder (package sessions) and
+// every backend import it, so no backend imports sessions.
+package record
 
 import (
 	"bytes"
@@ -31,12 +36,6 @@ const (
 	DecisionHold     = "hold"
 	DecisionApproved = "approved"
 	DecisionDenied   = "denied"
-)
-
-// Reasons of session_end written by the recorder itself.
-const (
-	ReasonGatewayRestart  = "gateway_restart"  // recovered at Open after a crash
-	ReasonGatewayShutdown = "gateway_shutdown" // Recorder.Close with the session still open
 )
 
 // TimeFormat is the layout of Event.Time: RFC 3339, UTC, nanoseconds.
@@ -89,51 +88,59 @@ type Event struct {
 	rowsJSON []byte
 }
 
+// SetRowsJSON sets what the writer records as "rows" when Rows is empty:
+// b is the rows already in canonical JSON, without the enclosing brackets
+// (sessions.ResultRows). The event keeps b.
+func (e *Event) SetRowsJSON(b []byte) { e.rowsJSON = b }
+
 // TimeValue parses Time (zero on error).
 func (e *Event) TimeValue() time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, e.Time)
 	return t
 }
 
-// encoder appends canonical event lines to a reused buffer.
-type encoder struct {
+// Encoder appends canonical event lines to a reused buffer. It is not safe
+// for concurrent use.
+type Encoder struct {
 	buf []byte
 	sum [sha256.Size]byte
 	hex [sha256.Size * 2]byte
 }
 
-func newEncoder() *encoder { return &encoder{buf: make([]byte, 0, 4096)} }
+// NewEncoder returns an Encoder.
+func NewEncoder() *Encoder { return &Encoder{buf: make([]byte, 0, 4096)} }
 
-// canonical returns the canonical form of ev: its JSON encoding as
+// Canonical returns the canonical form of ev: its JSON encoding as
 // encoding/json writes it (struct field order, no HTML escaping, no
-// whitespace) with the hash field absent, produced by appendCanonical.
+// whitespace) with the hash field absent, produced by AppendCanonical.
 // The returned slice is valid until the next call.
-func (e *encoder) canonical(ev *Event) []byte {
-	e.buf = appendCanonical(e.buf[:0], ev, false)
+func (e *Encoder) Canonical(ev *Event) []byte {
+	e.buf = AppendCanonical(e.buf[:0], ev, false)
 	return e.buf
 }
 
-// chainHash is an event's hash (hex) as the recorder's chain state keeps
+// ChainHash is an event's hash (hex) as the recorder's chain state keeps
 // it, without a string per event; n is 0 (no event before) or 64.
-type chainHash struct {
+type ChainHash struct {
 	n uint8
 	b [sha256.Size * 2]byte
 }
 
-func (h *chainHash) String() string { return string(h.b[:h.n]) }
+func (h *ChainHash) String() string { return string(h.b[:h.n]) }
 
-func chainHashOf(s string) (h chainHash) {
+// ChainHashOf is the ChainHash of a hash in hex (an Event's Hash).
+func ChainHashOf(s string) (h ChainHash) {
 	h.n = uint8(copy(h.b[:], s))
 	return h
 }
 
-// chainLine is line for an event whose body (appendBody) was encoded
+// ChainLine is Line for an event whose body (AppendBody) was encoded
 // before: it adds the event's place in the chain (seq, time, prev), hashes,
 // stores the hash in out and returns the full line, valid until the next
 // call. It is what the recorder does under the store lock: no allocation,
-// no field encoding, one SHA-256. Byte for byte what line writes
+// no field encoding, one SHA-256. Byte for byte what Line writes
 // (TestChainLineMatchesLine).
-func (e *encoder) chainLine(seq int64, t time.Time, body []byte, prev, out *chainHash) []byte {
+func (e *Encoder) ChainLine(seq int64, t time.Time, body []byte, prev, out *ChainHash) []byte {
 	b := append(e.buf[:0], `{"seq":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `,"time":"`...)
@@ -153,10 +160,10 @@ func (e *encoder) chainLine(seq int64, t time.Time, body []byte, prev, out *chai
 	return b
 }
 
-// line computes ev.Hash over the canonical form and returns the full line
+// Line computes ev.Hash over the canonical form and returns the full line
 // (with hash, ending in '\n'). Valid until the next call.
-func (e *encoder) line(ev *Event) []byte {
-	c := e.canonical(ev)
+func (e *Encoder) Line(ev *Event) []byte {
+	c := e.Canonical(ev)
 	e.sum = sha256.Sum256(c)
 	hex.Encode(e.hex[:], e.sum[:])
 	ev.Hash = string(e.hex[:])
@@ -167,10 +174,10 @@ func (e *encoder) line(ev *Event) []byte {
 	return e.buf
 }
 
-// checkLine verifies one stored line (without its '\n'): strict decoding,
+// CheckLine verifies one stored line (without its '\n'): strict decoding,
 // the hash over the canonical form, and that the line is byte-for-byte the
 // canonical encoding (so no edit that decodes the same goes unnoticed).
-func (e *encoder) checkLine(raw []byte, ev *Event) error {
+func (e *Encoder) CheckLine(raw []byte, ev *Event) error {
 	*ev = Event{}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -181,10 +188,10 @@ func (e *encoder) checkLine(raw []byte, ev *Event) error {
 		return errors.New("trailing data after the event")
 	}
 	stored := ev.Hash
-	want := e.line(ev)
+	want := e.Line(ev)
 	if ev.Hash != stored {
 		ev.Hash = stored
-		return fmt.Errorf("hash mismatch: content does not match its hash %s", short(stored))
+		return fmt.Errorf("hash mismatch: content does not match its hash %s", Short(stored))
 	}
 	if !bytes.Equal(want[:len(want)-1], raw) {
 		return errors.New("line is not in canonical form (edited)")
@@ -192,13 +199,14 @@ func (e *encoder) checkLine(raw []byte, ev *Event) error {
 	return nil
 }
 
-// decodeLoose decodes a line without checking it (readers other than verify).
-func decodeLoose(raw []byte, ev *Event) error {
+// DecodeLoose decodes a line without checking it (readers other than verify).
+func DecodeLoose(raw []byte, ev *Event) error {
 	*ev = Event{}
 	return json.Unmarshal(raw, ev)
 }
 
-func short(h string) string {
+// Short is a hash shortened for messages (its first 12 digits).
+func Short(h string) string {
 	if len(h) > 12 {
 		return h[:12]
 	}

@@ -1,4 +1,4 @@
-package sessions
+package record
 
 import (
 	"encoding/binary"
@@ -6,34 +6,34 @@ import (
 	"unicode/utf8"
 )
 
-// appendCanonical appends the canonical JSON form of ev to dst: the bytes
+// AppendCanonical appends the canonical JSON form of ev to dst: the bytes
 // encoding/json produces for Event (struct field order, omitempty as
 // tagged, SetEscapeHTML(false), no whitespace), without the trailing
 // newline and without the hash field when withHash is false. It is the
 // writer's per-event encoder; TestCanonicalEncoderMatchesJSON checks it
 // byte for byte against encoding/json over random events, so stores written
 // by either verify with the other.
-func appendCanonical(dst []byte, ev *Event, withHash bool) []byte {
+func AppendCanonical(dst []byte, ev *Event, withHash bool) []byte {
 	dst = append(dst, `{"seq":`...)
 	dst = strconv.AppendInt(dst, ev.Seq, 10)
 	dst = append(dst, `,"time":`...)
-	dst = appendJSONString(dst, ev.Time)
-	dst = appendBody(dst, ev)
+	dst = AppendJSONString(dst, ev.Time)
+	dst = AppendBody(dst, ev)
 	dst = append(dst, `,"prev_hash":`...)
-	dst = appendJSONString(dst, ev.PrevHash)
+	dst = AppendJSONString(dst, ev.PrevHash)
 	if withHash {
 		dst = appendOptString(dst, `,"hash":`, ev.Hash)
 	}
 	return append(dst, '}')
 }
 
-// appendBody appends the fields between time and prev_hash: everything of
+// AppendBody appends the fields between time and prev_hash: everything of
 // the event but its place in the chain, so the recorder encodes it before
-// it takes the store lock (see encoder.chainLine).
-func appendBody(dst []byte, ev *Event) []byte {
+// it takes the store lock (see Encoder.ChainLine).
+func AppendBody(dst []byte, ev *Event) []byte {
 	dst = appendOptString(dst, `,"session":`, ev.Session)
 	dst = append(dst, `,"type":`...)
-	dst = appendJSONString(dst, ev.Type)
+	dst = AppendJSONString(dst, ev.Type)
 	dst = appendOptString(dst, `,"user":`, ev.User)
 	if len(ev.Groups) > 0 {
 		dst = append(dst, `,"groups":`...)
@@ -90,7 +90,7 @@ func appendOptString(dst []byte, key, s string) []byte {
 		return dst
 	}
 	dst = append(dst, key...)
-	return appendJSONString(dst, s)
+	return AppendJSONString(dst, s)
 }
 
 func appendOptInt(dst []byte, key string, v int64) []byte {
@@ -109,7 +109,7 @@ func appendStrings(dst []byte, ss []string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, s)
+		dst = AppendJSONString(dst, s)
 	}
 	return append(dst, ']')
 }
@@ -128,7 +128,7 @@ func appendNullableStrings(dst []byte, ss []*string) []byte {
 		if s == nil {
 			dst = append(dst, "null"...)
 		} else {
-			dst = appendJSONString(dst, *s)
+			dst = AppendJSONString(dst, *s)
 		}
 	}
 	return append(dst, ']')
@@ -148,11 +148,11 @@ func plainJSON8(s string) bool {
 	return (ctl|(q-ones)&^q|(bs-ones)&^bs|x)&highs == 0
 }
 
-// appendJSONString quotes s the way encoding/json does with HTML escaping
+// AppendJSONString quotes s the way encoding/json does with HTML escaping
 // off: '"' and '\\' backslash-escaped; \b \f \n \r \t short forms; other
 // bytes below 0x20 as \u00XX; each invalid UTF-8 byte as \ufffd; U+2028
 // and U+2029 as \u2028 and \u2029; everything else verbatim.
-func appendJSONString(dst []byte, s string) []byte {
+func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
