@@ -55,7 +55,7 @@ func startLoginApp(t *testing.T) *loginApp {
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
@@ -64,7 +64,7 @@ func startLoginApp(t *testing.T) *loginApp {
 		}
 		raw, _ := io.ReadAll(resp.Body)
 		if json.Unmarshal(raw, &out) != nil || out.RedirectTo == "" {
-			http.Error(w, "hydra: "+string(raw), 502)
+			http.Error(w, "hydra: "+string(raw), http.StatusBadGateway)
 			return
 		}
 		http.Redirect(w, &http.Request{}, out.RedirectTo, http.StatusFound)
@@ -80,7 +80,7 @@ func startLoginApp(t *testing.T) *loginApp {
 		ch := r.URL.Query().Get("consent_challenge")
 		resp, err := http.Get(a.admin + "/admin/oauth2/auth/requests/consent?consent_challenge=" + url.QueryEscape(ch))
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		var cr struct {

@@ -462,7 +462,7 @@ func TestJWKS(t *testing.T) {
 		t.Fatal("served key is not a valid public key")
 	}
 	// The served key verifies a token, i.e. it is the signing key.
-	jws, err := jose.ParseSigned(issue(t, i, alice), []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(issue(t, i, alice), []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}
