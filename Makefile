@@ -2,8 +2,9 @@
 #
 #   make setup   install PostgreSQL 15 + pgvector 0.8 (scripts/setup.sh), the Go
 #                modules, the real clients of the compatibility suite, Chromium for
-#                the UI test, the Vault and Hydra servers the tests run and the helm
-#                client the deploy/ checks run (built once into .tools/bin);
+#                the UI test, SimpleSAMLphp + php-cli for the SAML test, the Vault
+#                and Hydra servers the tests run and the helm client the deploy/
+#                checks run (built once into .tools/bin);
 #                idempotent: installs nothing twice
 #   make build   bin/pgwarden
 #   make test    go vet, then every test (real PostgreSQL/Vault servers started by the tests)
@@ -36,6 +37,7 @@ setup-clients:
 
 setup: setup-pg setup-clients
 	@scripts/setup-browser.sh
+	@scripts/setup-saml.sh
 	@scripts/vault-tool.sh
 	@scripts/hydra-tool.sh
 	@scripts/helm-tool.sh

@@ -45,6 +45,8 @@ const (
 	loginTTL      = 10 * time.Minute
 	maxPending    = 10000 // login flows in progress; more are refused (503)
 	maxSessions   = 100000
+	// defaultMaxSession caps a browser session (WebLogin.MaxSession, SAML).
+	defaultMaxSession = 8 * time.Hour
 )
 
 // webSession is a signed-in browser: who, until when, and its CSRF token.
@@ -88,29 +90,45 @@ func (s *Server) EnableWebLogin(cfg WebLogin) error {
 	if cfg.Issuer == "" || cfg.ClientID == "" || cfg.PublicURL == "" {
 		return errors.New("admin: web login needs the issuer, a client id and the public URL")
 	}
-	u, err := url.Parse(cfg.PublicURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("admin: public URL must be an absolute http(s) URL")
-	}
 	if cfg.MaxSession <= 0 {
-		cfg.MaxSession = 8 * time.Hour
+		cfg.MaxSession = defaultMaxSession
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	wa, err := s.webSessions(cfg.PublicURL)
+	if err != nil {
+		return err
+	}
+	wa.cfg = cfg
+	wa.verifier = s.opts.Verifier
+	s.mux.HandleFunc("GET /ui/login", wa.login)
+	s.mux.HandleFunc("GET /ui/callback", wa.callback)
+	return nil
+}
+
+// webSessions returns the server's browser session store, creating it and
+// mounting /ui/session and /ui/logout on first use. Both sign-ins (OIDC
+// and SAML) share it: a session is a session, whichever IdP vouched.
+func (s *Server) webSessions(publicURL string) (*webAuth, error) {
+	u, err := url.Parse(publicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("admin: public URL must be an absolute http(s) URL")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.web != nil {
+		return s.web, nil
+	}
 	wa := &webAuth{
-		cfg: cfg, secure: u.Scheme == "https", verifier: s.opts.Verifier,
+		cfg: WebLogin{PublicURL: publicURL, MaxSession: defaultMaxSession}, secure: u.Scheme == "https",
 		pending: map[string]pendingLogin{}, sessions: map[string]*webSession{},
 		log: func(msg string, err error) { s.log.Warn().Err(err).Msg(msg) },
 	}
-	s.mu.Lock()
 	s.web = wa
-	s.mu.Unlock()
-	s.mux.HandleFunc("GET /ui/login", wa.login)
-	s.mux.HandleFunc("GET /ui/callback", wa.callback)
 	s.mux.HandleFunc("GET /ui/session", wa.session)
 	s.mux.HandleFunc("POST /ui/logout", wa.logout)
-	return nil
+	return wa, nil
 }
 
 // oauthConfig discovers the issuer's endpoints once (retried on the next
@@ -251,20 +269,37 @@ func (wa *webAuth) callback(w http.ResponseWriter, r *http.Request) {
 	if !pr.Expiry.IsZero() && pr.Expiry.Before(expires) {
 		expires = pr.Expiry // never outlive the IdP's token
 	}
+	if err := wa.startSession(w, pr, expires); err != nil {
+		fail(http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	http.SetCookie(w, wa.cookie(loginCookie, "", 0, http.SameSiteLaxMode))
+	wa.writeLanding(w, "Signed in as "+pr.User+".")
+}
+
+var errTooManySessions = errors.New("too many browser sessions")
+
+// startSession creates the server-side session of a browser that just
+// signed in (OIDC callback or SAML ACS) and sets its cookie.
+func (wa *webAuth) startSession(w http.ResponseWriter, p identity.Principal, expires time.Time) error {
 	id := randomToken()
 	wa.mu.Lock()
 	wa.sweepLocked()
 	if len(wa.sessions) >= maxSessions {
 		wa.mu.Unlock()
-		fail(http.StatusServiceUnavailable, "too many browser sessions")
-		return
+		return errTooManySessions
 	}
-	wa.sessions[id] = &webSession{principal: pr, expires: expires, csrf: randomToken()}
+	wa.sessions[id] = &webSession{principal: p, expires: expires, csrf: randomToken()}
 	wa.mu.Unlock()
-	http.SetCookie(w, wa.cookie(loginCookie, "", 0, http.SameSiteLaxMode))
 	http.SetCookie(w, wa.cookie(sessionCookie, id, time.Until(expires), http.SameSiteStrictMode))
+	return nil
+}
+
+// writeLanding answers with the page that moves on to /ui/ (see callback).
+func (wa *webAuth) writeLanding(w http.ResponseWriter, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = landing.Execute(w, "Signed in as "+pr.User+".")
+	_ = landing.Execute(w, msg)
 }
 
 func (wa *webAuth) sweepLocked() {

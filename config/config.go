@@ -81,6 +81,32 @@ type Upstream struct {
 
 type Auth struct {
 	OIDC OIDC `yaml:"oidc"`
+	// SAML is browser sign-in for IdPs that speak SAML 2.0 only; after it
+	// pgwarden issues its own short-lived tokens (GatewayTokens).
+	SAML          SAML          `yaml:"saml"`
+	GatewayTokens GatewayTokens `yaml:"gateway_tokens"`
+}
+
+// SAML configures pgwarden as a SAML 2.0 service provider. It is
+// configured when entity_id or either metadata key is set.
+type SAML struct {
+	IDPMetadataURL    string `yaml:"idp_metadata_url"`  // exactly one of these two
+	IDPMetadataFile   string `yaml:"idp_metadata_file"` //
+	EntityID          string `yaml:"entity_id"`         // the SP's entity id (an absolute URL); the assertions' audience
+	UsernameAttribute string `yaml:"username_attribute"`
+	GroupsAttribute   string `yaml:"groups_attribute"`
+	CertFile          string `yaml:"cert_file"` // the SP's signing key pair (both or neither)
+	KeyFile           string `yaml:"key_file"`
+}
+
+// Configured reports whether SAML sign-in is asked for.
+func (s SAML) Configured() bool {
+	return s.EntityID != "" || s.IDPMetadataURL != "" || s.IDPMetadataFile != ""
+}
+
+// GatewayTokens are the tokens pgwarden itself issues after a SAML login.
+type GatewayTokens struct {
+	TTL time.Duration `yaml:"ttl"` // default 1h, 1m..12h
 }
 
 type OIDC struct {
@@ -278,7 +304,8 @@ func Default() *Config {
 		Upstream: defaultUpstream(),
 		Auth: Auth{OIDC: OIDC{
 			Audience: "pgwarden", UsernameClaim: "email", GroupsClaim: "groups", ClockSkew: 30 * time.Second,
-		}},
+		}, SAML: SAML{UsernameAttribute: "email", GroupsAttribute: "groups"},
+			GatewayTokens: GatewayTokens{TTL: time.Hour}},
 		Credentials: defaultCredentials(),
 		Policy:      defaultPolicy(),
 		Masking:     defaultMasking(),
@@ -517,6 +544,43 @@ func httpURL(path, v string) error {
 	return nil
 }
 
+func (c *Config) validateSAML() error {
+	if t := c.Auth.GatewayTokens.TTL; t < time.Minute || t > 12*time.Hour {
+		return &Error{Path: "auth.gateway_tokens.ttl", Msg: "must be between 1m and 12h"}
+	}
+	s := c.Auth.SAML
+	if !s.Configured() {
+		return nil
+	}
+	if (s.IDPMetadataURL == "") == (s.IDPMetadataFile == "") {
+		return &Error{Path: "auth.saml.idp_metadata_url", Msg: "exactly one of idp_metadata_url and idp_metadata_file is required"}
+	}
+	if s.IDPMetadataURL != "" {
+		if err := httpURL("auth.saml.idp_metadata_url", s.IDPMetadataURL); err != nil {
+			return err
+		}
+	}
+	if s.EntityID == "" {
+		return &Error{Path: "auth.saml.entity_id", Msg: "required"}
+	}
+	if u, err := url.Parse(s.EntityID); err != nil || !u.IsAbs() || (u.Host == "" && u.Opaque == "") {
+		return &Error{Path: "auth.saml.entity_id", Msg: "must be an absolute URL"}
+	}
+	if (s.CertFile == "") != (s.KeyFile == "") {
+		return &Error{Path: "auth.saml.key_file", Msg: "cert_file and key_file must be set together"}
+	}
+	if s.UsernameAttribute == "" {
+		return &Error{Path: "auth.saml.username_attribute", Msg: "required"}
+	}
+	if s.GroupsAttribute == "" {
+		return &Error{Path: "auth.saml.groups_attribute", Msg: "required"}
+	}
+	if c.Admin.BrowserURL() == "" {
+		return &Error{Path: "admin.public_url", Msg: "required for SAML sign-in (auth.saml) when admin.listen is not a loopback address"}
+	}
+	return nil
+}
+
 func hostPort(path, v string) error {
 	if _, _, err := net.SplitHostPort(v); err != nil {
 		return &Error{Path: path, Msg: fmt.Sprintf("%q is not host:port", v)}
@@ -570,6 +634,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.OIDC.ClockSkew < 0 {
 		return &Error{Path: "auth.oidc.clock_skew", Msg: "must not be negative"}
+	}
+	if err := c.validateSAML(); err != nil {
+		return err
 	}
 	if err := c.validateSections(); err != nil {
 		return err

@@ -82,3 +82,72 @@ func TestExpansionOfTypedValues(t *testing.T) {
 		t.Fatalf("typed expansion: port %d results %v host %q level %q", c.Upstream.Port, c.Recording.Results, c.Upstream.Host, c.Log.Level)
 	}
 }
+
+const samlBase = `
+tls: { self_signed: true }
+credentials:
+  native:
+    admin_dsn: postgres://h/db
+`
+
+func samlDoc(saml, extra string) string {
+	return samlBase + "auth:\n  oidc: { issuer: https://idp.example.com }\n  saml: " + saml + "\n" + extra
+}
+
+func TestSAMLDefaultsAndGatewayTokens(t *testing.T) {
+	c, err := Parse([]byte(samlDoc("{ idp_metadata_url: https://idp.example.com/saml/metadata, entity_id: https://pgw.example.com/saml, cert_file: saml.crt, key_file: saml.key }", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Auth.SAML
+	if !s.Configured() || s.UsernameAttribute != "email" || s.GroupsAttribute != "groups" || s.CertFile != "saml.crt" || s.KeyFile != "saml.key" {
+		t.Fatalf("saml: %+v", s)
+	}
+	if c.Auth.GatewayTokens.TTL != time.Hour {
+		t.Fatalf("gateway_tokens.ttl default: %v", c.Auth.GatewayTokens.TTL)
+	}
+	c, err = Parse([]byte(samlDoc("{ idp_metadata_file: idp.xml, entity_id: 'urn:pgwarden:sp', username_attribute: uid, groups_attribute: memberOf }", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.SAML.UsernameAttribute != "uid" || c.Auth.SAML.GroupsAttribute != "memberOf" {
+		t.Fatalf("saml attributes: %+v", c.Auth.SAML)
+	}
+	// Not configured: no SAML checks at all.
+	t.Setenv("PGW_DSN", "postgres://h/db")
+	c, err = Parse([]byte(minimal))
+	if err != nil || c.Auth.SAML.Configured() {
+		t.Fatalf("minimal: %v %+v", err, c.Auth.SAML)
+	}
+}
+
+func TestSAMLValidation(t *testing.T) {
+	t.Setenv("PGW_DSN", "postgres://h/db")
+	ok := "idp_metadata_url: https://idp.example.com/md, entity_id: https://pgw.example.com/saml"
+	cases := map[string]string{
+		samlDoc("{ entity_id: https://pgw.example.com/saml }", ""):                                             "auth.saml.idp_metadata_url: exactly one of",
+		samlDoc("{ idp_metadata_file: a.xml, idp_metadata_url: https://i/md, entity_id: https://p/saml }", ""): "auth.saml.idp_metadata_url: exactly one of",
+		samlDoc("{ idp_metadata_url: idp.example.com/md, entity_id: https://p/saml }", ""):                     "auth.saml.idp_metadata_url: must be an absolute http(s) URL",
+		samlDoc("{ idp_metadata_file: a.xml }", ""):                                                            "auth.saml.entity_id: required",
+		samlDoc("{ idp_metadata_file: a.xml, entity_id: pgwarden }", ""):                                       "auth.saml.entity_id: must be an absolute URL",
+		samlDoc("{ "+ok+", cert_file: saml.crt }", ""):                                                         "auth.saml.key_file: cert_file and key_file must be set together",
+		samlDoc("{ "+ok+", key_file: saml.key }", ""):                                                          "auth.saml.key_file: cert_file and key_file must be set together",
+		samlDoc("{ "+ok+", username_attribute: '' }", ""):                                                      "auth.saml.username_attribute: required",
+		samlDoc("{ "+ok+", groups_attribute: '' }", ""):                                                        "auth.saml.groups_attribute: required",
+		samlDoc("{ "+ok+" }", "admin: { listen: '0.0.0.0:6480' }\n"):                                           "admin.public_url: required for SAML sign-in",
+		samlDoc("{ "+ok+" }", "") + "  gateway_tokens: { ttl: 30s }\n":                                         "auth.gateway_tokens.ttl: must be between 1m and 12h",
+		samlDoc("{ "+ok+" }", "") + "  gateway_tokens: { ttl: 13h }\n":                                         "auth.gateway_tokens.ttl: must be between 1m and 12h",
+		samlBase + "auth: { oidc: { issuer: https://i }, gateway_tokens: { ttl: 0s } }\n":                      "auth.gateway_tokens.ttl",
+		samlDoc("{ "+ok+", idp_metadata: x }", ""):                                                             "auth.saml.idp_metadata: unknown key",
+	}
+	for doc, want := range cases {
+		_, err := Parse([]byte(doc))
+		if err == nil || !IsConfigError(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("want error containing %q, got %v\n%s", want, err, doc)
+		}
+	}
+	// A public URL makes a non-loopback listener fine.
+	if _, err := Parse([]byte(samlDoc("{ "+ok+" }", "admin: { listen: '0.0.0.0:6480', public_url: https://pgw.example.com }\n"))); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# setup-saml.sh — install the SAML 2.0 IdP the SAML sign-in integration test
+# (integration/saml_test.go) runs: Debian's simplesamlphp, served by PHP's
+# built-in server (php-cli; php-xml for DOMDocument, php-mbstring).
+# Idempotent: does nothing when they are already there. Needs root (apt);
+# when not root it uses sudo if present.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+if [ -f /usr/share/simplesamlphp/www/saml2/idp/SSOService.php ] && command -v php >/dev/null \
+  && php -r 'exit(class_exists("DOMDocument") && function_exists("mb_strlen") ? 0 : 1);'; then
+  exit 0
+fi
+echo "setup-saml: installing simplesamlphp php-cli php-xml php-mbstring" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends simplesamlphp php-cli php-xml php-mbstring >/dev/null
