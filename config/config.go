@@ -107,6 +107,10 @@ func (s SAML) Configured() bool {
 // GatewayTokens are the tokens pgwarden itself issues after a SAML login.
 type GatewayTokens struct {
 	TTL time.Duration `yaml:"ttl"` // default 1h, 1m..12h
+	// KeyFile is the ES256 signing key (PEM, 0600; created on first use).
+	// Default: <store.dir>/gateway-token.key. Gateways sharing a store must
+	// share this file (e.g. one Secret) so each accepts the others' tokens.
+	KeyFile string `yaml:"key_file"`
 }
 
 type OIDC struct {

@@ -52,7 +52,7 @@ func samlLogin(ctx context.Context, admin string, prompt, out io.Writer) error {
 	})}
 	go srv.Serve(l)
 	defer srv.Close()
-	u := admin + "/saml/login?" + url.Values{"cli_port": {fmt.Sprint(port)}, "cli_state": {state}}.Encode()
+	u := admin + "/saml/login?" + url.Values{"cli_port": {fmt.Sprint(port)}, "state": {state}}.Encode()
 	fmt.Fprintf(prompt, "Open this URL in a browser and sign in:\n\n  %s\n\nWaiting for the sign-in (up to %s)...\n", u, samlLoginTimeout)
 	wait, cancel := context.WithTimeout(ctx, samlLoginTimeout)
 	defer cancel()

@@ -17,11 +17,11 @@ import (
 func TestSAMLLoginCLI(t *testing.T) {
 	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		if r.URL.Path != "/saml/login" || q.Get("cli_port") == "" || q.Get("cli_state") == "" {
+		if r.URL.Path != "/saml/login" || q.Get("cli_port") == "" || q.Get("state") == "" {
 			http.Error(w, "bad", 400)
 			return
 		}
-		http.Redirect(w, r, "http://127.0.0.1:"+q.Get("cli_port")+"/callback?"+url.Values{"token": {"gw-token-123"}, "state": {q.Get("cli_state")}}.Encode(), http.StatusFound)
+		http.Redirect(w, r, "http://127.0.0.1:"+q.Get("cli_port")+"/callback?"+url.Values{"token": {"gw-token-123"}, "state": {q.Get("state")}}.Encode(), http.StatusFound)
 	}))
 	defer admin.Close()
 	pr, pw := io.Pipe()

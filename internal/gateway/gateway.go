@@ -18,6 +18,8 @@ import (
 	"github.com/pgwarden/pgwarden/internal/sharedstore"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/credentials"
 	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/identity/gwtoken"
 	"github.com/pgwarden/pgwarden/pgwire"
 	"github.com/pgwarden/pgwarden/sessions"
 	"github.com/pgwarden/pgwarden/sqlpolicy"
@@ -97,6 +100,15 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		}
 		g.verifier = v
 	}
+	var tokens *gwtoken.Issuer
+	if cfg.Auth.SAML.Configured() {
+		// After a SAML sign-in pgwarden issues its own token; the listener
+		// and the API accept it next to the IdP's (routed by "iss").
+		if tokens, err = newTokenIssuer(cfg); err != nil {
+			return nil, fmt.Errorf("gateway tokens: %w", err)
+		}
+		g.verifier = identity.Multi(map[string]identity.Verifier{tokens.IssuerURL(): tokens.Verifier()}, g.verifier)
+	}
 	g.classifier = sqlpolicy.NewClassifier(4096)
 	g.profiles = map[string]*profile{}
 	var targets []pgwire.Target
@@ -162,6 +174,22 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	}
 
 	g.admin = admin.New(admin.Options{Listen: cfg.Admin.Listen, Verifier: g.verifier, Registry: g.reg, Logger: g.log})
+	if tokens != nil {
+		s := cfg.Auth.SAML
+		hc, err := identity.NewHTTPClient(cfg.Auth.OIDC.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		g.admin.Handle("/.well-known/jwks.json", tokens.JWKSHandler())
+		if err := g.admin.EnableSAML(admin.SAMLOptions{
+			EntityID: s.EntityID, MetadataURL: s.IDPMetadataURL, MetadataFile: s.IDPMetadataFile,
+			UsernameAttr: s.UsernameAttribute, GroupsAttr: s.GroupsAttribute,
+			CertFile: s.CertFile, KeyFile: s.KeyFile, PublicURL: cfg.Admin.BrowserURL(),
+			HTTPClient: hc, Tokens: tokens,
+		}); err != nil {
+			return nil, fmt.Errorf("saml: %w", err)
+		}
+	}
 	if o := cfg.Auth.OIDC; o.ClientID != "" {
 		hc, err := identity.NewHTTPClient(o.CAFile)
 		if err != nil {
@@ -216,6 +244,23 @@ func newProvider(ctx context.Context, c config.Credentials, log zerolog.Logger) 
 		return credentials.NewStatic(c.Static, log), nil
 	}
 	return nil, fmt.Errorf("unknown provider %q", c.Provider)
+}
+
+// newTokenIssuer opens the signer of gateway-issued tokens (issuer
+// admin.public_url, the IdP's audience and claim names).
+func newTokenIssuer(cfg *config.Config) (*gwtoken.Issuer, error) {
+	key := cfg.Auth.GatewayTokens.KeyFile
+	if key == "" {
+		if err := os.MkdirAll(cfg.Store.Dir, 0o700); err != nil {
+			return nil, err
+		}
+		key = filepath.Join(cfg.Store.Dir, "gateway-token.key")
+	}
+	o := cfg.Auth.OIDC
+	return gwtoken.Open(gwtoken.Options{
+		Issuer: cfg.Admin.BrowserURL(), Audience: o.Audience, UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim,
+		TTL: cfg.Auth.GatewayTokens.TTL, KeyFile: key,
+	})
 }
 
 func tlsConfig(c config.TLS) (*tls.Config, error) {
