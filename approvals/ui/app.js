@@ -403,7 +403,8 @@ function approvalGroup(a) {
   prof.dataset.testid = "profile-" + a.id;
   top.appendChild(prof);
   top.appendChild(td(a.database));
-  top.appendChild(td(a.estimate_rows === undefined ? "" : a.estimate_rows, "num"));
+  const est = a.estimate_rows === undefined || a.estimate_rows === null ? "" : (a.estimate_rows < 0 ? "unknown" : a.estimate_rows);
+  top.appendChild(td(est, "num"));
   const held = td("");
   if (a.created_at) { held.append(relEl(a.created_at, "", "age-" + a.id), el("span", "sub")); held.lastChild.appendChild(timeEl(a.created_at)); }
   top.appendChild(held);
@@ -574,7 +575,7 @@ async function verifyRecord() {
     const r = await api("GET", "/api/v1/sessions/verify");
     if (r && r.ok) {
       out.className = "verify verify-ok";
-      out.textContent = "record ok" + (r.summary ? ": " + r.summary : "");
+      out.textContent = "record ok" + (r.summary ? ": " + String(r.summary).replace(/^ok:\s*/, "") : "");
       setStatus("the session record verified", false);
     } else {
       out.className = "verify verify-failed";
@@ -683,7 +684,7 @@ function renderReplay(id, events) {
     if (Array.isArray(ev.rows) && ev.rows.length) { li.appendChild(rowsTable(ev)); }
     body.appendChild(li);
   });
-  $("replay").scrollIntoView({ block: "start" });
+  $("replay").scrollIntoView({ block: "start", inline: "nearest" });
 }
 
 // ---- live sessions ----
@@ -722,7 +723,7 @@ function renderLive(list) {
     tr.appendChild(td(s.database));
     tr.appendChild(td(s.client_addr));
     tr.appendChild(td(s.application_name));
-    tr.appendChild(td(s.backend_user));
+    tr.appendChild(td(s.backend_user, "break"));
     const started = td("");
     if (s.started_at) {
       started.appendChild(timeEl(s.started_at));
