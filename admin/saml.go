@@ -120,6 +120,7 @@ func (s *Server) enableSAML(o SAMLOptions) (*samlSP, error) {
 	if err != nil {
 		return nil, err
 	}
+	wa.addLogin("/saml/login")
 	sp := &samlSP{
 		o: o, wa: wa, acs: *acs, md: *md, replay: newReplayCache(),
 		pending: map[string]samlPending{},

@@ -70,6 +70,8 @@ type webAuth struct {
 	oauth    *oauth2.Config // nil until discovery succeeded
 	verifier identity.Verifier
 
+	logins []string // sign-in routes, preferred first (/ui/login, /saml/login); guarded by mu
+
 	mu       sync.Mutex
 	pending  map[string]pendingLogin // state -> flow
 	sessions map[string]*webSession  // cookie value -> session
@@ -104,6 +106,7 @@ func (s *Server) EnableWebLogin(cfg WebLogin) error {
 	wa.verifier = s.opts.Verifier
 	s.mux.HandleFunc("GET /ui/login", wa.login)
 	s.mux.HandleFunc("GET /ui/callback", wa.callback)
+	wa.addLogin("/ui/login")
 	return nil
 }
 
@@ -343,7 +346,14 @@ func (wa *webAuth) session(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	_, s := wa.lookup(r)
 	if s == nil {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "not signed in", "login": "/ui/login"})
+		wa.mu.Lock()
+		logins := append([]string(nil), wa.logins...)
+		wa.mu.Unlock()
+		body := map[string]any{"error": "not signed in", "logins": logins}
+		if len(logins) > 0 {
+			body["login"] = logins[0]
+		}
+		writeJSON(w, http.StatusUnauthorized, body)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -385,4 +395,15 @@ func sanitizeParam(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// addLogin offers a sign-in route on the page (OIDC first when both are on).
+func (wa *webAuth) addLogin(route string) {
+	wa.mu.Lock()
+	defer wa.mu.Unlock()
+	if route == "/ui/login" {
+		wa.logins = append([]string{route}, wa.logins...)
+		return
+	}
+	wa.logins = append(wa.logins, route)
 }

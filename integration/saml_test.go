@@ -73,6 +73,14 @@ func phpQuote(s string) string {
 // pgwarden as remote SP) and serves it with PHP's built-in server on a
 // loopback port. It returns the IdP's base URL.
 func startSimpleSAML(t *testing.T, spEntity, acsURL, spCertData string) string {
+	base, _ := startSimpleSAMLWith(t, spEntity, acsURL, spCertData)
+	return base
+}
+
+// startSimpleSAMLWith is startSimpleSAML, also returning a function that
+// points the SP's ACS elsewhere (PHP reads the metadata file per request):
+// for a gateway whose admin port is known only after it started.
+func startSimpleSAMLWith(t *testing.T, spEntity, acsURL, spCertData string) (string, func(acs string)) {
 	t.Helper()
 	php, err := exec.LookPath("php")
 	if err != nil {
@@ -90,6 +98,22 @@ func startSimpleSAML(t *testing.T, spEntity, acsURL, spCertData string) string {
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	writeKeyPair(t, filepath.Join(dir, "cert", "idp.crt"), filepath.Join(dir, "cert", "idp.key"), "simplesamlphp test idp")
+	spRemote := func(acs string) string {
+		return `<?php
+$metadata[` + phpQuote(spEntity) + `] = [
+    'AssertionConsumerService' => [['Binding' => 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST', 'Location' => ` + phpQuote(acs) + `]],
+    'certData' => ` + phpQuote(spCertData) + `,
+    'validate.authnrequest' => true,
+    'NameIDFormat' => 'urn:oasis:names:tc:SAML:2.0:nameid-format:transient',
+    'attributes.NameFormat' => 'urn:oasis:names:tc:SAML:2.0:attrname-format:basic',
+];
+`
+	}
+	setACS := func(acs string) {
+		if err := os.WriteFile(filepath.Join(dir, "metadata", "saml20-sp-remote.php"), []byte(spRemote(acs)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	files := map[string]string{
 		"config/config.php": `<?php
 $config = [
@@ -144,15 +168,7 @@ $metadata['__DYNAMIC:1__'] = [
     'attributes.NameFormat' => 'urn:oasis:names:tc:SAML:2.0:attrname-format:basic',
 ];
 `,
-		"metadata/saml20-sp-remote.php": `<?php
-$metadata[` + phpQuote(spEntity) + `] = [
-    'AssertionConsumerService' => [['Binding' => 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST', 'Location' => ` + phpQuote(acsURL) + `]],
-    'certData' => ` + phpQuote(spCertData) + `,
-    'validate.authnrequest' => true,
-    'NameIDFormat' => 'urn:oasis:names:tc:SAML:2.0:nameid-format:transient',
-    'attributes.NameFormat' => 'urn:oasis:names:tc:SAML:2.0:attrname-format:basic',
-];
-`,
+		"metadata/saml20-sp-remote.php": spRemote(acsURL),
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
@@ -191,7 +207,7 @@ $metadata[` + phpQuote(spEntity) + `] = [
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 && strings.Contains(string(body), "IDPSSODescriptor") {
-				return base
+				return base, setACS
 			}
 			err = fmt.Errorf("HTTP %d: %.300s", resp.StatusCode, body)
 		}

@@ -20,7 +20,13 @@ function authed() { return web !== null || token() !== ""; }
 async function loadWebSession() {
   try {
     const resp = await fetch("/ui/session", { credentials: "same-origin" });
-    web = resp.ok ? await resp.json() : null;
+    const data = await resp.json().catch(() => null);
+    web = resp.ok ? data : null;
+    if (!resp.ok && data && Array.isArray(data.logins)) {
+      // The routes the gateway offers: OIDC first, SAML as a second link.
+      if (data.logins.length > 0) { $("signin-link").href = data.logins[0]; }
+      $("signin-saml").hidden = !(data.logins.length > 1 && data.logins.includes("/saml/login"));
+    }
   } catch (e) {
     web = null;
   }
