@@ -258,6 +258,25 @@ func TestBrowserLoginHydra(t *testing.T) {
 		t.Fatalf("after the approval: %+v %v", a, err)
 	}
 
+	// A second held statement, denied from the page with a reason: the
+	// client gets 57014 and nothing runs.
+	id2, res2 := startHeld(t, context.Background(), conn, notices, "DELETE FROM "+table)
+	err = chromedp.Run(ctx,
+		chromedp.WaitVisible(sel("deny-"+id2), chromedp.ByQuery),
+		chromedp.SendKeys(sel("comment-"+id2), "not during business hours", chromedp.ByQuery),
+		chromedp.Click(sel("deny-"+id2), chromedp.ByQuery),
+		chromedp.WaitNotPresent(sel("approval-"+id2), chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Fatalf("deny in the browser: %v", err)
+	}
+	if r := await(t, res2, 30*time.Second); sqlstate(r.err) != "57014" {
+		t.Fatalf("the denied DELETE: %v", r.err)
+	}
+	if a, err := ac.Get(context.Background(), id2); err != nil || a.State != approvals.Denied || a.DecidedBy != approver || a.Comment != "not during business hours" {
+		t.Fatalf("after the deny: %+v %v", a, err)
+	}
+
 	// The same cookie outside the page: GET works, a POST without the CSRF
 	// token is refused, and after sign-out the cookie is worth nothing.
 	var cookie string
