@@ -13,4 +13,14 @@ if [ -f /usr/share/simplesamlphp/www/saml2/idp/SSOService.php ] && command -v ph
 fi
 echo "setup-saml: installing simplesamlphp php-cli php-xml php-mbstring" >&2
 $SUDO apt-get update -qq
+# simplesamlphp pulls in apache2: keep the package scripts from starting it
+# (the test serves the IdP itself, on loopback, with php -S).
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  own_policy=1
+fi
+trap 'if [ -n "$own_policy" ]; then $SUDO rm -f "$policy"; fi' EXIT
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends simplesamlphp php-cli php-xml php-mbstring >/dev/null
