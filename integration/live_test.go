@@ -245,23 +245,7 @@ func TestUILiveEndSession(t *testing.T) {
 		t.Fatal("the analyst's session is not listed")
 	}
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer bcancel()
-	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	ctx, cancel := newBrowser(t, chrome, 90*time.Second)
 	defer cancel()
 	sel := func(testid string) string { return `[data-testid="` + testid + `"]` }
 

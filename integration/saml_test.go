@@ -272,23 +272,7 @@ func TestSAMLSimpleSAMLphpSignIn(t *testing.T) {
 	go cliSrv.Serve(cliLn)
 	t.Cleanup(func() { cliSrv.Close() })
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer bcancel()
-	bc, cancel := context.WithTimeout(bctx, 90*time.Second)
+	bc, cancel := newBrowser(t, chrome, 90*time.Second)
 	defer cancel()
 
 	var landing, sessionJSON string

@@ -26,6 +26,29 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
+// newBrowser starts a headless Chromium (a fresh profile per test) and
+// returns its context, bounded by d, and what stops it.
+func newBrowser(t *testing.T, chrome string, d time.Duration, extra ...chromedp.ExecAllocatorOption) (context.Context, func()) {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chrome),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	}
+	opts = append(opts, extra...)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	ctx, cancel := context.WithTimeout(bctx, d)
+	return ctx, func() { cancel(); bcancel(); acancel() }
+}
+
 // The approver's page in a real headless Chromium: paste a dba-2 token,
 // see the pending request (its SQL rendered as text, never as HTML),
 // click Approve, and the DELETE held in another session completes.
@@ -39,23 +62,7 @@ func TestUIApproveHeldDelete(t *testing.T) {
 	sql := `DELETE FROM ` + table + ` /* <b id="pwned">x</b> */`
 	id, res := startHeld(t, context.Background(), conn, notices, sql)
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer bcancel()
-	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	ctx, cancel := newBrowser(t, chrome, 90*time.Second)
 	defer cancel()
 	sel := func(testid string) string { return `[data-testid="` + testid + `"]` }
 

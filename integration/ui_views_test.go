@@ -16,25 +16,7 @@ import (
 // uiBrowser starts a headless Chromium with a 1280-wide window for t.
 func uiBrowser(t *testing.T, chrome string) context.Context {
 	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(acancel)
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	t.Cleanup(bcancel)
-	ctx, cancel := context.WithTimeout(bctx, 3*time.Minute)
+	ctx, cancel := newBrowser(t, chrome, 3*time.Minute, chromedp.Flag("hide-scrollbars", true), chromedp.WindowSize(1280, 900))
 	t.Cleanup(cancel)
 	return ctx
 }
