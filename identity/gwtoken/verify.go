@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -51,7 +50,7 @@ func (v verifier) Verify(_ context.Context, token, user string) (identity.Princi
 	if err != nil {
 		var alg *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &alg) {
-			return identity.Principal{}, refuse(identity.ReasonSignature, "signature algorithm %q not accepted", sanitize(string(alg.Got)))
+			return identity.Principal{}, refuse(identity.ReasonSignature, "signature algorithm %q not accepted", identity.SanitizeDetail(string(alg.Got)))
 		}
 		return identity.Principal{}, refuse(identity.ReasonMalformed, "unparsable JWS: %v", err)
 	}
@@ -60,10 +59,10 @@ func (v verifier) Verify(_ context.Context, token, user string) (identity.Princi
 	}
 	h := jws.Signatures[0].Header
 	if h.Algorithm != string(jose.ES256) { // ParseSignedCompact checked it; belt and braces
-		return identity.Principal{}, refuse(identity.ReasonSignature, "signature algorithm %q not accepted", sanitize(h.Algorithm))
+		return identity.Principal{}, refuse(identity.ReasonSignature, "signature algorithm %q not accepted", identity.SanitizeDetail(h.Algorithm))
 	}
 	if h.KeyID != i.kid {
-		return identity.Principal{}, refuse(identity.ReasonSignature, "key %q is not the gateway's key", sanitize(h.KeyID))
+		return identity.Principal{}, refuse(identity.ReasonSignature, "key %q is not the gateway's key", identity.SanitizeDetail(h.KeyID))
 	}
 	if h.JSONWebKey != nil {
 		return identity.Principal{}, refuse(identity.ReasonSignature, "token embeds a key (jwk header)")
@@ -86,13 +85,13 @@ func (i *Issuer) principal(payload []byte, user string) (identity.Principal, err
 	}
 	iss, _ := claims["iss"].(string)
 	if iss != i.o.Issuer {
-		return identity.Principal{}, refuse(identity.ReasonIssuer, "iss %q, want %q", sanitize(iss), i.o.Issuer)
+		return identity.Principal{}, refuse(identity.ReasonIssuer, "iss %q, want %q", identity.SanitizeDetail(iss), i.o.Issuer)
 	}
-	if !hasAudience(claims["aud"], i.o.Audience) {
+	if !identity.HasAudience(claims["aud"], i.o.Audience) {
 		return identity.Principal{}, refuse(identity.ReasonAudience, "aud does not contain %q", i.o.Audience)
 	}
 	now := i.o.Now()
-	exp, ok, err := numericDate(claims, "exp")
+	exp, ok, err := identity.NumericDate(claims, "exp")
 	if err != nil {
 		return identity.Principal{}, refuse(identity.ReasonClaims, "%v", err)
 	}
@@ -103,7 +102,7 @@ func (i *Issuer) principal(payload []byte, user string) (identity.Principal, err
 		return identity.Principal{}, refuse(identity.ReasonExpired, "expired at %s (now %s, skew %s)", exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ClockSkew)
 	}
 	for _, name := range []string{"nbf", "iat"} {
-		t, ok, err := numericDate(claims, name)
+		t, ok, err := identity.NumericDate(claims, name)
 		if err != nil {
 			return identity.Principal{}, refuse(identity.ReasonClaims, "%v", err)
 		}
@@ -126,24 +125,10 @@ func (i *Issuer) principal(payload []byte, user string) (identity.Principal, err
 		}
 	}
 	if user != "" && user != name {
-		return identity.Principal{}, refuse(identity.ReasonUserMismatch, "startup user %q is not the token's %s %q", sanitize(user), i.o.UsernameClaim, sanitize(name))
+		return identity.Principal{}, refuse(identity.ReasonUserMismatch, "startup user %q is not the token's %s %q", identity.SanitizeDetail(user), i.o.UsernameClaim, identity.SanitizeDetail(name))
 	}
 	sub, _ := claims["sub"].(string)
 	return identity.Principal{User: name, Subject: sub, Groups: groups, Expiry: exp, Issuer: iss}, nil
-}
-
-func hasAudience(v any, want string) bool {
-	switch a := v.(type) {
-	case string:
-		return a == want
-	case []any:
-		for _, x := range a {
-			if s, ok := x.(string); ok && s == want {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // toGroups reads the groups claim: a JSON array of strings (what Issue
@@ -167,35 +152,4 @@ func toGroups(v any) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("is a %T, want a list of strings", v)
 	}
-}
-
-// numericDate reads a JWT NumericDate; ok is false when the claim is absent.
-func numericDate(claims map[string]any, name string) (t time.Time, ok bool, err error) {
-	v, present := claims[name]
-	if !present || v == nil {
-		return time.Time{}, false, nil
-	}
-	n, isNum := v.(json.Number)
-	if !isNum {
-		return time.Time{}, false, fmt.Errorf("%s is not a number", name)
-	}
-	f, err := n.Float64()
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
-		return time.Time{}, false, fmt.Errorf("%s is not a valid time", name)
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), true, nil
-}
-
-// sanitize bounds and cleans a token-supplied string for log details.
-func sanitize(s string) string {
-	if len(s) > 128 {
-		s = s[:128] + "..."
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
 }
