@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,22 +20,11 @@ import (
 	"github.com/pgwarden/pgwarden/internal/sharedstore"
 )
 
-var (
-	cluster  *pgtest.Cluster
-	startErr error
-	once     sync.Once
-	dbSeq    atomic.Int32
-	tmpDir   string
-)
+var pg = pgtest.Lazy{Prefix: "pgwarden-pgstore-"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Stop()
-	}
-	if tmpDir != "" {
-		os.RemoveAll(tmpDir)
-	}
+	pg.Stop()
 	os.Exit(code)
 }
 
@@ -45,30 +32,7 @@ func TestMain(m *testing.M) {
 // one PostgreSQL server.
 func freshDB(t *testing.T) string {
 	t.Helper()
-	once.Do(func() {
-		if startErr = pgtest.Available(); startErr != nil {
-			return
-		}
-		tmpDir, startErr = os.MkdirTemp("", "pgwarden-pgstore-")
-		if startErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cluster, startErr = pgtest.Start(ctx, filepath.Join(tmpDir, "data"), pgtest.Options{})
-	})
-	if startErr != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(startErr)
-		}
-		t.Skip(startErr)
-	}
-	name := fmt.Sprintf("store%d", dbSeq.Add(1))
-	ctx := context.Background()
-	if err := cluster.CreateDB(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	return cluster.SuperDSN(name)
+	return pg.FreshDB(t, "store")
 }
 
 func openDB(t *testing.T, dsn string) *sharedstore.Store {
@@ -231,14 +195,14 @@ func TestRestartAndLostGatewayExpireOnlyTheirOwn(t *testing.T) {
 func TestStoreOutageAndReconnect(t *testing.T) {
 	a, b, _, _ := twoGateways(t)
 	h := holdOn(t, a, "s1")
-	cluster.Stop()
+	pg.Cluster(t).Stop()
 	if _, err := a.Hold(context.Background(), approvals.Request{Requester: "x", SQL: "DROP TABLE t", Session: "s2"}); err == nil ||
 		!errors.Is(err, sharedstore.ErrUnreachable) {
 		t.Fatalf("Hold with the store down: %v, want ErrUnreachable", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := cluster.Restart(ctx); err != nil {
+	if err := pg.Cluster(t).Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan approvals.Outcome, 1)

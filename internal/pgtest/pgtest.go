@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -384,4 +385,63 @@ func sameDir(a, b string) bool {
 	sa, err1 := os.Stat(a)
 	sb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// Lazy is one PostgreSQL server a test package shares, started on first
+// use (a package whose tests all skip never starts one). Call Stop from
+// TestMain after m.Run.
+type Lazy struct {
+	Prefix string // temp directory name prefix
+
+	once sync.Once
+	c    *Cluster
+	dir  string
+	err  error
+	seq  atomic.Int64
+}
+
+// Cluster returns the shared server, starting it on first use; without
+// PostgreSQL it skips t (fails under CI).
+func (l *Lazy) Cluster(t testing.TB) *Cluster {
+	t.Helper()
+	l.once.Do(func() {
+		if l.err = Available(); l.err != nil {
+			return
+		}
+		if l.dir, l.err = os.MkdirTemp("", l.Prefix); l.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		l.c, l.err = Start(ctx, filepath.Join(l.dir, "data"), Options{})
+	})
+	if l.err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(l.err)
+		}
+		t.Skip(l.err)
+	}
+	return l.c
+}
+
+// FreshDB creates a new database (name plus a sequence number) on the
+// shared server and returns its superuser DSN.
+func (l *Lazy) FreshDB(t testing.TB, name string) string {
+	t.Helper()
+	c := l.Cluster(t)
+	db := fmt.Sprintf("%s%d", name, l.seq.Add(1))
+	if err := c.CreateDB(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	return c.SuperDSN(db)
+}
+
+// Stop stops the server (if it was started) and removes its directory.
+func (l *Lazy) Stop() {
+	if l.c != nil {
+		l.c.Stop()
+	}
+	if l.dir != "" {
+		os.RemoveAll(l.dir)
+	}
 }

@@ -2,13 +2,8 @@ package pgstore_test
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -22,22 +17,11 @@ import (
 
 var _ sessions.Log = (*pgstore.Reader)(nil)
 
-var (
-	cluster  *pgtest.Cluster
-	startErr error
-	once     sync.Once
-	dbSeq    atomic.Int32
-	tmpDir   string
-)
+var pg = pgtest.Lazy{Prefix: "pgwarden-sessions-pgstore-"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Stop()
-	}
-	if tmpDir != "" {
-		os.RemoveAll(tmpDir)
-	}
+	pg.Stop()
 	os.Exit(code)
 }
 
@@ -45,29 +29,8 @@ func TestMain(m *testing.M) {
 // PostgreSQL server (started on first use).
 func freshDB(t *testing.T) *sharedstore.Store {
 	t.Helper()
-	once.Do(func() {
-		if startErr = pgtest.Available(); startErr != nil {
-			return
-		}
-		tmpDir, startErr = os.MkdirTemp("", "pgwarden-sessions-pgstore-")
-		if startErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cluster, startErr = pgtest.Start(ctx, filepath.Join(tmpDir, "data"), pgtest.Options{})
-	})
-	if startErr != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(startErr)
-		}
-		t.Skip(startErr)
-	}
-	name := fmt.Sprintf("events%d", dbSeq.Add(1))
-	if err := cluster.CreateDB(context.Background(), name); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sharedstore.Open(context.Background(), cluster.SuperDSN(name), "pgwarden-test", true)
+	dsn := pg.FreshDB(t, "events")
+	db, err := sharedstore.Open(context.Background(), dsn, "pgwarden-test", true)
 	if err != nil {
 		t.Fatal(err)
 	}
