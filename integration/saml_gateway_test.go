@@ -97,6 +97,9 @@ func TestSAMLGateway(t *testing.T) {
 	if err := conn.QueryRow(context.Background(), "SELECT session_user").Scan(&who); err != nil || who == "" || who == "ann@example.com" {
 		t.Fatalf("session through the SAML-issued token: %q %v", who, err)
 	}
+	if out, stderr, err := w.psql(t, "ann@example.com", tok, "-c", "SELECT current_user = session_user"); err != nil || strings.TrimSpace(out) != "t" {
+		t.Fatalf("psql with the SAML-issued token: %q %q %v", out, stderr, err)
+	}
 	if _, err := connectOnce(w.connConfig(t, "bob@example.com", tok)); sqlstate(err) != "28P01" {
 		t.Fatalf("the token for another startup user: %v", err)
 	}
