@@ -68,53 +68,83 @@ const indexSQL = `CREATE INDEX IF NOT EXISTS documents_embedding_hnsw ON documen
 // table that already has rows is left alone. Loading runs in one
 // transaction, so an interrupted seed leaves no partial table behind.
 func Seed(ctx context.Context, dsn string) error {
+	return seed(ctx, dsn, seedPlan{
+		name: "", schema: SchemaSQL, index: indexSQL, analyze: "ANALYZE documents, customers",
+		fill: func(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+			var nd, nc int
+			if err := tx.QueryRow(ctx, "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM customers)").Scan(&nd, &nc); err != nil {
+				return err
+			}
+			if nd == 0 {
+				for _, d := range Documents() {
+					b.Queue("INSERT INTO documents (title, body, metadata, embedding) VALUES ($1, $2, $3, $4::vector)",
+						d.Title, d.Body, d.Metadata, VectorLiteral(Embed(d.Title+" "+d.Body)))
+				}
+			}
+			if nc == 0 {
+				for _, c := range Customers() {
+					b.Queue("INSERT INTO customers (name, email, phone, ssn, credit_card, address, notes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+						c.Name, c.Email, c.Phone, c.SSN, c.CreditCard, c.Address, c.Notes)
+				}
+			}
+			return nil
+		},
+	})
+}
+
+// seedPlan is one demo database's schema and data.
+type seedPlan struct {
+	name    string   // in error messages ("" for vectors)
+	schema  []string // idempotent statements run first
+	index   string   // built after the load (HNSW on a full table is faster)
+	analyze string   // run after a load: planner estimates (bulk_delete detection) need statistics
+	// fill queues the inserts for the tables that are still empty.
+	fill func(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error
+}
+
+// seed runs p on the database of dsn (a superuser DSN): the schema, then in
+// one transaction the load of empty tables and the index, so an interrupted
+// seed leaves no partial table behind.
+func seed(ctx context.Context, dsn string, p seedPlan) error {
+	step := func(what string) string {
+		if p.name == "" {
+			return "devstack: " + what
+		}
+		return "devstack: " + p.name + ": " + what
+	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("devstack: seed: %w", err)
+		return fmt.Errorf("%s: %w", step("seed"), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	for _, s := range SchemaSQL {
+	for _, s := range p.schema {
 		if _, err := conn.Exec(ctx, s); err != nil {
-			return fmt.Errorf("devstack: schema: %w", err)
+			return fmt.Errorf("%s: %w", step("schema"), err)
 		}
 	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", step("seed"), err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var nd, nc int
-	if err := tx.QueryRow(ctx, "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM customers)").Scan(&nd, &nc); err != nil {
-		return err
-	}
 	b := &pgx.Batch{}
-	if nd == 0 {
-		for _, d := range Documents() {
-			b.Queue("INSERT INTO documents (title, body, metadata, embedding) VALUES ($1, $2, $3, $4::vector)",
-				d.Title, d.Body, d.Metadata, VectorLiteral(Embed(d.Title+" "+d.Body)))
-		}
-	}
-	if nc == 0 {
-		for _, c := range Customers() {
-			b.Queue("INSERT INTO customers (name, email, phone, ssn, credit_card, address, notes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-				c.Name, c.Email, c.Phone, c.SSN, c.CreditCard, c.Address, c.Notes)
-		}
+	if err := p.fill(ctx, tx, b); err != nil {
+		return fmt.Errorf("%s: %w", step("seed (count)"), err)
 	}
 	if b.Len() > 0 {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("devstack: load: %w", err)
+			return fmt.Errorf("%s: %w", step("load"), err)
 		}
 	}
-	if _, err := tx.Exec(ctx, indexSQL); err != nil {
-		return fmt.Errorf("devstack: index: %w", err)
+	if _, err := tx.Exec(ctx, p.index); err != nil {
+		return fmt.Errorf("%s: %w", step("index"), err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", step("seed (commit)"), err)
 	}
 	if b.Len() > 0 {
-		// Planner estimates (bulk_delete detection) need statistics.
-		if _, err := conn.Exec(ctx, "ANALYZE documents, customers"); err != nil {
-			return err
+		if _, err := conn.Exec(ctx, p.analyze); err != nil {
+			return fmt.Errorf("%s: %w", step("analyze"), err)
 		}
 	}
 	return nil

@@ -58,49 +58,20 @@ const supportIndexSQL = `CREATE INDEX IF NOT EXISTS tickets_embedding_hnsw ON ti
 // table that already has rows is left alone. Loading runs in one
 // transaction, so an interrupted seed leaves no partial table behind.
 func SeedSupport(ctx context.Context, dsn string) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return fmt.Errorf("devstack: seed support: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	for _, s := range SupportSchemaSQL {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			return fmt.Errorf("devstack: support schema: %w", err)
-		}
-	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("devstack: seed support: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var n int
-	if err := tx.QueryRow(ctx, "SELECT count(*) FROM tickets").Scan(&n); err != nil {
-		return fmt.Errorf("devstack: seed support (count): %w", err)
-	}
-	loaded := false
-	if n == 0 {
-		b := &pgx.Batch{}
-		for _, t := range Tickets() {
-			b.Queue("INSERT INTO tickets (customer_email, customer_phone, subject, body, metadata, embedding) VALUES ($1, $2, $3, $4, $5, $6::vector)",
-				t.CustomerEmail, t.CustomerPhone, t.Subject, t.Body, t.Metadata, VectorLiteral(Embed(t.Subject+" "+t.Body)))
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("devstack: support load: %w", err)
-		}
-		loaded = true
-	}
-	if _, err := tx.Exec(ctx, supportIndexSQL); err != nil {
-		return fmt.Errorf("devstack: support index: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("devstack: seed support (commit): %w", err)
-	}
-	if loaded {
-		if _, err := conn.Exec(ctx, "ANALYZE tickets"); err != nil {
-			return fmt.Errorf("devstack: support analyze: %w", err)
-		}
-	}
-	return nil
+	return seed(ctx, dsn, seedPlan{
+		name: "support", schema: SupportSchemaSQL, index: supportIndexSQL, analyze: "ANALYZE tickets",
+		fill: func(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+			var n int
+			if err := tx.QueryRow(ctx, "SELECT count(*) FROM tickets").Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			for _, t := range Tickets() {
+				b.Queue("INSERT INTO tickets (customer_email, customer_phone, subject, body, metadata, embedding) VALUES ($1, $2, $3, $4, $5, $6::vector)",
+					t.CustomerEmail, t.CustomerPhone, t.Subject, t.Body, t.Metadata, VectorLiteral(Embed(t.Subject+" "+t.Body)))
+			}
+			return nil
+		},
+	})
 }
 
 // ProvisionSupport adds the support database to c: it creates it, seeds it
