@@ -289,16 +289,11 @@ func (sp *samlSP) metadata(w http.ResponseWriter, r *http.Request) {
 // same-site IdP still gets. It is worth nothing without the RelayState of
 // the same sign-in, and lives 10 minutes on /saml/ only.
 func (sp *samlSP) samlCookieFor(value string, maxAge time.Duration) *http.Cookie {
-	c := &http.Cookie{Name: samlCookie, Value: value, Path: "/saml/", HttpOnly: true, Secure: sp.wa.secure, SameSite: http.SameSiteLaxMode}
+	same := http.SameSiteLaxMode
 	if sp.wa.secure {
-		c.SameSite = http.SameSiteNoneMode
+		same = http.SameSiteNoneMode
 	}
-	if maxAge > 0 {
-		c.MaxAge = int(maxAge / time.Second)
-	} else {
-		c.MaxAge = -1
-	}
-	return c
+	return sp.wa.cookie(samlCookie, value, maxAge, same)
 }
 
 // cliPort parses the cli_port parameter: a loopback port of the pgwarden

@@ -198,8 +198,11 @@ func (wa *webAuth) oauthConfig(ctx context.Context) (*oauth2.Config, error) {
 
 func (wa *webAuth) cookie(name, value string, maxAge time.Duration, same http.SameSite) *http.Cookie {
 	path := "/" // the session cookie goes to /api/v1 too
-	if name == loginCookie {
+	switch name {
+	case loginCookie:
 		path = "/ui/"
+	case samlCookie:
+		path = "/saml/"
 	}
 	c := &http.Cookie{Name: name, Value: value, Path: path, HttpOnly: true, Secure: wa.secure, SameSite: same}
 	if maxAge > 0 {
