@@ -336,7 +336,7 @@ func (sp *samlSP) login(w http.ResponseWriter, r *http.Request) {
 		}
 		pend.cliPort = n
 		pend.cliState = q.Get("state")
-		if len(pend.cliState) > 128 || sanitizeParam(pend.cliState) != pend.cliState {
+		if sanitizeParam(pend.cliState) != pend.cliState { // also caps it at 64
 			http.Error(w, "state must be at most 64 letters, digits, '-' or '_'", http.StatusBadRequest)
 			return
 		}
