@@ -61,6 +61,8 @@ type samlPending struct {
 	expires   time.Time
 }
 
+func (p samlPending) expiry() time.Time { return p.expires }
+
 type samlSP struct {
 	o      SAMLOptions
 	wa     *webAuth
@@ -287,16 +289,11 @@ func (sp *samlSP) metadata(w http.ResponseWriter, r *http.Request) {
 // same-site IdP still gets. It is worth nothing without the RelayState of
 // the same sign-in, and lives 10 minutes on /saml/ only.
 func (sp *samlSP) samlCookieFor(value string, maxAge time.Duration) *http.Cookie {
-	c := &http.Cookie{Name: samlCookie, Value: value, Path: "/saml/", HttpOnly: true, Secure: sp.wa.secure, SameSite: http.SameSiteLaxMode}
+	same := http.SameSiteLaxMode
 	if sp.wa.secure {
-		c.SameSite = http.SameSiteNoneMode
+		same = http.SameSiteNoneMode
 	}
-	if maxAge > 0 {
-		c.MaxAge = int(maxAge / time.Second)
-	} else {
-		c.MaxAge = -1
-	}
-	return c
+	return sp.wa.cookie(samlCookie, value, maxAge, same)
 }
 
 // cliPort parses the cli_port parameter: a loopback port of the pgwarden
@@ -339,7 +336,7 @@ func (sp *samlSP) login(w http.ResponseWriter, r *http.Request) {
 		}
 		pend.cliPort = n
 		pend.cliState = q.Get("state")
-		if len(pend.cliState) > 128 || sanitizeParam(pend.cliState) != pend.cliState {
+		if sanitizeParam(pend.cliState) != pend.cliState { // also caps it at 64
 			http.Error(w, "state must be at most 64 letters, digits, '-' or '_'", http.StatusBadRequest)
 			return
 		}
@@ -369,21 +366,11 @@ func (sp *samlSP) login(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the sign-in cannot be started", http.StatusInternalServerError)
 		return
 	}
-	now := time.Now()
-	pend.requestID, pend.expires = req.ID, now.Add(loginTTL)
-	sp.mu.Lock()
-	for k, v := range sp.pending {
-		if now.After(v.expires) {
-			delete(sp.pending, k)
-		}
-	}
-	if len(sp.pending) >= maxPending {
-		sp.mu.Unlock()
+	pend.requestID, pend.expires = req.ID, time.Now().Add(loginTTL)
+	if !putPending(&sp.mu, sp.pending, relay, pend) {
 		http.Error(w, "too many sign-ins in progress; try again shortly", http.StatusServiceUnavailable)
 		return
 	}
-	sp.pending[relay] = pend
-	sp.mu.Unlock()
 	http.SetCookie(w, sp.samlCookieFor(relay, loginTTL))
 	http.Redirect(w, r, redirect.String(), http.StatusFound)
 }
@@ -415,11 +402,8 @@ func (sp *samlSP) acsHandler(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "this sign-in was not started from this browser (start again at /saml/login)", nil)
 		return
 	}
-	sp.mu.Lock()
-	pend, ok := sp.pending[relay]
-	delete(sp.pending, relay) // one use
-	sp.mu.Unlock()
-	if !ok || time.Now().After(pend.expires) {
+	pend, ok := takePending(&sp.mu, sp.pending, relay)
+	if !ok {
 		fail(http.StatusBadRequest, "the sign-in expired or was already used (start again at /saml/login)", nil)
 		return
 	}

@@ -61,6 +61,43 @@ type pendingLogin struct {
 	expires  time.Time
 }
 
+func (p pendingLogin) expiry() time.Time { return p.expires }
+
+// expiring is a sign-in in progress (OIDC or SAML), kept until its expiry.
+type expiring interface{ expiry() time.Time }
+
+// putPending stores v under key in m (guarded by mu), first dropping the
+// expired entries; false when maxPending sign-ins are already in progress.
+func putPending[V expiring](mu *sync.Mutex, m map[string]V, key string, v V) bool {
+	now := time.Now()
+	mu.Lock()
+	defer mu.Unlock()
+	for k, e := range m {
+		if now.After(e.expiry()) {
+			delete(m, k)
+		}
+	}
+	if len(m) >= maxPending {
+		return false
+	}
+	m[key] = v
+	return true
+}
+
+// takePending removes the entry under key (one use) and returns it if it
+// has not expired.
+func takePending[V expiring](mu *sync.Mutex, m map[string]V, key string) (V, bool) {
+	mu.Lock()
+	v, ok := m[key]
+	delete(m, key)
+	mu.Unlock()
+	if !ok || time.Now().After(v.expiry()) {
+		var zero V
+		return zero, false
+	}
+	return v, true
+}
+
 type webAuth struct {
 	cfg    WebLogin
 	secure bool // public_url is https: cookies get Secure
@@ -161,8 +198,11 @@ func (wa *webAuth) oauthConfig(ctx context.Context) (*oauth2.Config, error) {
 
 func (wa *webAuth) cookie(name, value string, maxAge time.Duration, same http.SameSite) *http.Cookie {
 	path := "/" // the session cookie goes to /api/v1 too
-	if name == loginCookie {
+	switch name {
+	case loginCookie:
 		path = "/ui/"
+	case samlCookie:
+		path = "/saml/"
 	}
 	c := &http.Cookie{Name: name, Value: value, Path: path, HttpOnly: true, Secure: wa.secure, SameSite: same}
 	if maxAge > 0 {
@@ -182,21 +222,11 @@ func (wa *webAuth) login(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the identity provider cannot be reached; try again shortly", http.StatusServiceUnavailable)
 		return
 	}
-	now := time.Now()
 	state, verifier := randomToken(), oauth2.GenerateVerifier()
-	wa.mu.Lock()
-	for k, p := range wa.pending {
-		if now.After(p.expires) {
-			delete(wa.pending, k)
-		}
-	}
-	if len(wa.pending) >= maxPending {
-		wa.mu.Unlock()
+	if !putPending(&wa.mu, wa.pending, state, pendingLogin{verifier: verifier, expires: time.Now().Add(loginTTL)}) {
 		http.Error(w, "too many sign-ins in progress; try again shortly", http.StatusServiceUnavailable)
 		return
 	}
-	wa.pending[state] = pendingLogin{verifier: verifier, expires: now.Add(loginTTL)}
-	wa.mu.Unlock()
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
 	if wa.cfg.Audience != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("audience", wa.cfg.Audience))
@@ -228,11 +258,8 @@ func (wa *webAuth) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "this sign-in was not started from this browser (start again at /ui/login)")
 		return
 	}
-	wa.mu.Lock()
-	p, ok := wa.pending[state]
-	delete(wa.pending, state) // one use
-	wa.mu.Unlock()
-	if !ok || time.Now().After(p.expires) {
+	p, ok := takePending(&wa.mu, wa.pending, state)
+	if !ok {
 		fail(http.StatusBadRequest, "the sign-in expired or was already used (start again at /ui/login)")
 		return
 	}

@@ -315,9 +315,7 @@ func (uiClient) PostLogoutRedirectURIGlobs() []string { return nil }
 // the auth request to the browser that loaded it (a cookie the POST must
 // present) and refuses cross-origin posts.
 func (is *Issuer) serveSignIn(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	pageHeaders(w)
 	action := is.path + LoginPath
 	render := func(code int, d signinData) {
 		d.Action = action
@@ -337,13 +335,7 @@ func (is *Issuer) serveSignIn(w http.ResponseWriter, r *http.Request) {
 			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(is.issuer, "https://")})
 		render(http.StatusOK, signinData{ID: id, Client: client, Redirect: redirect})
 	case http.MethodPost:
-		if o := r.Header.Get("Origin"); o != "" && o != "null" && !sameOrigin(o, is.issuer) {
-			http.Error(w, "cross-origin request refused", http.StatusForbidden)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
+		if !is.readForm(w, r) {
 			return
 		}
 		id, user := r.PostForm.Get("id"), strings.TrimSpace(r.PostForm.Get("user"))
@@ -362,13 +354,8 @@ func (is *Issuer) serveSignIn(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, to, http.StatusSeeOther)
 			return
 		}
-		var groups []string
-		for _, g := range strings.Split(r.PostForm.Get("groups"), ",") {
-			if g = strings.TrimSpace(g); g != "" {
-				groups = append(groups, g)
-			}
-		}
-		if user == "" || strings.ContainsFunc(user, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		groups := formGroups(r)
+		if !validUser(user) {
 			client, redirect, err := is.store.pendingAuthRequest(id)
 			if err != nil {
 				render(http.StatusBadRequest, signinData{Fatal: err.Error()})

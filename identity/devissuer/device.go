@@ -470,34 +470,20 @@ func (is *Issuer) newProvider() (*op.Provider, error) {
 // pending code as anyone — acceptable only because the development issuer
 // exists for a local `pgwarden dev` stack.
 func (is *Issuer) servePage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	pageHeaders(w)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		pageTmpl.Execute(w, pageData{Action: is.path + DevicePath, UserCode: r.URL.Query().Get("user_code")})
 	case http.MethodPost:
-		// A cross-site form post must not approve codes in a developer's browser.
-		if o := r.Header.Get("Origin"); o != "" && o != "null" && !sameOrigin(o, is.issuer) {
-			http.Error(w, "cross-origin request refused", http.StatusForbidden)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
+		if !is.readForm(w, r) {
 			return
 		}
 		code, user := r.PostForm.Get("user_code"), strings.TrimSpace(r.PostForm.Get("user"))
 		approve := r.PostForm.Get("action") != "deny"
-		var groups []string
-		for _, g := range strings.Split(r.PostForm.Get("groups"), ",") {
-			if g = strings.TrimSpace(g); g != "" {
-				groups = append(groups, g)
-			}
-		}
+		groups := formGroups(r)
 		var err error
-		if approve && (user == "" || strings.ContainsFunc(user, func(r rune) bool { return r < 0x20 || r == 0x7f })) {
+		if approve && !validUser(user) {
 			err = errors.New("a user name is required")
 		} else {
 			err = is.store.decide(code, user, groups, approve)
@@ -517,6 +503,45 @@ func (is *Issuer) servePage(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// pageHeaders are the headers of the development sign-in and device pages.
+func pageHeaders(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+}
+
+// readForm parses a page's POST form (bounded by maxFormBytes), refusing a
+// cross-origin post: a cross-site form must not sign in or approve codes
+// in a developer's browser. false: the answer is written.
+func (is *Issuer) readForm(w http.ResponseWriter, r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" && o != "null" && !sameOrigin(o, is.issuer) {
+		http.Error(w, "cross-origin request refused", http.StatusForbidden)
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+// formGroups reads the comma-separated groups field.
+func formGroups(r *http.Request) []string {
+	var groups []string
+	for _, g := range strings.Split(r.PostForm.Get("groups"), ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			groups = append(groups, g)
+		}
+	}
+	return groups
+}
+
+// validUser reports whether user is a non-empty name without control characters.
+func validUser(user string) bool {
+	return user != "" && !strings.ContainsFunc(user, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 func sameOrigin(origin, issuer string) bool {

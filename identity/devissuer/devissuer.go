@@ -312,7 +312,7 @@ func (is *Issuer) Handler() http.Handler {
 // Mint signs a token for user (email, preferred_username and sub) with the
 // given groups, lifetime and audience.
 func (is *Issuer) Mint(user string, groups []string, ttl time.Duration, audience string) (string, error) {
-	if user == "" || strings.ContainsFunc(user, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if !validUser(user) {
 		return "", errors.New("devissuer: user must be a non-empty name without control characters")
 	}
 	if audience == "" {
