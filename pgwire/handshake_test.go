@@ -199,7 +199,7 @@ func startupBytes(params map[string]string) []byte {
 
 func TestStartupRefusals(t *testing.T) {
 	c := needPG(t)
-	g := startGateway(t, c, func(cfg *Config) { cfg.Databases = []string{"vectors"} })
+	g := startGateway(t, c, func(cfg *Config) { cfg.Targets[0].Databases = []string{"vectors"} })
 	be32 := func(vs ...uint32) []byte {
 		var b []byte
 		for _, v := range vs {

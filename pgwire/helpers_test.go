@@ -217,9 +217,12 @@ func startGateway(t *testing.T, c *pgtest.Cluster, mod func(*Config)) *gateway {
 	prov := newTestProvider(c)
 	reg := prometheus.NewRegistry()
 	cfg := Config{
-		Upstream:       Upstream{Host: c.Host, Port: c.Port, SSLMode: "disable", ConnectTimeout: 5 * time.Second},
+		Targets: []Target{{
+			Name:     "default",
+			Upstream: Upstream{Host: c.Host, Port: c.Port, SSLMode: "disable", ConnectTimeout: 5 * time.Second},
+			Provider: prov,
+		}},
 		Verifier:       fakeVerifier{groups: []string{"analyst"}},
-		Provider:       prov,
 		StartupTimeout: 10 * time.Second,
 		Logger:         zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		Registerer:     reg,
@@ -227,8 +230,10 @@ func startGateway(t *testing.T, c *pgtest.Cluster, mod func(*Config)) *gateway {
 	if mod != nil {
 		mod(&cfg)
 	}
-	if p, ok := cfg.Provider.(*testProvider); ok {
-		prov = p
+	if len(cfg.Targets) == 1 {
+		if p, ok := cfg.Targets[0].Provider.(*testProvider); ok {
+			prov = p
+		}
 	}
 	srv, err := NewServer(cfg)
 	if err != nil {

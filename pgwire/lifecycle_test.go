@@ -63,7 +63,7 @@ func TestCredentialExpiry(t *testing.T) {
 	prov := newTestProvider(c)
 	prov.ttl = 1500 * time.Millisecond
 	prov.renewable = false
-	g := startGateway(t, c, func(cfg *Config) { cfg.Provider = prov })
+	g := startGateway(t, c, func(cfg *Config) { cfg.Targets[0].Provider = prov })
 	conn := g.connect(t, "mallory", "")
 	start := time.Now()
 	_, err := conn.Exec(tctx(t), "SELECT pg_sleep(10)")
@@ -81,7 +81,7 @@ func TestCredentialRenewed(t *testing.T) {
 	c := needPG(t)
 	prov := newTestProvider(c)
 	prov.ttl = 1200 * time.Millisecond
-	g := startGateway(t, c, func(cfg *Config) { cfg.Provider = prov })
+	g := startGateway(t, c, func(cfg *Config) { cfg.Targets[0].Provider = prov })
 	conn := g.connect(t, "nina", "")
 	if _, err := conn.Exec(tctx(t), "SELECT pg_sleep(2.5)"); err != nil {
 		t.Fatalf("renewable session ended: %v", err)

@@ -37,27 +37,19 @@ type Target struct {
 	DBRoles func(groups []string) []string
 }
 
-// Config configures a Server. Verifier and either Targets or Provider are
-// required.
+// Config configures a Server. Verifier and Targets are required.
 type Config struct {
 	Listen     string      // informational (Serve takes the listener)
 	TLS        *tls.Config // nil: SSLRequest is answered 'N'
 	RequireTLS bool        // refuse (28000) clients that did not negotiate TLS, before asking for a password
 	// Targets are the connection profiles; the startup database picks one
 	// (none: FATAL 28000 after the token is verified, naming no other
-	// database). Empty: one target "default" made of Databases, Upstream,
-	// Provider and DBRoles.
+	// database).
 	Targets         []Target
-	Databases       []string // databases a client may name; empty = any
-	MaxConnections  int      // concurrent sessions; 0 = 1000
-	MaxMessageBytes int      // largest client message (and decoded server message); 0 = 64 MiB
+	MaxConnections  int // concurrent sessions; 0 = 1000
+	MaxMessageBytes int // largest client message (and decoded server message); 0 = 64 MiB
 	StartupTimeout  time.Duration
-	Upstream        Upstream
 	Verifier        identity.Verifier
-	Provider        credentials.Provider
-	// DBRoles maps the principal's groups to the database roles its
-	// credential gets (deduplicated, sorted by the caller). nil: none.
-	DBRoles func(groups []string) []string
 	// StartupParam decides each startup parameter passed upstream (all
 	// but user, database, options, replication, role,
 	// session_authorization and _pq_.*; name as the client sent it):
@@ -101,9 +93,6 @@ type Server struct {
 func NewServer(cfg Config) (*Server, error) {
 	if cfg.Verifier == nil {
 		return nil, errors.New("pgwire: Config.Verifier is required")
-	}
-	if len(cfg.Targets) == 0 {
-		cfg.Targets = []Target{{Name: "default", Databases: cfg.Databases, Upstream: cfg.Upstream, Provider: cfg.Provider, DBRoles: cfg.DBRoles}}
 	}
 	targets, err := newRouter(cfg.Targets)
 	if err != nil {

@@ -27,7 +27,6 @@ func TestTargets(t *testing.T) {
 	profiles := map[string]string{} // database -> profile seen by the hook factory
 	up := Upstream{Host: c.Host, Port: c.Port, SSLMode: "disable"}
 	g := startGateway(t, c, func(cfg *Config) {
-		cfg.Provider = nil
 		cfg.Targets = []Target{
 			{Name: "kb", Databases: []string{"vectors"}, Upstream: up, Provider: provA},
 			{Name: "ops", Databases: []string{"postgres"}, Upstream: up, Provider: provB},

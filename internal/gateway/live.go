@@ -310,7 +310,7 @@ func writeAPIError(w http.ResponseWriter, code int, msg string) {
 	writeAPIJSON(w, code, map[string]string{"error": msg})
 }
 
-// writeAPIJSON writes v as the approvals API does.
+// writeAPIJSON writes v as the approvals API does (live and verify answers).
 func writeAPIJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
