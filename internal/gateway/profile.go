@@ -179,16 +179,16 @@ func (g *Gateway) profileFor(name, database string) *profile {
 	if p := g.profiles[name]; p != nil {
 		return p
 	}
-	var any *profile
+	var catchAll *profile
 	for _, p := range g.profiles {
 		if len(p.upstream.Databases) == 0 {
-			any = p
+			catchAll = p
 		}
 		if slices.Contains(p.upstream.Databases, database) {
 			return p
 		}
 	}
-	return any
+	return catchAll
 }
 
 func sortedKeys[V any](m map[string]V) []string {
