@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/rs/zerolog"
 
@@ -289,8 +290,13 @@ func TestSAMLSimpleSAMLphpSignIn(t *testing.T) {
 			for {
 				var loc, body string
 				if err := chromedp.Run(ctx, chromedp.Location(&loc), chromedp.Evaluate(`document.body ? document.body.innerText : ""`, &body)); err == nil {
-					if strings.Contains(body, "Signed in as") || strings.HasPrefix(loc, adminURL+"/ui/") {
+					if strings.Contains(body, "Signed in as") && landing == "" {
 						landing = loc + " " + body
+					}
+					// Wait for the landing page's meta refresh to reach
+					// /ui/: a navigation started before it lands races it
+					// (the refresh replaces the document under a query).
+					if strings.HasPrefix(loc, adminURL+"/ui/") {
 						return nil
 					}
 					if strings.Contains(body, "sign-in failed") {
@@ -304,8 +310,10 @@ func TestSAMLSimpleSAMLphpSignIn(t *testing.T) {
 				}
 			}
 		}),
-		chromedp.Navigate(adminURL+"/ui/session"),
-		chromedp.Text(`body`, &sessionJSON, chromedp.ByQuery),
+		// Same-origin fetch: sends the session cookie, and no navigation
+		// of the page can pull the document away from under it.
+		chromedp.Evaluate(`fetch('/ui/session', {credentials: 'same-origin'}).then(r => r.text())`, &sessionJSON,
+			func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }),
 	)
 	if err != nil {
 		t.Fatalf("sign in through SimpleSAMLphp: %v", err)
