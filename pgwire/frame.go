@@ -53,6 +53,7 @@ type framer struct {
 	read    bool // the current message's body was read by body()
 	hdr     [5]byte
 	buf     []byte
+	taken   bool // buf belongs to a decoded message now (take): body allocates anew
 }
 
 func newFramer(r *bufio.Reader, max int) *framer { return &framer{r: r, max: max} }
@@ -113,8 +114,8 @@ func (f *framer) body() ([]byte, error) {
 	if err := f.checkMax(); err != nil {
 		return nil, err
 	}
-	if cap(f.buf) < f.bodyLen {
-		f.buf = make([]byte, f.bodyLen)
+	if f.taken || cap(f.buf) < f.bodyLen {
+		f.buf, f.taken = make([]byte, f.bodyLen), false
 	} else if cap(f.buf) > keepBodyCap && f.bodyLen <= keepBodyCap {
 		f.buf = make([]byte, keepBodyCap)
 	}
@@ -138,9 +139,22 @@ func (f *framer) lastBody() []byte {
 
 // release drops an oversized body buffer (call when going idle).
 func (f *framer) release() {
-	if cap(f.buf) > keepBodyCap {
-		f.buf = nil
+	if f.taken || cap(f.buf) > keepBodyCap {
+		f.buf, f.taken = nil, false
 	}
+}
+
+// take hands the current body's buffer over to its caller for good: the
+// framer never writes into it again (the next body gets a new buffer).
+// It returns false for a body of at most keepBodyCap bytes, whose buffer
+// the framer keeps reusing; a larger one would be dropped after this
+// message anyway, so taking it costs nothing.
+func (f *framer) take() bool {
+	if !f.read || f.bodyLen <= keepBodyCap {
+		return false
+	}
+	f.taken = true
+	return true
 }
 
 // forward writes the current message (header and body) to w, streaming

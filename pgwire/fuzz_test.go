@@ -140,7 +140,17 @@ func FuzzFrames(f *testing.F) {
 			if len(body) != n {
 				t.Fatalf("body %d bytes, header says %d", len(body), n)
 			}
-			_, _ = decodeFrontend(&fm, typ, body)
+			_, _ = decodeFrontend(&fm, typ, body, false)
+			if typ == 'Q' {
+				// The zero-copy decode of an owned body agrees with pgproto3's.
+				var want pgproto3.Query
+				werr := want.Decode(body)
+				var om frontendMsgs
+				got, gerr := decodeFrontend(&om, 'Q', append([]byte(nil), body...), true)
+				if (werr == nil) != (gerr == nil) || (gerr == nil && got.(*pgproto3.Query).String != want.String) {
+					t.Fatalf("owned Query decode %v / %v differs from pgproto3's %q / %v", got, gerr, want.String, werr)
+				}
+			}
 			_, _ = decodeBackend(&bm, typ, body)
 			_ = fatalSeverity(body)
 			_ = ss.matchRefusal(body)

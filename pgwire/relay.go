@@ -316,7 +316,7 @@ func (ss *session) hookClient(typ byte, n int) error {
 	if err != nil {
 		return err
 	}
-	msg, err := decodeFrontend(&ss.fmsgs, typ, body)
+	msg, err := decodeFrontend(&ss.fmsgs, typ, body, typ == 'Q' && f.take())
 	if err != nil {
 		return pgerr.Fatal(pgerr.ProtocolViolation, "malformed %s message", msgName(typ)).WithCause(err)
 	}
