@@ -549,6 +549,9 @@ func (t *Tracker) Server(msg pgproto3.BackendMessage) {
 // server records server message typ; body is needed for 'C' (the command
 // tag, NUL-terminated or not) and 'Z' (the status byte).
 func (t *Tracker) server(typ byte, body []byte) {
+	if !serverTracked[typ] {
+		return // a DataRow, NoticeResponse, ...: no state changes (and no lock per row)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.headLocked()
@@ -642,6 +645,14 @@ func (t *Tracker) server(typ byte, body []byte) {
 		t.readyLocked(body)
 	}
 }
+
+// serverTracked are the server message types server acts on (its cases).
+var serverTracked = func() (t [256]bool) {
+	for _, c := range []byte("123TnCIsEGWHZ") {
+		t[c] = true
+	}
+	return t
+}()
 
 // applyLocked applies a confirmed statement's effect (tag: its CommandComplete).
 func (t *Tracker) applyLocked(e *Effect, tag []byte) {

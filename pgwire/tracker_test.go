@@ -2,6 +2,10 @@ package pgwire
 
 import (
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strconv"
 	"testing"
 	"time"
 
@@ -152,5 +156,50 @@ func TestTrackerScripted(t *testing.T) {
 	wantStmt("s3", false)
 	if s := tr.State(); s != StateIdle {
 		t.Fatalf("state %v, want idle", s)
+	}
+}
+
+// serverTracked must name exactly the message types Tracker.server has a
+// case for: a type missing from the table would be skipped silently.
+func TestServerTrackedMatchesCases(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "tracker.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[byte]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		fd, ok := n.(*ast.FuncDecl)
+		if !ok || fd.Name.Name != "server" || fd.Recv == nil {
+			return true
+		}
+		for _, st := range fd.Body.List {
+			sw, ok := st.(*ast.SwitchStmt)
+			if !ok {
+				continue
+			}
+			for _, c := range sw.Body.List {
+				for _, e := range c.(*ast.CaseClause).List {
+					lit, ok := e.(*ast.BasicLit)
+					if !ok || lit.Kind != token.CHAR {
+						t.Fatalf("unexpected case %T", e)
+					}
+					v, _, _, err := strconv.UnquoteChar(lit.Value[1:len(lit.Value)-1], '\'')
+					if err != nil {
+						t.Fatal(err)
+					}
+					cases[byte(v)] = true
+				}
+			}
+		}
+		return false
+	})
+	if len(cases) == 0 {
+		t.Fatal("no cases found in Tracker.server")
+	}
+	for c := range 256 {
+		if cases[byte(c)] != serverTracked[c] {
+			t.Errorf("type %q: case %v, serverTracked %v", rune(c), cases[byte(c)], serverTracked[c])
+		}
 	}
 }
