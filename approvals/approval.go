@@ -52,28 +52,36 @@ const (
 // Comment holds the approver's comment on approve and the reason given on
 // deny; Reason is the requester's own justification (SET pgwarden.reason).
 type Approval struct {
-	ID        string   `json:"id"`
-	State     State    `json:"state"`
-	Mode      string   `json:"mode"`
-	Requester string   `json:"requester"`
-	Groups    []string `json:"groups"`
-	Session   string   `json:"session"`
-	Database  string   `json:"database"`
+	ID        string `json:"id"`
+	State     State  `json:"state"`
+	Mode      string `json:"mode"`
+	Requester string `json:"requester"`
+	// Actor is the party that acted for Requester in the session that held
+	// the statement (a delegated token's act sub; "" when none, and on
+	// requests made before delegation existed). Groups are then the
+	// groups both hold.
+	Actor    string   `json:"actor,omitempty"`
+	Groups   []string `json:"groups"`
+	Session  string   `json:"session"`
+	Database string   `json:"database"`
 	// Profile is the connection profile (upstream server) of the session
 	// that held the statement; its approval rules apply ("" on requests
 	// made before profiles existed: the default rules).
-	Profile      string     `json:"profile,omitempty"`
-	SQL          string     `json:"sql"`
-	Params       []string   `json:"params"`
-	Action       string     `json:"action"`
-	EstimateRows int64      `json:"estimate_rows"`
-	Reason       string     `json:"reason"`
-	CreatedAt    time.Time  `json:"created_at"`
-	ExpiresAt    time.Time  `json:"expires_at"`
-	DecidedBy    string     `json:"decided_by"`
-	DecidedAt    *time.Time `json:"decided_at"`
-	Comment      string     `json:"comment"`
-	ExecutedAt   *time.Time `json:"executed_at,omitempty"`
+	Profile      string    `json:"profile,omitempty"`
+	SQL          string    `json:"sql"`
+	Params       []string  `json:"params"`
+	Action       string    `json:"action"`
+	EstimateRows int64     `json:"estimate_rows"`
+	Reason       string    `json:"reason"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	DecidedBy    string    `json:"decided_by"`
+	// DecidedByActor is the party that acted for DecidedBy when the
+	// decision came with a delegated token ("" when none).
+	DecidedByActor string     `json:"decided_by_actor,omitempty"`
+	DecidedAt      *time.Time `json:"decided_at"`
+	Comment        string     `json:"comment"`
+	ExecutedAt     *time.Time `json:"executed_at,omitempty"`
 	// Note explains a state pgwarden set by itself (expired, withdrawn).
 	Note string `json:"note,omitempty"`
 	// Gateway is the gateway whose session holds the request (shared store only).
@@ -81,6 +89,19 @@ type Approval struct {
 	// Fingerprint identifies (profile, requester, database, normalized SQL, params)
 	// for retry-mode matching; a SHA-256, never the SQL itself.
 	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// RequesterVia is the requester as people read it: "alice via agent-7"
+// when an actor acted for them.
+func (a *Approval) RequesterVia() string { return Via(a.Requester, a.Actor) }
+
+// Via names user and the actor acting for them: "user via actor", or
+// user alone when actor is "".
+func Via(user, actor string) string {
+	if actor == "" {
+		return user
+	}
+	return user + " via " + actor
 }
 
 // Clone returns a deep copy.
@@ -118,7 +139,8 @@ func Decode(v []byte) (*Approval, error) {
 // Request is what the relay glue knows about a statement it must hold.
 type Request struct {
 	Requester string   // Principal.User
-	Groups    []string // Principal.Groups
+	Actor     string   // Principal.Actor: who acts for Requester ("" when none)
+	Groups    []string // Principal.Groups (the effective groups)
 	Session   string   // pgwire SessionInfo.ID
 	Database  string
 	// Profile is the connection profile of the session: its approval

@@ -356,7 +356,7 @@ func printTable(w io.Writer, list []Approval) {
 		if profile == "" {
 			profile = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.State, oneLine(a.Requester, 40), oneLine(a.Action, 20),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.State, oneLine(a.RequesterVia(), 60), oneLine(a.Action, 20),
 			profile, oneLine(a.Database, 30), a.EstimateRows, a.CreatedAt.Local().Format(time.DateTime), a.ExpiresAt.Local().Format(time.DateTime),
 			oneLine(a.Reason, 40), oneLine(a.SQL, 60))
 	}
@@ -370,6 +370,9 @@ func printApproval(w io.Writer, a *Approval) {
 	row("state", string(a.State))
 	row("mode", a.Mode)
 	row("requester", a.Requester)
+	if a.Actor != "" {
+		row("actor", a.Actor)
+	}
 	row("groups", strings.Join(a.Groups, ", "))
 	row("session", a.Session)
 	row("database", a.Database)
@@ -382,7 +385,7 @@ func printApproval(w io.Writer, a *Approval) {
 	row("created_at", a.CreatedAt.Format(time.RFC3339))
 	row("expires_at", a.ExpiresAt.Format(time.RFC3339))
 	if a.DecidedBy != "" {
-		row("decided_by", a.DecidedBy)
+		row("decided_by", Via(a.DecidedBy, a.DecidedByActor))
 	}
 	if a.DecidedAt != nil {
 		row("decided_at", a.DecidedAt.Format(time.RFC3339))

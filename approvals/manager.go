@@ -221,6 +221,7 @@ func (m *Manager) Hold(ctx context.Context, r Request) (*Approval, error) {
 		State:        Pending,
 		Mode:         rl.cfg.Mode,
 		Requester:    r.Requester,
+		Actor:        r.Actor,
 		Groups:       append([]string{}, r.Groups...),
 		Session:      r.Session,
 		Database:     r.Database,
@@ -249,7 +250,7 @@ func (m *Manager) Hold(ctx context.Context, r Request) (*Approval, error) {
 		}
 		return nil, fmt.Errorf("approvals: store request: %w", err)
 	}
-	m.log.Info().Str("approval", a.ID).Str("requester", a.Requester).Strs("groups", a.Groups).
+	m.log.Info().Str("approval", a.ID).Str("requester", a.Requester).Str("actor", a.Actor).Strs("groups", a.Groups).
 		Str("session", a.Session).Str("database", a.Database).Str("profile", a.Profile).Str("action", a.Action).
 		Int64("estimate_rows", a.EstimateRows).Str("reason", a.Reason).Str("mode", a.Mode).
 		Time("expires_at", a.ExpiresAt).
@@ -358,17 +359,25 @@ func (m *Manager) Claim(requester, database, normSQL string, params []string) (*
 	return m.ClaimFor("", requester, database, normSQL, params)
 }
 
-// ClaimFor is retry mode's re-run check: it finds an approved, unexpired,
-// unexecuted request of this requester for the identical statement (same
-// profile, database, normalized SQL and parameters) and marks it executed
-// in the same transaction. Only one caller ever gets true for a request; a
-// third run finds nothing and is held again. Store failures return false
-// (fail closed: the statement is held, not run).
+// ClaimFor is ClaimAs for a requester no actor acts for.
 func (m *Manager) ClaimFor(profile, requester, database, normSQL string, params []string) (*Approval, bool) {
+	return m.ClaimAs(profile, requester, "", database, normSQL, params)
+}
+
+// ClaimAs is retry mode's re-run check: it finds an approved, unexpired,
+// unexecuted request of this requester, made with the same actor acting
+// for them (or none, actor ""), for the identical statement (same profile,
+// database, normalized SQL and parameters) and marks it executed in the
+// same transaction. An approval given to "alice via agent-7" is not
+// alice's own, nor another agent's: approvers judged who asked. Only one
+// caller ever gets true for a request; a third run finds nothing and is
+// held again. Store failures return false (fail closed: the statement is
+// held, not run).
+func (m *Manager) ClaimAs(profile, requester, actor, database, normSQL string, params []string) (*Approval, bool) {
 	fp := FingerprintProfile(profile, requester, database, normSQL, params)
 	now := m.now()
 	won, expired, err := m.store.Claim(fp, func(a *Approval) bool {
-		if a.State != Approved || a.Mode != ModeRetry || a.Requester != requester || a.Profile != profile {
+		if a.State != Approved || a.Mode != ModeRetry || a.Requester != requester || a.Actor != actor || a.Profile != profile {
 			return false
 		}
 		if !now.Before(a.ExpiresAt) {
@@ -421,7 +430,8 @@ func (m *Manager) SessionEnded(sessionID string) {
 }
 
 // Approve decides for the statement. by must be in an approver group and
-// must not be the requester.
+// must have had no part in the request: neither by.User nor by.Actor may
+// be its requester or the actor that acted for them.
 func (m *Manager) Approve(ctx context.Context, id string, by identity.Principal, comment string) (*Approval, error) {
 	return m.decide(ctx, id, by, comment, true)
 }
@@ -490,6 +500,19 @@ func (m *Manager) undecidedNote(a *Approval) string {
 	return fmt.Sprintf("not decided within %s", m.rulesFor(a.Profile).cfg.Timeout)
 }
 
+// tookPart reports whether the decider by, or the actor acting for them,
+// is one of the parties of request a (its requester, or the actor that
+// acted for the requester), and names that party: an agent that asked for
+// alice must not approve its own request acting for bob.
+func tookPart(a *Approval, by identity.Principal) (string, bool) {
+	for _, p := range []string{by.User, by.Actor} {
+		if p != "" && (p == a.Requester || p == a.Actor) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
 func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, text string, approve bool) (*Approval, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -528,6 +551,9 @@ func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, 
 		if a.Requester == by.User {
 			return false, refuse(ErrForbidden, "four eyes: %s cannot decide their own request %s; another approver must", by.User, id)
 		}
+		if who, ok := tookPart(a, by); ok {
+			return false, refuse(ErrForbidden, "four eyes: %s took part in request %s (%s) and cannot decide it; another approver must", who, id, a.RequesterVia())
+		}
 		if a.State == Pending && !now.Before(a.ExpiresAt) {
 			a.State, a.Note = Expired, m.undecidedNote(a)
 			expiredNow = true
@@ -540,7 +566,7 @@ func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, 
 			}
 			return false, &Error{Kind: ErrConflict, Msg: msg}
 		}
-		a.DecidedBy, a.DecidedAt, a.Comment = by.User, &now, strings.TrimSpace(text)
+		a.DecidedBy, a.DecidedByActor, a.DecidedAt, a.Comment = by.User, by.Actor, &now, strings.TrimSpace(text)
 		if approve {
 			a.State = Approved
 			if a.Mode == ModeRetry {
@@ -561,7 +587,7 @@ func (m *Manager) decide(ctx context.Context, id string, by identity.Principal, 
 	if err != nil {
 		return nil, err
 	}
-	m.log.Info().Str("approval", a.ID).Str("decision", evType).Str("by", by.User).Str("requester", a.Requester).
+	m.log.Info().Str("approval", a.ID).Str("decision", evType).Str("by", by.User).Str("by_actor", by.Actor).Str("requester", a.Requester).Str("actor", a.Actor).
 		Str("comment", a.Comment).Msg("approval decided")
 	m.changed(a, evType)
 	return a.Clone(), nil

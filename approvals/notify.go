@@ -126,5 +126,5 @@ func holdText(a *Approval) string {
 		where += " (profile " + a.Profile + ")"
 	}
 	return fmt.Sprintf("pgwarden: %s asks for approval of a %s statement on database %s (planner estimate: %s rows). Reason: %s. Approval %s expires %s. Review: pgwarden approvals show %s — approve: pgwarden approvals approve %s — deny: pgwarden approvals deny %s --reason ...",
-		a.Requester, a.Action, where, est, reason, a.ID, a.ExpiresAt.Format(time.RFC3339), a.ID, a.ID, a.ID)
+		a.RequesterVia(), a.Action, where, est, reason, a.ID, a.ExpiresAt.Format(time.RFC3339), a.ID, a.ID, a.ID)
 }

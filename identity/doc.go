@@ -11,6 +11,13 @@
 // (required), nbf and iat with the configured clock skew, and finally maps
 // username_claim and groups_claim (dotted paths into nested objects, arrays
 // or space/comma separated strings) and compares the startup user.
+// A token with an RFC 8693 "act" claim (an agent acting for a person) is
+// delegated: WithActor (claims.go, shared with identity/gwtoken) records
+// the current actor's sub as Principal.Actor and narrows Principal.Groups
+// to the groups both the user and the actor hold — the act object's own
+// groups claim, read with the same name or path; none when it has none —
+// so every decision made on Groups sees only what both may do. A
+// malformed act claim is refused (ReasonDelegation).
 // The development issuer lives in the devissuer subpackage.
 //
 // Lifecycle: NewOIDC once at start-up. It never fails because the issuer is

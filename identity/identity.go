@@ -7,12 +7,23 @@ import (
 )
 
 // Principal is a verified identity.
+//
+// A delegated token (RFC 8693 "act" claim: an agent acting for a person)
+// yields a Principal with Actor set: User stays the person the token was
+// issued for, Actor is the current actor's sub, and Groups holds only the
+// groups both hold (see WithActor). Every decision that reads Groups —
+// policy, unmask, approvers — therefore sees the intersection.
 type Principal struct {
-	User    string    // value of username_claim; equals the startup user
-	Subject string    // sub
-	Groups  []string  // from groups_claim (normalized to a flat list)
-	Expiry  time.Time // token exp
-	Issuer  string
+	User    string // value of username_claim; equals the startup user
+	Subject string // sub
+	// Actor is the sub of the token's "act" claim: the party acting for
+	// User ("" for a token without one).
+	Actor string
+	// Groups are the effective groups: from groups_claim (normalized to a
+	// flat list), narrowed to the actor's when Actor is set.
+	Groups []string
+	Expiry time.Time // token exp
+	Issuer string
 }
 
 // HasGroup reports whether the principal is in group g.
@@ -38,6 +49,7 @@ const (
 	ReasonSignature    Reason = "signature"
 	ReasonUserMismatch Reason = "user_mismatch"
 	ReasonClaims       Reason = "claims"
+	ReasonDelegation   Reason = "delegation" // a malformed "act" claim
 	ReasonUnavailable  Reason = "issuer_unavailable"
 )
 
@@ -61,6 +73,8 @@ func (e *RefusalError) Short() string {
 		return "user does not match token"
 	case ReasonUnavailable:
 		return "identity provider unavailable"
+	case ReasonDelegation:
+		return "invalid delegation (act claim) in token"
 	default:
 		return "invalid token"
 	}

@@ -384,18 +384,24 @@ func (o *OIDC) principal(payload []byte, user string) (Principal, error) {
 	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return Principal{}, refuse(ReasonClaims, "username claim %q contains control characters", o.cfg.UsernameClaim)
 	}
-	var groups []string
-	if o.groupsPath != nil {
-		groups, err = toGroups(lookup(claims, o.cfg.GroupsClaim, o.groupsPath))
-		if err != nil {
-			return Principal{}, refuse(ReasonClaims, "groups claim %q: %v", o.cfg.GroupsClaim, err)
-		}
+	groups, err := o.groupsOf(claims)
+	if err != nil {
+		return Principal{}, refuse(ReasonClaims, "groups claim %q: %v", o.cfg.GroupsClaim, err)
 	}
 	if user != "" && user != name {
 		return Principal{}, refuse(ReasonUserMismatch, "startup user %q is not the token's %s %q", sanitize(user), o.cfg.UsernameClaim, name)
 	}
 	sub, _ := claims["sub"].(string)
-	return Principal{User: name, Subject: sub, Groups: groups, Expiry: exp, Issuer: iss}, nil
+	return WithActor(Principal{User: name, Subject: sub, Groups: groups, Expiry: exp, Issuer: iss}, claims, o.groupsOf)
+}
+
+// groupsOf reads groups_claim from obj (the token's claims or an act
+// object): the same name or path, in the same forms.
+func (o *OIDC) groupsOf(obj map[string]any) ([]string, error) {
+	if o.groupsPath == nil {
+		return nil, nil
+	}
+	return toGroups(lookup(obj, o.cfg.GroupsClaim, o.groupsPath))
 }
 
 // lookup returns the claim named name: the literal key first (namespaced

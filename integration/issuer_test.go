@@ -99,3 +99,16 @@ func tamper(t testing.TB, tok string, claims map[string]any) string {
 	parts[1] = base64.RawURLEncoding.EncodeToString(b)
 	return strings.Join(parts, ".")
 }
+
+// delegated is a valid token in which actor acts for user (RFC 8693 act
+// claim: an agent acting for a person). actorGroups nil gives the act
+// object no groups claim, so the gateway grants the session no groups.
+func (is *oidcIssuer) delegated(t testing.TB, user string, groups []string, actor string, actorGroups []string) string {
+	c := is.claims(user, groups...)
+	act := map[string]any{"sub": actor}
+	if actorGroups != nil {
+		act["groups"] = actorGroups
+	}
+	c["act"] = act
+	return is.sign(t, c, nil, "")
+}

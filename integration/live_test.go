@@ -20,6 +20,7 @@ import (
 type liveSession struct {
 	Session         string   `json:"session"`
 	User            string   `json:"user"`
+	Actor           string   `json:"actor"`
 	Groups          []string `json:"groups"`
 	Database        string   `json:"database"`
 	Profile         string   `json:"profile"`

@@ -355,7 +355,11 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 		fail(pgerr.Fatal(pgerr.InvalidPassword, "%s", msg))
 		return "auth_failed"
 	}
-	log = log.With().Strs("groups", principal.Groups).Logger()
+	lc := log.With().Strs("groups", principal.Groups)
+	if principal.Actor != "" {
+		lc = lc.Str("actor", principal.Actor) // delegated: groups are those both hold
+	}
+	log = lc.Logger()
 	// The database picks the profile only now: before the token is
 	// verified a stranger learns nothing about which databases exist.
 	target := s.targets.route(database)

@@ -7,14 +7,14 @@ import (
 	"time"
 )
 
-// APIHandler serves GET /api/v1/sessions (query: user, database, profile,
+// APIHandler serves GET /api/v1/sessions (query: user, actor, database, profile,
 // since, action, decision) and GET /api/v1/sessions/{id} as JSON. It does not
 // authenticate: the admin package mounts it behind its token middleware.
 func (s *Store) APIHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/sessions", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		f := Filter{User: q.Get("user"), Database: q.Get("database"), Profile: q.Get("profile"), Action: q.Get("action"), Decision: q.Get("decision")}
+		f := Filter{User: q.Get("user"), Actor: q.Get("actor"), Database: q.Get("database"), Profile: q.Get("profile"), Action: q.Get("action"), Decision: q.Get("decision")}
 		if v := q.Get("since"); v != "" {
 			t, err := ParseSince(v, time.Now())
 			if err != nil {

@@ -83,7 +83,7 @@ func randInt(r *rand.Rand) int64 {
 }
 
 func randEvent(r *rand.Rand) Event {
-	ev := Event{Seq: randInt(r), Time: randString(r), Session: randString(r), Type: randString(r), User: randString(r),
+	ev := Event{Seq: randInt(r), Time: randString(r), Session: randString(r), Type: randString(r), User: randString(r), Actor: randString(r),
 		Groups: randStrings(r), ClientAddr: randString(r), ApplicationName: randString(r), Database: randString(r),
 		Profile: randString(r), BackendUser: randString(r), SQL: randString(r), Params: randNullable(r), Actions: randStrings(r),
 		Decision: randString(r), Columns: randStrings(r), RowsTotal: randInt(r), DurationUS: randInt(r),

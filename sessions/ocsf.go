@@ -67,6 +67,10 @@ type ocsfEvent struct {
 			UID string `json:"uid,omitempty"`
 		} `json:"session"`
 		AppName string `json:"app_name,omitempty"`
+		// AppUID is the acting party of a delegated session (record field
+		// actor): OCSF's "client application or service that initiated
+		// the activity ... in conjunction with the user".
+		AppUID string `json:"app_uid,omitempty"`
 	} `json:"actor"`
 	SrcEndpoint *struct {
 		IP   string `json:"ip,omitempty"`
@@ -135,7 +139,7 @@ func OCSF(ev *Event) ([]byte, error) {
 	for _, g := range ev.Groups {
 		o.Actor.User.Groups = append(o.Actor.User.Groups, ocsfGroup{Name: g})
 	}
-	o.Actor.Session.UID, o.Actor.AppName = ev.Session, ev.ApplicationName
+	o.Actor.Session.UID, o.Actor.AppName, o.Actor.AppUID = ev.Session, ev.ApplicationName, ev.Actor
 	if ev.ClientAddr != "" {
 		o.SrcEndpoint = &struct {
 			IP   string `json:"ip,omitempty"`

@@ -34,9 +34,12 @@ const (
 
 // StartInfo describes a session at its start.
 type StartInfo struct {
-	ID              string
-	User            string
-	Groups          []string
+	ID   string
+	User string
+	// Actor is the party acting for User (Principal.Actor: a delegated
+	// token's act claim), "" when none. Every event of the session carries it.
+	Actor           string
+	Groups          []string // the effective groups (Principal.Groups)
 	ClientAddr      string
 	ApplicationName string
 	Database        string
@@ -367,7 +370,7 @@ func (r *Recorder) setHealthy() {
 // Start begins the record of one session (writes session_start).
 func (r *Recorder) Start(info StartInfo) *SessionRecorder {
 	s := &SessionRecorder{r: r}
-	s.base = Event{Session: info.ID, User: info.User, Groups: info.Groups, ClientAddr: info.ClientAddr,
+	s.base = Event{Session: info.ID, User: info.User, Actor: info.Actor, Groups: info.Groups, ClientAddr: info.ClientAddr,
 		ApplicationName: info.ApplicationName, Database: info.Database, Profile: info.Profile, BackendUser: info.BackendUser, Gateway: r.gateway}
 	ev := s.base
 	ev.Type = TypeSessionStart

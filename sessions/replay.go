@@ -12,8 +12,12 @@ func replayHeader(w io.Writer, ev *Event) error {
 	if ev.Profile != "" {
 		profile = " profile " + ev.Profile
 	}
+	user := ev.User
+	if ev.Actor != "" {
+		user += " via " + ev.Actor
+	}
 	_, err := fmt.Fprintf(w, "-- session %s: user %s groups [%s] from %s application %q database %s%s as %s\n",
-		ev.Session, ev.User, strings.Join(ev.Groups, ","), orDash(ev.ClientAddr), ev.ApplicationName, orDash(ev.Database), profile, orDash(ev.BackendUser))
+		ev.Session, user, strings.Join(ev.Groups, ","), orDash(ev.ClientAddr), ev.ApplicationName, orDash(ev.Database), profile, orDash(ev.BackendUser))
 	return err
 }
 

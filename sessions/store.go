@@ -41,6 +41,7 @@ func OpenStore(storeDir string) (*Store, error) {
 // Filter selects sessions in List. Zero fields match everything.
 type Filter struct {
 	User     string
+	Actor    string    // sessions in which this actor acted for the user (delegated tokens)
 	Database string    // sessions whose startup database is this one
 	Profile  string    // sessions of this connection profile
 	Since    time.Time // sessions with an event at or after Since
@@ -52,6 +53,7 @@ type Filter struct {
 type Summary struct {
 	ID              string   `json:"id"`
 	User            string   `json:"user"`
+	Actor           string   `json:"actor,omitempty"`
 	Groups          []string `json:"groups,omitempty"`
 	ClientAddr      string   `json:"client_addr,omitempty"`
 	ApplicationName string   `json:"application_name,omitempty"`
@@ -97,7 +99,7 @@ func (s *Store) List(f Filter) ([]Summary, error) {
 		}
 		sm := byID[ev.Session]
 		if sm == nil {
-			sm = &Summary{ID: ev.Session, User: ev.User, Groups: ev.Groups, ClientAddr: ev.ClientAddr,
+			sm = &Summary{ID: ev.Session, User: ev.User, Actor: ev.Actor, Groups: ev.Groups, ClientAddr: ev.ClientAddr,
 				ApplicationName: ev.ApplicationName, Database: ev.Database, Profile: ev.Profile,
 				BackendUser: ev.BackendUser, StartedAt: ev.Time, Active: true, Actions: []string{}, Decisions: []string{}}
 			byID[ev.Session] = sm
@@ -137,6 +139,9 @@ func (s *Store) List(f Filter) ([]Summary, error) {
 	for _, id := range order {
 		sm := byID[id]
 		if f.User != "" && sm.User != f.User {
+			continue
+		}
+		if f.Actor != "" && sm.Actor != f.Actor {
 			continue
 		}
 		if f.Database != "" && sm.Database != f.Database {

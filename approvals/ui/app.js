@@ -109,6 +109,12 @@ function badge(text, kind) {
   return el("span", "badge " + (kind ? "badge-" + kind : ""), text);
 }
 
+// via names a user and the party acting for them (a delegated token's
+// actor): "alice via agent-7", or the user alone.
+function via(user, actor) {
+  return actor ? (user || "") + " via " + actor : (user || "");
+}
+
 function fmtValue(v) {
   if (v === null || v === undefined) { return ""; }
   if (Array.isArray(v)) { return v.map(fmtValue).join(", "); }
@@ -400,7 +406,7 @@ function approvalGroup(a) {
   const title = el("span", "card-title");
   title.appendChild(el("span", "action", a.action || "statement"));
   title.appendChild(document.createTextNode(" by "));
-  title.appendChild(el("span", "who", a.requester));
+  title.appendChild(el("span", "who", via(a.requester, a.actor)));
   const st = badge(a.state, a.state);
   st.dataset.testid = "state-" + a.id;
   what.append(title, " ", st);
@@ -426,11 +432,12 @@ function approvalGroup(a) {
   cell.colSpan = 6;
   const groups = a.groups && a.groups.length ? a.groups.join(", ") : "";
   let decision = "";
-  if (a.decided_by) { decision = a.state + " by " + a.decided_by + (a.comment ? ": " + a.comment : ""); }
+  if (a.decided_by) { decision = a.state + " by " + via(a.decided_by, a.decided_by_actor) + (a.comment ? ": " + a.comment : ""); }
   else if (a.note) { decision = a.note; }
   cell.appendChild(dl([
     ["Request", el("code", "", a.id)],
     ["Requester", a.requester],
+    ["Actor", a.actor],
     ["Groups", groups],
     ["Reason", a.reason],
     ["Parameters", a.params && a.params.length ? JSON.stringify(a.params) : ""],
@@ -453,13 +460,13 @@ function approvalGroup(a) {
     ok.type = "button";
     ok.dataset.testid = "approve-" + a.id;
     ok.id = "approve-" + a.id;
-    ok.setAttribute("aria-label", "Approve request " + a.id + " of " + a.requester);
+    ok.setAttribute("aria-label", "Approve request " + a.id + " of " + via(a.requester, a.actor));
     ok.addEventListener("click", () => decide(a.id, true, input.value));
     const no = el("button", "btn btn-deny", "Deny");
     no.type = "button";
     no.dataset.testid = "deny-" + a.id;
     no.id = "deny-" + a.id;
-    no.setAttribute("aria-label", "Deny request " + a.id + " of " + a.requester);
+    no.setAttribute("aria-label", "Deny request " + a.id + " of " + via(a.requester, a.actor));
     no.addEventListener("click", () => decide(a.id, false, input.value));
     form.append(label, input, ok, no);
     cell.appendChild(form);
@@ -538,7 +545,7 @@ function renderSessions(list) {
     const tr = document.createElement("tr");
     tr.dataset.testid = "session-" + id;
     const user = td("");
-    user.appendChild(el("span", "who", s.user));
+    user.appendChild(el("span", "who", via(s.user, s.actor)));
     if (s.groups && s.groups.length) { user.appendChild(el("span", "sub", s.groups.join(", "))); }
     tr.appendChild(user);
     tr.appendChild(td(s.profile));
@@ -655,7 +662,7 @@ function renderReplay(id, events) {
   const start = first ? Date.parse(first.time) : NaN;
   const s = sessionsByID.get(id);
   $("replay-summary").textContent = s
-    ? (s.user || "") + (s.database ? " on " + s.database : "") + (s.profile ? " (" + s.profile + ")" : "") +
+    ? via(s.user, s.actor) + (s.database ? " on " + s.database : "") + (s.profile ? " (" + s.profile + ")" : "") +
       " · " + events.length + " events · started " + fmtTime(s.started_at)
     : events.length + " events";
   events.forEach((ev, i) => {
@@ -675,7 +682,7 @@ function renderReplay(id, events) {
     if (ev.sql) { li.appendChild(sqlBlock(ev.sql)); }
     const pairs = [];
     if (ev.type === "session_start") {
-      pairs.push(["User", ev.user], ["Groups", fmtValue(ev.groups)], ["Database", ev.database], ["Profile", ev.profile],
+      pairs.push(["User", ev.user], ["Actor", ev.actor], ["Groups", fmtValue(ev.groups)], ["Database", ev.database], ["Profile", ev.profile],
         ["Backend role", ev.backend_user], ["Client", ev.client_addr], ["Application", ev.application_name]);
     }
     if (ev.params && ev.params.length) { pairs.push(["Parameters", JSON.stringify(ev.params)]); }
@@ -721,7 +728,7 @@ function renderLive(list) {
     const sid = td("");
     sid.appendChild(el("code", "", id));
     tr.appendChild(sid);
-    const user = td(s.user, "who");
+    const user = td(via(s.user, s.actor), "who");
     user.dataset.testid = "live-user-" + id;
     tr.appendChild(user);
     tr.appendChild(td(fmtValue(s.groups)));

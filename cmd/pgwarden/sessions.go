@@ -83,14 +83,14 @@ func sessionsCmd(g *globals) *cobra.Command {
 	root.PersistentFlags().StringVar(&f.admin, "admin", "", "admin API URL (list and show only)")
 	root.PersistentFlags().StringVar(&f.token, "token", "", "bearer token for --admin (default: PGWARDEN_TOKEN)")
 
-	var user, database, profile, since, action, decision string
+	var user, actor, database, profile, since, action, decision string
 	list := &cobra.Command{
-		Use: "list [--user U] [--database DB] [--profile P] [--since T] [--action A] [--decision D]", Short: "list recorded sessions", Args: exactArgs(0),
+		Use: "list [--user U] [--actor A] [--database DB] [--profile P] [--since T] [--action A] [--decision D]", Short: "list recorded sessions", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var sums []sessions.Summary
 			if f.admin != "" {
 				q := url.Values{}
-				for k, v := range map[string]string{"user": user, "database": database, "profile": profile, "since": since, "action": action, "decision": decision} {
+				for k, v := range map[string]string{"user": user, "actor": actor, "database": database, "profile": profile, "since": since, "action": action, "decision": decision} {
 					if v != "" {
 						q.Set(k, v)
 					}
@@ -108,7 +108,7 @@ func sessionsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				flt := sessions.Filter{User: user, Database: database, Profile: profile, Action: action, Decision: decision}
+				flt := sessions.Filter{User: user, Actor: actor, Database: database, Profile: profile, Action: action, Decision: decision}
 				if since != "" {
 					t, err := sessions.ParseSince(since, time.Now())
 					if err != nil {
@@ -127,12 +127,13 @@ func sessionsCmd(g *globals) *cobra.Command {
 				if s.Active {
 					ended = "(active)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%v\n", s.ID, s.User, dash(s.Profile), dash(s.Database), s.StartedAt, ended, s.Statements, s.Denied, s.Actions)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%v\n", s.ID, userVia(s.User, s.Actor), dash(s.Profile), dash(s.Database), s.StartedAt, ended, s.Statements, s.Denied, s.Actions)
 			}
 			return tw.Flush()
 		},
 	}
 	list.Flags().StringVar(&user, "user", "", "only sessions of this user")
+	list.Flags().StringVar(&actor, "actor", "", "only sessions in which this actor (a delegated token's act sub) acted for the user")
 	list.Flags().StringVar(&database, "database", "", "only sessions whose startup database is this one")
 	list.Flags().StringVar(&profile, "profile", "", "only sessions of this connection profile")
 	list.Flags().StringVar(&since, "since", "", "only sessions active since (RFC 3339 time or a duration like 24h)")
@@ -239,6 +240,15 @@ func sessionsCmd(g *globals) *cobra.Command {
 }
 
 // dash is s, or "-" for an empty table cell.
+// userVia is a session's user as listings show it: "alice via agent-7"
+// for a delegated session.
+func userVia(user, actor string) string {
+	if actor == "" {
+		return user
+	}
+	return user + " via " + actor
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"

@@ -11,10 +11,10 @@ import (
 )
 
 func tokenCmd(g *globals) *cobra.Command {
-	var user, groups, dataDir, audience string
+	var user, groups, actor, actorGroups, dataDir, audience string
 	var ttl time.Duration
 	c := &cobra.Command{
-		Use:   "token --user U --groups g1,g2 [--ttl 1h] [--data DIR]",
+		Use:   "token --user U --groups g1,g2 [--actor A [--actor-groups g1]] [--ttl 1h] [--data DIR]",
 		Short: "print a token signed by the development issuer of `pgwarden dev` (refuses to work against anything else)",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -28,8 +28,17 @@ func tokenCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gs := splitGroups(groups)
-			tok, err := iss.Mint(user, gs, ttl, audience)
+			var act *devissuer.Actor
+			switch {
+			case actor != "":
+				act = &devissuer.Actor{Sub: actor}
+				if cmd.Flags().Changed("actor-groups") {
+					act.Groups = append([]string{}, splitGroups(actorGroups)...)
+				}
+			case cmd.Flags().Changed("actor-groups"):
+				return usageError{errorf("--actor-groups needs --actor")}
+			}
+			tok, err := iss.MintDelegated(user, splitGroups(groups), act, ttl, audience)
 			if err != nil {
 				return err
 			}
@@ -39,6 +48,8 @@ func tokenCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&user, "user", "", "user name (the token's email claim; must equal the psql user)")
 	c.Flags().StringVar(&groups, "groups", "", "comma-separated groups")
+	c.Flags().StringVar(&actor, "actor", "", "a delegated token: this agent acts for --user (RFC 8693 act claim; the session records both)")
+	c.Flags().StringVar(&actorGroups, "actor-groups", "", "comma-separated groups of the --actor; the session gets only the groups both hold (none without this flag)")
 	c.Flags().DurationVar(&ttl, "ttl", time.Hour, "token lifetime")
 	c.Flags().StringVar(&dataDir, "data", defaultDevData, "data directory of the running `pgwarden dev`")
 	c.Flags().StringVar(&audience, "audience", "pgwarden", "token audience")

@@ -27,7 +27,8 @@
 //
 // Lifecycle: `pgwarden dev` calls Open (creates the key on first run) and
 // mounts Handler on the admin listener; `pgwarden token` calls OpenExisting
-// on the same data dir and Mint. OpenExisting refuses a data dir where no
+// on the same data dir and Mint (MintDelegated with --actor: a token whose
+// RFC 8693 act claim names an agent acting for the user). OpenExisting refuses a data dir where no
 // dev issuer was created, so tokens can only be minted for a `pgwarden dev`
 // stack, never for a gateway trusting a real IdP.
 //
@@ -312,6 +313,20 @@ func (is *Issuer) Handler() http.Handler {
 // Mint signs a token for user (email, preferred_username and sub) with the
 // given groups, lifetime and audience.
 func (is *Issuer) Mint(user string, groups []string, ttl time.Duration, audience string) (string, error) {
+	return is.MintDelegated(user, groups, nil, ttl, audience)
+}
+
+// Actor is the acting party of a delegated token: the RFC 8693 "act"
+// claim {"sub": Sub, "groups": Groups}. Groups nil leaves the act object
+// without a groups claim (the gateway then grants the session no groups).
+type Actor struct {
+	Sub    string
+	Groups []string
+}
+
+// MintDelegated is Mint for a token in which act acts for user (an agent
+// acting for a person): it carries an "act" claim when act is not nil.
+func (is *Issuer) MintDelegated(user string, groups []string, act *Actor, ttl time.Duration, audience string) (string, error) {
 	if !validUser(user) {
 		return "", errors.New("devissuer: user must be a non-empty name without control characters")
 	}
@@ -340,6 +355,16 @@ func (is *Issuer) Mint(user string, groups []string, ttl time.Duration, audience
 		"email":              user,
 		"preferred_username": user,
 		"groups":             groups,
+	}
+	if act != nil {
+		if !validUser(act.Sub) {
+			return "", errors.New("devissuer: actor must be a non-empty name without control characters")
+		}
+		a := map[string]any{"sub": act.Sub}
+		if act.Groups != nil {
+			a["groups"] = act.Groups
+		}
+		claims["act"] = a
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {

@@ -199,3 +199,33 @@ func TestMintAndOpenValidation(t *testing.T) {
 		}
 	}
 }
+
+// MintDelegated's act claim goes through the real discovery + JWKS path
+// into a delegated principal: the actor recorded, the groups those both
+// hold, none when the actor is given no groups.
+func TestMintDelegated(t *testing.T) {
+	is, _ := devissuertest.Serve(t, t.TempDir())
+	v := verifier(t, is.URL())
+	for _, c := range []struct {
+		act  *devissuer.Actor
+		want []string
+	}{
+		{&devissuer.Actor{Sub: "agent-7", Groups: []string{"analyst", "other"}}, []string{"analyst"}},
+		{&devissuer.Actor{Sub: "agent-7"}, nil},
+		{&devissuer.Actor{Sub: "agent-7", Groups: []string{}}, nil},
+	} {
+		tok, err := is.MintDelegated("alice@example.com", []string{"analyst", "ingest"}, c.act, time.Hour, "pgwarden")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := v.Verify(context.Background(), tok, "alice@example.com")
+		if err != nil || p.User != "alice@example.com" || p.Actor != "agent-7" || !reflect.DeepEqual(p.Groups, c.want) {
+			t.Fatalf("actor %+v: principal %+v %v, want groups %v", c.act, p, err, c.want)
+		}
+	}
+	for _, sub := range []string{"", "a\nb"} {
+		if _, err := is.MintDelegated("alice@example.com", nil, &devissuer.Actor{Sub: sub}, time.Hour, "pgwarden"); err == nil {
+			t.Fatalf("minted a token for actor %q", sub)
+		}
+	}
+}

@@ -10,6 +10,10 @@
 // auth.oidc.username_claim and the groups under auth.oidc.groups_claim, as
 // literal top-level keys (identity's claim lookup tries the literal key
 // first, so a dotted name such as "realm_access.roles" still resolves).
+// A token issued for a delegated principal (Principal.Actor set) also
+// carries an RFC 8693 "act" object with the actor's sub and the effective
+// groups, and the verifier reads "act" as identity.OIDC does
+// (identity.WithActor), so a delegated principal stays delegated.
 // Its lifetime is auth.gateway_tokens.ttl (default 1h, at most 12h) and
 // never outlives the principal it was issued for.
 //

@@ -53,7 +53,7 @@ type Options struct {
 
 // reserved are the registered claims a token's username or groups claim
 // must not overwrite ("sub" may name the username: sub then is the user).
-var reserved = map[string]bool{"iss": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true}
+var reserved = map[string]bool{"iss": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true, "act": true}
 
 // Issuer signs gateway tokens and verifies its own. Safe for concurrent use.
 type Issuer struct {
@@ -159,12 +159,21 @@ func (i *Issuer) Issue(p identity.Principal) (token string, expires time.Time, e
 		"jti": base64.RawURLEncoding.EncodeToString(jti[:]),
 	}
 	claims[i.o.UsernameClaim] = p.User // after sub: username_claim "sub" means sub is the user
+	groups := p.Groups
+	if groups == nil {
+		groups = []string{}
+	}
 	if i.o.GroupsClaim != "" {
-		groups := p.Groups
-		if groups == nil {
-			groups = []string{}
-		}
 		claims[i.o.GroupsClaim] = groups
+	}
+	if p.Actor != "" {
+		// A delegated principal stays delegated: the same actor, holding
+		// the effective groups, so verifying the token yields p again.
+		act := map[string]any{"sub": p.Actor}
+		if i.o.GroupsClaim != "" {
+			act[i.o.GroupsClaim] = groups
+		}
+		claims["act"] = act
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {

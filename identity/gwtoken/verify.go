@@ -117,18 +117,28 @@ func (i *Issuer) principal(payload []byte, user string) (identity.Principal, err
 	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return identity.Principal{}, refuse(identity.ReasonClaims, "username claim %q contains control characters", i.o.UsernameClaim)
 	}
-	var groups []string
-	if i.o.GroupsClaim != "" {
-		groups, err = toGroups(claims[i.o.GroupsClaim])
-		if err != nil {
-			return identity.Principal{}, refuse(identity.ReasonClaims, "groups claim %q: %v", i.o.GroupsClaim, err)
-		}
+	groups, err := i.groupsOf(claims)
+	if err != nil {
+		return identity.Principal{}, refuse(identity.ReasonClaims, "groups claim %q: %v", i.o.GroupsClaim, err)
 	}
 	if user != "" && user != name {
 		return identity.Principal{}, refuse(identity.ReasonUserMismatch, "startup user %q is not the token's %s %q", identity.SanitizeDetail(user), i.o.UsernameClaim, identity.SanitizeDetail(name))
 	}
 	sub, _ := claims["sub"].(string)
-	return identity.Principal{User: name, Subject: sub, Groups: groups, Expiry: exp, Issuer: iss}, nil
+	p, err := identity.WithActor(identity.Principal{User: name, Subject: sub, Groups: groups, Expiry: exp, Issuer: iss}, claims, i.groupsOf)
+	if ref, ok := identity.AsRefusal(err); ok {
+		ref.Detail = "gateway token: " + ref.Detail
+	}
+	return p, err
+}
+
+// groupsOf reads the groups claim (a literal top-level key) from obj: the
+// token's claims or an act object.
+func (i *Issuer) groupsOf(obj map[string]any) ([]string, error) {
+	if i.o.GroupsClaim == "" {
+		return nil, nil
+	}
+	return toGroups(obj[i.o.GroupsClaim])
 }
 
 // toGroups reads the groups claim: a JSON array of strings (what Issue

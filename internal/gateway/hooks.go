@@ -99,7 +99,7 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 			return nil, pgerr.New(pgerr.UnableToConnect, "pgwarden: session recording unavailable; refusing to run unrecorded").WithCause(err)
 		}
 		h.rec = g.recorder.Start(sessions.StartInfo{
-			ID: info.ID, User: info.Principal.User, Groups: info.Principal.Groups,
+			ID: info.ID, User: info.Principal.User, Actor: info.Principal.Actor, Groups: info.Principal.Groups,
 			ClientAddr: info.ClientAddr, ApplicationName: info.ApplicationName,
 			Database: info.Database, Profile: info.Profile, BackendUser: info.BackendUser,
 		})
@@ -686,12 +686,12 @@ func (h *hooks) hold(ctx context.Context, sql string, params []*string, actions 
 	norm := normalize(sql)
 	user := h.info.Principal.User
 	if mgr.ModeFor(h.p.name) == "retry" {
-		if a, ok := mgr.ClaimFor(h.p.name, user, h.info.Database, norm, pp); ok {
+		if a, ok := mgr.ClaimAs(h.p.name, user, h.info.Principal.Actor, h.info.Database, norm, pp); ok {
 			return a.ID, nil
 		}
 	}
 	a, err := mgr.Hold(ctx, approvals.Request{
-		Requester: user, Groups: h.groups, Session: h.info.ID, Database: h.info.Database, Profile: h.p.name,
+		Requester: user, Actor: h.info.Principal.Actor, Groups: h.groups, Session: h.info.ID, Database: h.info.Database, Profile: h.p.name,
 		SQL: sql, NormSQL: norm, Params: pp, Action: string(d.Action), EstimateRows: est, Reason: reason,
 	})
 	if err != nil {

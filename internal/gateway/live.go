@@ -33,8 +33,11 @@ import (
 
 // LiveSession is one open session as the live API returns it.
 type LiveSession struct {
-	Session         string   `json:"session"`
-	User            string   `json:"user"`
+	Session string `json:"session"`
+	User    string `json:"user"`
+	// Actor is the party acting for User (a delegated token's act sub);
+	// omitted when none. Groups are then those both hold.
+	Actor           string   `json:"actor,omitempty"`
 	Groups          []string `json:"groups"`
 	Database        string   `json:"database"`
 	Profile         string   `json:"profile"`
@@ -161,12 +164,13 @@ func (g *Gateway) handleTerminate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ls := g.liveOf(h)
-	ls.EndedBy, ls.Reason = p.User, reason
+	by := approvals.Via(p.User, p.Actor) // "bob via agent-7" for a delegated caller
+	ls.EndedBy, ls.Reason = by, reason
 
 	// Into the session's record first (who and why; session_end then says
 	// "terminated"), then the client's FATAL. pgwire closes the upstream
 	// and revokes the credential after the hooks' Close.
-	note := "pgwarden: session ended by " + p.User + " (live sessions API)"
+	note := "pgwarden: session ended by " + by + " (live sessions API)"
 	if reason != "" {
 		note += ": " + reason
 	}
@@ -175,12 +179,12 @@ func (g *Gateway) handleTerminate(w http.ResponseWriter, r *http.Request) {
 			g.log.Error().Err(err).Str("session", id).Msg("recording the end of a session failed")
 		}
 	}
-	perr := pgerr.Fatal(pgerr.AdminShutdown, "session ended by %s", p.User)
+	perr := pgerr.Fatal(pgerr.AdminShutdown, "session ended by %s", by)
 	if reason != "" {
 		perr = perr.WithDetail("%s", reason)
 	}
-	g.log.Info().Str("session", id).Str("user", h.info.Principal.User).Str("backend_user", h.info.BackendUser).
-		Str("ended_by", p.User).Str("reason", reason).Msg("session ended through the live sessions API")
+	g.log.Info().Str("session", id).Str("user", h.info.Principal.User).Str("actor", h.info.Principal.Actor).Str("backend_user", h.info.BackendUser).
+		Str("ended_by", p.User).Str("ended_by_actor", p.Actor).Str("reason", reason).Msg("session ended through the live sessions API")
 	h.s.Terminate(perr)
 
 	ended := false
@@ -218,7 +222,7 @@ func (g *Gateway) liveOf(h *hooks) LiveSession {
 		groups = []string{}
 	}
 	return LiveSession{
-		Session: in.ID, User: in.Principal.User, Groups: groups, Database: in.Database, Profile: in.Profile,
+		Session: in.ID, User: in.Principal.User, Actor: in.Principal.Actor, Groups: groups, Database: in.Database, Profile: in.Profile,
 		ClientAddr: in.ClientAddr, ApplicationName: in.ApplicationName, BackendUser: in.BackendUser,
 		StartedAt: in.StartedAt.UTC().Format(time.RFC3339Nano), Gateway: g.cfg.Cluster.ID(),
 		started: in.StartedAt,
@@ -262,7 +266,7 @@ func (g *Gateway) otherLive(ctx context.Context, session string) ([]LiveSession,
 		}
 		t := ev.TimeValue()
 		out = append(out, LiveSession{
-			Session: ev.Session, User: ev.User, Groups: groups, Database: ev.Database, Profile: ev.Profile,
+			Session: ev.Session, User: ev.User, Actor: ev.Actor, Groups: groups, Database: ev.Database, Profile: ev.Profile,
 			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, BackendUser: ev.BackendUser,
 			StartedAt: t.UTC().Format(time.RFC3339Nano), Gateway: gw, started: t,
 		})

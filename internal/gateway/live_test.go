@@ -135,3 +135,57 @@ func TestLiveAPI(t *testing.T) {
 		t.Fatalf("unknown route: %d", code)
 	}
 }
+
+// A delegated session shows its actor in the live list (an undelegated one
+// has no actor key); a delegated caller acts with the groups both hold —
+// an approver acting through an agent outside the approver groups gets 403
+// — and one whose agent is an approver too ends a session as "user via
+// actor".
+func TestLiveAPIDelegated(t *testing.T) {
+	g, api := liveGateway(t)
+	now := time.Now()
+	s := &termSession{fakeSession: fakeSession{tr: pgwire.NewTracker(), info: pgwire.SessionInfo{ID: "sessd",
+		Principal: identity.Principal{User: "alice@example.com", Actor: "agent-7", Groups: []string{"analyst"}}, Database: "vectors",
+		Profile: config.DefaultProfile, BackendUser: "pgw_sessd", StartedAt: now}}}
+	hk, err := g.newHooks(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.h = hk.(*hooks)
+	openSession(t, g, "sessp", "bob@example.com", now.Add(-time.Minute))
+
+	// bob is a dba, but the agent acting for him is not: no approver rights.
+	viaAnalyst := &identity.Principal{User: "bob@example.com", Actor: "agent-9", Groups: nil}
+	if code, _ := call(t, api, "GET", "/api/v1/live", "", viaAnalyst); code != 403 {
+		t.Fatalf("delegated caller without approver groups: %d", code)
+	}
+	viaDBA := &identity.Principal{User: "dba-1@example.com", Actor: "ops-bot", Groups: []string{"dba"}}
+	code, body := call(t, api, "GET", "/api/v1/live", "", viaDBA)
+	list, _ := body["sessions"].([]any)
+	if code != 200 || len(list) != 2 {
+		t.Fatalf("list: %d %v", code, body)
+	}
+	for _, x := range list {
+		ls := x.(map[string]any)
+		switch ls["session"] {
+		case "sessd":
+			if ls["user"] != "alice@example.com" || ls["actor"] != "agent-7" {
+				t.Fatalf("delegated session: %v", ls)
+			}
+		case "sessp":
+			if _, ok := ls["actor"]; ok {
+				t.Fatalf("undelegated session has an actor key: %v", ls)
+			}
+		}
+	}
+	code, body = call(t, api, "POST", "/api/v1/live/sessd/terminate", "", viaDBA)
+	if code != 200 || body["ended_by"] != "dba-1@example.com via ops-bot" || body["actor"] != "agent-7" {
+		t.Fatalf("terminate: %d %v", code, body)
+	}
+	s.mu.Lock()
+	perr := s.err
+	s.mu.Unlock()
+	if perr == nil || perr.Message != "pgwarden: session ended by dba-1@example.com via ops-bot" {
+		t.Fatalf("the client's error: %+v", perr)
+	}
+}

@@ -109,7 +109,7 @@ func (p *Appender) openSessionsOf(ctx context.Context, gateway string) ([]record
 		if record.DecodeLoose([]byte(line), &ev) != nil {
 			continue // verify reports it
 		}
-		out = append(out, record.Event{Session: ev.Session, User: ev.User, Groups: ev.Groups, ClientAddr: ev.ClientAddr,
+		out = append(out, record.Event{Session: ev.Session, User: ev.User, Actor: ev.Actor, Groups: ev.Groups, ClientAddr: ev.ClientAddr,
 			ApplicationName: ev.ApplicationName, Database: ev.Database, Profile: ev.Profile, BackendUser: ev.BackendUser})
 	}
 	return out, p.db.Unreachable(rows.Err())

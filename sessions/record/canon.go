@@ -35,6 +35,7 @@ func AppendBody(dst []byte, ev *Event) []byte {
 	dst = append(dst, `,"type":`...)
 	dst = AppendJSONString(dst, ev.Type)
 	dst = appendOptString(dst, `,"user":`, ev.User)
+	dst = appendOptString(dst, `,"actor":`, ev.Actor)
 	if len(ev.Groups) > 0 {
 		dst = append(dst, `,"groups":`...)
 		dst = appendStrings(dst, ev.Groups)

@@ -47,11 +47,16 @@ const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 // so that lines written before it existed encode, and so hash, exactly as
 // they did) and goes before PrevHash.
 type Event struct {
-	Seq             int64    `json:"seq"` // store-wide sequence, +1 per event
-	Time            string   `json:"time"`
-	Session         string   `json:"session,omitempty"`
-	Type            string   `json:"type"`
-	User            string   `json:"user,omitempty"`
+	Seq     int64  `json:"seq"` // store-wide sequence, +1 per event
+	Time    string `json:"time"`
+	Session string `json:"session,omitempty"`
+	Type    string `json:"type"`
+	User    string `json:"user,omitempty"`
+	// Actor is the party acting for User (the sub of a delegated token's
+	// RFC 8693 act claim), on every event of the session like User; Groups
+	// are then those both hold. Absent for undelegated sessions and on
+	// records written before delegation existed.
+	Actor           string   `json:"actor,omitempty"`
 	Groups          []string `json:"groups,omitempty"`
 	ClientAddr      string   `json:"client_addr,omitempty"`
 	ApplicationName string   `json:"application_name,omitempty"`

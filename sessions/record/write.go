@@ -82,7 +82,7 @@ func TrackOpen(open map[string]OpenSession, ev *Event) {
 		return
 	}
 	if _, ok := open[ev.Session]; !ok {
-		open[ev.Session] = OpenSession{Seq: ev.Seq, Info: Event{Session: ev.Session, User: ev.User, Groups: ev.Groups,
+		open[ev.Session] = OpenSession{Seq: ev.Seq, Info: Event{Session: ev.Session, User: ev.User, Actor: ev.Actor, Groups: ev.Groups,
 			ClientAddr: ev.ClientAddr, ApplicationName: ev.ApplicationName, Database: ev.Database, Profile: ev.Profile,
 			BackendUser: ev.BackendUser, Gateway: ev.Gateway}}
 	}
