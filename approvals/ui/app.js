@@ -293,6 +293,10 @@ function dl(pairs, cls) {
 // announce new requests the live update brings.
 let knownPending = null;
 let approvalsGen = 0;   // bumped per full load: a slower poll answer is dropped
+// Like approvalsGen: a slower earlier load never overwrites a later one
+// (a refresh with new filters while the previous list is still loading).
+let sessionsGen = 0;
+let liveGen = 0;
 let pollTimer = null;
 let polling = false;
 
@@ -522,12 +526,15 @@ function sessionsQuery() {
 let sessionsByID = new Map();
 
 async function loadSessions() {
+  const gen = ++sessionsGen;
   try {
     const data = await api("GET", "/api/v1/sessions" + sessionsQuery());
+    if (gen !== sessionsGen) { return; }
     const list = firstArray(data, "sessions");
     renderSessions(list);
     setStatus("loaded " + list.length + " sessions", false);
   } catch (e) {
+    if (gen !== sessionsGen) { return; }
     renderSessions([]);
     setStatus("sessions: " + e.message, true);
   }
@@ -703,14 +710,17 @@ function renderReplay(id, events) {
 // ---- live sessions ----
 
 async function loadLive() {
+  const gen = ++liveGen;
   try {
     const data = await api("GET", "/api/v1/live");
+    if (gen !== liveGen) { return; }
     const list = firstArray(data, "sessions");
     renderLive(list);
     let msg = "loaded " + list.length + " live sessions";
     if (data && data.incomplete) { msg += " (" + data.incomplete + ")"; }
     setStatus(msg, Boolean(data && data.incomplete));
   } catch (e) {
+    if (gen !== liveGen) { return; }
     renderLive([]);
     setStatus("live sessions: " + e.message, true);
   }
