@@ -85,7 +85,7 @@ func readAct(v any) (actor string, obj map[string]any, err error) {
 			return "", nil, fmt.Errorf("act at depth %d has no sub string", depth)
 		case sub == "":
 			return "", nil, fmt.Errorf("act at depth %d has an empty sub", depth)
-		case strings.ContainsFunc(sub, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		case HasControl(sub):
 			return "", nil, fmt.Errorf("act at depth %d: sub contains control characters", depth)
 		}
 		if depth == 1 {
@@ -136,4 +136,50 @@ func intersect(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// HasControl reports whether s holds a control character (C0 or DEL): a
+// user name or actor with one is refused, it would forge log lines.
+func HasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// CheckValidity checks a token's time claims against now, allowing skew
+// either way: exp is required and must not have passed, nbf and iat (when
+// present) must not lie in the future. It returns exp, or a *RefusalError.
+func CheckValidity(claims map[string]any, now time.Time, skew time.Duration) (time.Time, error) {
+	exp, ok, err := numericDate(claims, "exp")
+	if err != nil {
+		return time.Time{}, refuse(ReasonClaims, "%v", err)
+	}
+	if !ok {
+		return time.Time{}, refuse(ReasonClaims, "token has no exp")
+	}
+	if !now.Before(exp.Add(skew)) {
+		return time.Time{}, refuse(ReasonExpired, "expired at %s (now %s, skew %s)", exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
+	}
+	for _, name := range []string{"nbf", "iat"} {
+		t, ok, err := numericDate(claims, name)
+		if err != nil {
+			return time.Time{}, refuse(ReasonClaims, "%v", err)
+		}
+		if ok && t.After(now.Add(skew)) {
+			return time.Time{}, refuse(ReasonNotYetValid, "%s %s is in the future (now %s, skew %s)", name, t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
+		}
+	}
+	return exp, nil
+}
+
+// CheckUsername checks the value v of the username claim (named claim,
+// for the refusal): a non-empty string without control characters. It
+// returns the name, or a *RefusalError.
+func CheckUsername(v any, claim string) (string, error) {
+	name, ok := v.(string)
+	if !ok || name == "" {
+		return "", refuse(ReasonClaims, "username claim %q missing or not a string", claim)
+	}
+	if HasControl(name) {
+		return "", refuse(ReasonClaims, "username claim %q contains control characters", claim)
+	}
+	return name, nil
 }

@@ -356,40 +356,20 @@ func (o *OIDC) principal(payload []byte, user string) (Principal, error) {
 	if !hasAudience(claims["aud"], o.cfg.Audience) {
 		return Principal{}, refuse(ReasonAudience, "aud does not contain %q", o.cfg.Audience)
 	}
-	now := o.now()
-	skew := o.cfg.ClockSkew
-	exp, ok, err := numericDate(claims, "exp")
+	exp, err := CheckValidity(claims, o.now(), o.cfg.ClockSkew)
 	if err != nil {
-		return Principal{}, refuse(ReasonClaims, "%v", err)
+		return Principal{}, err
 	}
-	if !ok {
-		return Principal{}, refuse(ReasonClaims, "token has no exp")
-	}
-	if !now.Before(exp.Add(skew)) {
-		return Principal{}, refuse(ReasonExpired, "expired at %s (now %s, skew %s)", exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
-	}
-	for _, name := range []string{"nbf", "iat"} {
-		t, ok, err := numericDate(claims, name)
-		if err != nil {
-			return Principal{}, refuse(ReasonClaims, "%v", err)
-		}
-		if ok && t.After(now.Add(skew)) {
-			return Principal{}, refuse(ReasonNotYetValid, "%s %s is in the future (now %s, skew %s)", name, t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
-		}
-	}
-	name, ok := lookup(claims, o.cfg.UsernameClaim, o.usernamePath).(string)
-	if !ok || name == "" {
-		return Principal{}, refuse(ReasonClaims, "username claim %q missing or not a string", o.cfg.UsernameClaim)
-	}
-	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return Principal{}, refuse(ReasonClaims, "username claim %q contains control characters", o.cfg.UsernameClaim)
+	name, err := CheckUsername(lookup(claims, o.cfg.UsernameClaim, o.usernamePath), o.cfg.UsernameClaim)
+	if err != nil {
+		return Principal{}, err
 	}
 	groups, err := o.groupsOf(claims)
 	if err != nil {
 		return Principal{}, refuse(ReasonClaims, "groups claim %q: %v", o.cfg.GroupsClaim, err)
 	}
 	if user != "" && user != name {
-		return Principal{}, refuse(ReasonUserMismatch, "startup user %q is not the token's %s %q", sanitize(user), o.cfg.UsernameClaim, name)
+		return Principal{}, refuse(ReasonUserMismatch, "startup user %q is not the token's %s %q", sanitize(user), o.cfg.UsernameClaim, sanitize(name))
 	}
 	sub, _ := claims["sub"].(string)
 	return WithActor(Principal{User: name, Subject: sub, Groups: groups, Expiry: exp, Issuer: iss}, claims, o.groupsOf)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -90,32 +89,13 @@ func (i *Issuer) principal(payload []byte, user string) (identity.Principal, err
 	if !identity.HasAudience(claims["aud"], i.o.Audience) {
 		return identity.Principal{}, refuse(identity.ReasonAudience, "aud does not contain %q", i.o.Audience)
 	}
-	now := i.o.Now()
-	exp, ok, err := identity.NumericDate(claims, "exp")
+	exp, err := identity.CheckValidity(claims, i.o.Now(), ClockSkew)
 	if err != nil {
-		return identity.Principal{}, refuse(identity.ReasonClaims, "%v", err)
+		return identity.Principal{}, prefixed(err)
 	}
-	if !ok {
-		return identity.Principal{}, refuse(identity.ReasonClaims, "token has no exp")
-	}
-	if !now.Before(exp.Add(ClockSkew)) {
-		return identity.Principal{}, refuse(identity.ReasonExpired, "expired at %s (now %s, skew %s)", exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ClockSkew)
-	}
-	for _, name := range []string{"nbf", "iat"} {
-		t, ok, err := identity.NumericDate(claims, name)
-		if err != nil {
-			return identity.Principal{}, refuse(identity.ReasonClaims, "%v", err)
-		}
-		if ok && t.After(now.Add(ClockSkew)) {
-			return identity.Principal{}, refuse(identity.ReasonNotYetValid, "%s %s is in the future (now %s, skew %s)", name, t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ClockSkew)
-		}
-	}
-	name, ok := claims[i.o.UsernameClaim].(string)
-	if !ok || name == "" {
-		return identity.Principal{}, refuse(identity.ReasonClaims, "username claim %q missing or not a string", i.o.UsernameClaim)
-	}
-	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return identity.Principal{}, refuse(identity.ReasonClaims, "username claim %q contains control characters", i.o.UsernameClaim)
+	name, err := identity.CheckUsername(claims[i.o.UsernameClaim], i.o.UsernameClaim)
+	if err != nil {
+		return identity.Principal{}, prefixed(err)
 	}
 	groups, err := i.groupsOf(claims)
 	if err != nil {
@@ -126,10 +106,16 @@ func (i *Issuer) principal(payload []byte, user string) (identity.Principal, err
 	}
 	sub, _ := claims["sub"].(string)
 	p, err := identity.WithActor(identity.Principal{User: name, Subject: sub, Groups: groups, Expiry: exp, Issuer: iss}, claims, i.groupsOf)
+	return p, prefixed(err)
+}
+
+// prefixed marks a refusal from identity's shared claim checks as a
+// gateway token's, as refuse does for this package's own.
+func prefixed(err error) error {
 	if ref, ok := identity.AsRefusal(err); ok {
 		ref.Detail = "gateway token: " + ref.Detail
 	}
-	return p, err
+	return err
 }
 
 // groupsOf reads the groups claim (a literal top-level key) from obj: the
