@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pgwarden/pgwarden/config"
@@ -651,5 +652,33 @@ func TestMCPStdio(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "eyJ") {
 		t.Fatal("the token reached the log")
+	}
+}
+
+// The masking notice goes to MCP sessions only: a psql or pgx session sees
+// the gateway exactly as before.
+func TestMCPMaskNoticeOnlyForMCPSessions(t *testing.T) {
+	w := startGateway(t, nil)
+	for _, app := range []string{"psql", "mcp:notice-test"} {
+		cc := w.connConfig(t, "alice@example.com", w.Issuer.token(t, "alice@example.com", "analyst"))
+		cc.RuntimeParams["application_name"] = app
+		var notices []string
+		cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message+" | "+n.Detail) }
+		conn := w.connectWith(t, cc)
+		var id int64
+		var email string
+		must0(t, conn.QueryRow(context.Background(), "SELECT id, email FROM customers WHERE id = 1").Scan(&id, &email))
+		must0(t, conn.QueryRow(context.Background(), "SELECT id FROM customers WHERE id = 1").Scan(&id))
+		switch app {
+		case "psql":
+			if len(notices) != 0 {
+				t.Fatalf("a psql session got %q", notices)
+			}
+		default:
+			want := "pgwarden: masked columns in this result: email | pgwarden-masked-columns: masked=1 scanned="
+			if len(notices) != 1 || notices[0] != want {
+				t.Fatalf("an MCP session got %q, want one %q (and none for the unmasked result)", notices, want)
+			}
+		}
 	}
 }
