@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/url"
@@ -103,16 +102,11 @@ func (f *loginFlags) tokenSource(cc *login.ClientConfig, g *globals) (func(conte
 		return nil, err
 	}
 	return func(ctx context.Context) (string, error) {
-		t, err := client.Cached()
-		if err == nil && client.Valid(t) {
-			return t.AccessToken, nil
+		t, err := client.Silent(ctx)
+		if err != nil {
+			return "", errorf("%v (or set PGWARDEN_TOKEN)", err)
 		}
-		if t != nil && t.RefreshToken != "" {
-			if t, err = client.Refresh(ctx, t); err == nil {
-				return t.AccessToken, nil
-			}
-		}
-		return "", errors.New("no valid token in the login cache: run pgwarden login (or set PGWARDEN_TOKEN)")
+		return t.AccessToken, nil
 	}, nil
 }
 
