@@ -341,6 +341,16 @@ func TestMCPRefusals(t *testing.T) {
 	if !res.IsError || !strings.Contains(res.Content[0].(*sdk.TextContent).Text, "division by zero (SQLSTATE 22012)") {
 		t.Fatalf("division by zero: %s", res.Content[0].(*sdk.TextContent).Text)
 	}
+	// The outcomes are counted by tool and SQLSTATE.
+	resp, err := http.Get(w.AdminURL + "/metrics")
+	must0(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`pgwarden_mcp_calls_total{sqlstate="42501",tool="query"} 1`, `pgwarden_mcp_calls_total{sqlstate="00000",tool="query"} 1`, `pgwarden_mcp_calls_total{sqlstate="22012",tool="query"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	// Bad arguments are tool errors naming the argument.
 	for _, args := range []map[string]any{
 		{"table": "documents", "column": "title", "like_id": 1},

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/internal/pgerr"
@@ -29,6 +30,8 @@ type Options struct {
 	Log        zerolog.Logger
 	// Now is the limiter's clock (tests); default time.Now.
 	Now func() time.Time
+	// Registerer, when set, gets pgwarden_mcp_calls_total.
+	Registerer prometheus.Registerer
 }
 
 // Caller is who an MCP session acts for and how it logs in to the gateway.
@@ -61,6 +64,7 @@ type Server struct {
 	sdk     *sdk.Server
 	limiter *limiter
 	log     zerolog.Logger
+	calls   *prometheus.CounterVec // by tool and SQLSTATE (00000: success)
 
 	// base ends with Close: calls in flight (a statement waiting for an
 	// approval) are cancelled so that their sessions can close.
@@ -84,6 +88,13 @@ var supportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
 func New(opts Options) *Server {
 	s := &Server{opts: opts, log: opts.Log, limiter: newLimiter(opts.Limits, opts.Now), sessions: map[*sdk.ServerSession]*session{}}
 	s.base, s.stop = context.WithCancel(context.Background())
+	s.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgwarden_mcp_calls_total",
+		Help: "MCP tool calls by tool and outcome SQLSTATE (00000: success).",
+	}, []string{"tool", "sqlstate"})
+	if opts.Registerer != nil {
+		_ = opts.Registerer.Register(s.calls) // a second Server on one registry counts unregistered
+	}
 	s.sdk = sdk.NewServer(&sdk.Implementation{Name: "pgwarden", Title: "pgwarden: PostgreSQL + pgvector through a zero-trust gateway", Version: opts.Version},
 		&sdk.ServerOptions{
 			Instructions:              instructions,

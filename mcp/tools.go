@@ -133,21 +133,26 @@ func (s *Server) tool(name string, run toolFunc) sdk.ToolHandler {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(s.base, cancel)()
+		fail := func(err error) (*sdk.CallToolResult, error) {
+			te := asToolError(err)
+			s.calls.WithLabelValues(name, te.SQLState).Inc()
+			return errorResult(te), nil
+		}
 		caller, err := s.callerOf(req)
 		if err != nil {
-			return errorResult(asToolError(err)), nil
+			return fail(err)
 		}
 		budget, perr := s.limiter.admit(caller.key(), caller.User)
 		if perr != nil {
 			s.log.Info().Str("user", caller.User).Str("tool", name).Str("sqlstate", string(perr.Code)).Msg("mcp call refused by a limit")
-			return errorResult(asToolError(perr)), nil
+			return fail(perr)
 		}
 		se, err := s.sessionFor(req, caller)
 		if err != nil {
-			return errorResult(asToolError(err)), nil
+			return fail(err)
 		}
 		if err := se.acquire(ctx); err != nil {
-			return errorResult(asToolError(err)), nil
+			return fail(err)
 		}
 		if tok := req.Params.GetProgressToken(); tok != nil {
 			n := 0.0
@@ -167,10 +172,11 @@ func (s *Server) tool(name string, run toolFunc) sdk.ToolHandler {
 		}()
 		s.limiter.returned(caller.key(), c.returned)
 		if err != nil {
-			te := asToolError(err)
-			s.log.Debug().Str("user", caller.User).Str("tool", name).Str("sqlstate", te.SQLState).Msg("mcp call failed")
-			return errorResult(te), nil
+			// The SQLSTATE only: a message may quote a value.
+			s.log.Debug().Str("user", caller.User).Str("tool", name).Str("sqlstate", asToolError(err).SQLState).Msg("mcp call failed")
+			return fail(err)
 		}
+		s.calls.WithLabelValues(name, "00000").Inc()
 		return jsonResult(out)
 	}
 }

@@ -30,9 +30,10 @@ func (g *Gateway) enableMCP(tlsCfg *tls.Config, version string) {
 	g.mcp = mcp.New(mcp.Options{
 		ConnConfig: g.listenerConnConfig(tlsCfg),
 		MaxRows:    m.MaxRows, MaxBytes: m.MaxBytes,
-		Limits:  mcp.Limits{CallsPerMinute: m.Limits.CallsPerMinute, RowsPerHour: m.Limits.RowsPerHour},
-		Version: version,
-		Log:     g.log.With().Str("component", "mcp").Logger(),
+		Limits:     mcp.Limits{CallsPerMinute: m.Limits.CallsPerMinute, RowsPerHour: m.Limits.RowsPerHour},
+		Version:    version,
+		Log:        g.log.With().Str("component", "mcp").Logger(),
+		Registerer: g.reg,
 	})
 	g.admin.Handle("/mcp", g.mcp.HTTPHandler(mcp.HTTPOptions{
 		Verifier:       g.verifier,
