@@ -692,3 +692,42 @@ func TestMCPMaskNoticeOnlyForMCPSessions(t *testing.T) {
 		}
 	}
 }
+
+// An agent's own delegated token (RFC 8693 act) over /mcp: the record
+// names the person and the agent, and the agent gets only the groups both
+// hold — here analyst, not the person's dba.
+func TestMCPDelegatedToken(t *testing.T) {
+	w := startMCPGateway(t, nil)
+	tok := w.Issuer.delegated(t, "paula@example.com", []string{"analyst", "dba"}, "agent-42", []string{"analyst"})
+	cs, _ := mcpHTTP(t, w, "delegated-test", tok)
+	okResult(t, callTool(t, cs, "query", map[string]any{"sql": "SELECT title FROM documents WHERE id = $1", "params": []any{3}}))
+	// dba could drop; the intersection cannot.
+	toolError(t, callTool(t, cs, "query", map[string]any{"sql": "DROP TABLE documents"}), "42501")
+	cs.Close()
+
+	var list struct {
+		Sessions []sessions.Summary `json:"sessions"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		must0(t, json.Unmarshal([]byte(adminGet(t, w, "/api/v1/sessions?user=paula@example.com")), &list))
+		if len(list.Sessions) == 1 && !list.Sessions[0].Active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the delegated MCP session's record did not end: %+v", list)
+		}
+	}
+	s := list.Sessions[0]
+	if s.Actor != "agent-42" || s.ApplicationName != "mcp:delegated-test" || !slices.Equal(s.Groups, []string{"analyst"}) {
+		t.Fatalf("session summary: %+v", s)
+	}
+	var rec struct {
+		Events []sessions.Event `json:"events"`
+	}
+	must0(t, json.Unmarshal([]byte(adminGet(t, w, "/api/v1/sessions/"+s.ID)), &rec))
+	for _, ev := range rec.Events {
+		if ev.User != "paula@example.com" || ev.Actor != "agent-42" {
+			t.Fatalf("event without the user and actor: %+v", ev)
+		}
+	}
+}
