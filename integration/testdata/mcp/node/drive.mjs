@@ -10,6 +10,9 @@
 //     "transport": {"http": "http://127.0.0.1:6480/mcp", "token": "..."}          // token optional
 //              or  {"stdio": {"command": "pgwarden", "args": ["mcp", ...], "env": {"PGWARDEN_TOKEN": "..."}}},
 //     "calls":     [{"tool": "query", "arguments": {"sql": "SELECT 1"}}, ...],
+//                  // a step {"wait_for_file": "/path"} instead of a call pauses until
+//                  // that file exists (the test acts meanwhile, e.g. approves a held
+//                  // statement); it adds no entry to "results"
 //     "timeout_ms": 30000                                       // per request, optional
 //   }
 //
@@ -30,7 +33,7 @@
 // The exit code is 0 whatever the server did; 1 only when the plan is
 // unusable or this script itself failed.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -64,6 +67,14 @@ function errorJSON(err) {
   if (typeof err.code === 'number') out.code = err.code;
   if (err.data !== undefined) out.data = err.data;
   return out;
+}
+
+async function waitForFile(path, timeout) {
+  const deadline = Date.now() + timeout;
+  while (!existsSync(path)) {
+    if (Date.now() > deadline) throw new Error(`wait_for_file: ${path} did not appear within ${timeout} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function textOf(content) {
@@ -145,6 +156,15 @@ async function main() {
   }
 
   for (const call of plan.calls ?? []) {
+    if (call.wait_for_file !== undefined) {
+      try {
+        await waitForFile(call.wait_for_file, timeout);
+        continue;
+      } catch (err) {
+        out.transport_events.push(err.message);
+        break;
+      }
+    }
     const r = { tool: call.tool, is_error: false, structured: null, text: '', error: null };
     try {
       // callTool validates structuredContent against the tool's
