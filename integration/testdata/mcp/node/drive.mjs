@@ -52,7 +52,7 @@ function readPlan() {
   if (!plan.transport || (!plan.transport.http && !plan.transport.stdio)) {
     throw new Error('plan.transport must have "http" or "stdio"');
   }
-  if (plan.calls !== undefined && !Array.isArray(plan.calls)) {
+  if (plan.calls !== undefined && plan.calls !== null && !Array.isArray(plan.calls)) {
     throw new Error('plan.calls must be an array');
   }
   return plan;
