@@ -52,9 +52,9 @@ test: setup
 # Static checks CI runs before the tests: vet, staticcheck (pinned; the go
 # command caches it), go.mod/go.sum tidy, and the race detector on the
 # packages that own goroutines (relay, recorder, approvals and their stores, the shared store, credentials,
-# OIDC key refresh, gateway sessions).
+# OIDC key refresh, gateway sessions, MCP sessions).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
-RACE_PKGS   ?= ./pgwire ./sessions ./approvals/... ./internal/sharedstore ./credentials ./identity ./internal/gateway
+RACE_PKGS   ?= ./pgwire ./sessions ./approvals/... ./internal/sharedstore ./credentials ./identity ./internal/gateway ./mcp
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)

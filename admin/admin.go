@@ -359,7 +359,7 @@ func (s *Server) bearer(next http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, "authentication is not configured")
 			return
 		}
-		token, ok := bearerToken(r)
+		token, ok := BearerToken(r)
 		s.mu.Lock()
 		web := s.web
 		s.mu.Unlock()
@@ -407,8 +407,9 @@ func (s *Server) bearer(next http.Handler) http.Handler {
 	})
 }
 
-// bearerToken extracts the token of a single "Authorization: Bearer" header.
-func bearerToken(r *http.Request) (string, bool) {
+// BearerToken extracts the token of a single "Authorization: Bearer" header
+// (the MCP endpoint authenticates the same way).
+func BearerToken(r *http.Request) (string, bool) {
 	vals := r.Header.Values("Authorization")
 	if len(vals) != 1 {
 		return "", false

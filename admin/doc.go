@@ -7,7 +7,8 @@
 //	GET /metrics        Prometheus exposition of Options.Registry, plus the Go
 //	                    and process collectors and this package's own counters
 //	/api/v1/...         routes added with HandleAPI, behind the bearer middleware
-//	anything else       routes added with Handle (e.g. the dev issuer, /ui/)
+//	anything else       routes added with Handle (e.g. the dev issuer, /ui/,
+//	                    /mcp, which authenticates its own requests: package mcp)
 //
 // The bearer middleware reads "Authorization: Bearer <OIDC token>", verifies
 // it with the same identity.Verifier as the wire side (user check skipped),

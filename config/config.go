@@ -36,6 +36,7 @@ type Config struct {
 	Recording   Recording                  `yaml:"recording"`
 	Store       Store                      `yaml:"store"`
 	Cluster     Cluster                    `yaml:"cluster"`
+	MCP         MCP                        `yaml:"mcp"`
 	Limits      Limits                     `yaml:"limits"`
 	Log         Log                        `yaml:"log"`
 }
@@ -268,6 +269,62 @@ func (c Cluster) ID() string {
 	return "pgwarden"
 }
 
+// MCP serves the Model Context Protocol to agents at /mcp on the admin
+// listener (docs/agents.md). Every tool call runs through the gateway's own
+// Postgres listener as the caller, so policy, approvals, masking and
+// recording are a psql session's.
+type MCP struct {
+	Enabled bool `yaml:"enabled"`
+	// Database is the database the endpoint's sessions open ("" = the
+	// first database the first profile lists; /mcp?database=D picks another).
+	Database string `yaml:"database"`
+	// MaxRows bounds the rows one tool result returns (a call may ask for fewer).
+	MaxRows int `yaml:"max_rows"`
+	// MaxBytes bounds the row data (as JSON) one tool result carries.
+	MaxBytes int       `yaml:"max_bytes"`
+	Limits   MCPLimits `yaml:"limits"`
+}
+
+// MCPLimits are per identity (the user, or user and actor of a delegated
+// token); 0 is unlimited.
+type MCPLimits struct {
+	CallsPerMinute int `yaml:"calls_per_minute"`
+	RowsPerHour    int `yaml:"rows_per_hour"` // rows returned in any rolling hour
+}
+
+// MCP bounds: a result bigger than this would not fit an agent's context
+// anyway, and the gateway holds it in memory while it encodes it.
+const (
+	MCPMaxRowsLimit  = 10000
+	MCPMaxBytesLimit = 16 << 20
+)
+
+// MCPDatabase is the database the /mcp endpoint's sessions open by
+// default: mcp.database, else the first database listed by the first
+// profile (by name) that lists any; "" when none does.
+func (c *Config) MCPDatabase() string {
+	if c.MCP.Database != "" {
+		return c.MCP.Database
+	}
+	for _, p := range c.Profiles() {
+		if len(p.Upstream.Databases) > 0 {
+			return p.Upstream.Databases[0]
+		}
+	}
+	return ""
+}
+
+// ServesDatabase reports whether a session naming database is routed to
+// some profile (one that lists it, or one that lists none and so serves any).
+func (c *Config) ServesDatabase(database string) bool {
+	for _, p := range c.Profiles() {
+		if len(p.Upstream.Databases) == 0 || slices.Contains(p.Upstream.Databases, database) {
+			return true
+		}
+	}
+	return false
+}
+
 type Limits struct {
 	MaxConnections  int           `yaml:"max_connections"`
 	MaxMessageBytes int           `yaml:"max_message_bytes"`
@@ -316,6 +373,7 @@ func Default() *Config {
 		Recording:   Recording{Results: true, MaxRows: 100, RotateBytes: 64 << 20, SyncEvery: time.Second},
 		Store:       Store{Dir: "./data", Migrate: "auto"},
 		Cluster:     Cluster{DeadAfter: 15 * time.Second},
+		MCP:         MCP{MaxRows: 200, MaxBytes: 256 << 10, Limits: MCPLimits{CallsPerMinute: 120, RowsPerHour: 50000}},
 		Limits:      Limits{MaxConnections: 1000, MaxMessageBytes: 64 << 20, StartupTimeout: 10 * time.Second},
 		Log:         Log{Level: "info", Format: "json"},
 	}
@@ -585,6 +643,36 @@ func (c *Config) validateSAML() error {
 	return nil
 }
 
+func (c *Config) validateMCP() error {
+	m := c.MCP
+	if m.MaxRows < 1 || m.MaxRows > MCPMaxRowsLimit {
+		return &Error{Path: "mcp.max_rows", Msg: fmt.Sprintf("must be between 1 and %d", MCPMaxRowsLimit)}
+	}
+	if m.MaxBytes < 1024 || m.MaxBytes > MCPMaxBytesLimit {
+		return &Error{Path: "mcp.max_bytes", Msg: fmt.Sprintf("must be between 1024 and %d", MCPMaxBytesLimit)}
+	}
+	if m.Limits.CallsPerMinute < 0 {
+		return &Error{Path: "mcp.limits.calls_per_minute", Msg: "must not be negative (0 is unlimited)"}
+	}
+	if m.Limits.RowsPerHour < 0 {
+		return &Error{Path: "mcp.limits.rows_per_hour", Msg: "must not be negative (0 is unlimited)"}
+	}
+	if !m.Enabled {
+		return nil
+	}
+	if c.Admin.Listen == "" {
+		return &Error{Path: "mcp.enabled", Msg: "needs admin.listen (MCP is served at /mcp on the admin listener)"}
+	}
+	db := c.MCPDatabase()
+	if db == "" {
+		return &Error{Path: "mcp.database", Msg: "required when no profile lists its databases"}
+	}
+	if !c.ServesDatabase(db) {
+		return &Error{Path: "mcp.database", Msg: fmt.Sprintf("%q is not routed to any profile (upstream.databases / upstreams.<name>.databases)", db)}
+	}
+	return nil
+}
+
 func hostPort(path, v string) error {
 	if _, _, err := net.SplitHostPort(v); err != nil {
 		return &Error{Path: path, Msg: fmt.Sprintf("%q is not host:port", v)}
@@ -696,6 +784,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.Dir == "" {
 		return &Error{Path: "store.dir", Msg: "required"}
+	}
+	if err := c.validateMCP(); err != nil {
+		return err
 	}
 	if c.Limits.MaxConnections <= 0 {
 		return &Error{Path: "limits.max_connections", Msg: "must be positive"}

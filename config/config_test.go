@@ -151,3 +151,42 @@ func TestSAMLValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMCP(t *testing.T) {
+	t.Setenv("PGW_DSN", "postgres://h/db")
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.MCP; m.Enabled || m.MaxRows != 200 || m.MaxBytes != 256<<10 || m.Limits.CallsPerMinute != 120 || m.Limits.RowsPerHour != 50000 {
+		t.Fatalf("mcp defaults: %+v", m)
+	}
+	c, err = Parse([]byte(minimal + "upstream: { databases: [vectors, kb] }\nmcp: { enabled: true, limits: { rows_per_hour: 0 } }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MCPDatabase() != "vectors" || c.MCP.Limits.RowsPerHour != 0 || c.MCP.Limits.CallsPerMinute != 120 {
+		t.Fatalf("mcp: %q %+v", c.MCPDatabase(), c.MCP)
+	}
+	if c, err = Parse([]byte(minimal + "mcp: { enabled: true, database: anything }\n")); err != nil || !c.ServesDatabase("anything") {
+		t.Fatalf("a profile without databases serves any: %v", err)
+	}
+	cases := map[string]string{
+		minimal + "mcp: { enabled: true }\n":                                                            "mcp.database: required when no profile lists",
+		minimal + "upstream: { databases: [vectors] }\nmcp: { enabled: true, database: kb }\n":          `mcp.database: "kb" is not routed`,
+		minimal + "upstream: { databases: [vectors] }\nadmin: { listen: '' }\nmcp: { enabled: true }\n": "mcp.enabled: needs admin.listen",
+		minimal + "mcp: { max_rows: 0 }\n":                                                              "mcp.max_rows: must be between 1 and 10000",
+		minimal + "mcp: { max_rows: 10001 }\n":                                                          "mcp.max_rows",
+		minimal + "mcp: { max_bytes: 100 }\n":                                                           "mcp.max_bytes: must be between 1024",
+		minimal + "mcp: { limits: { calls_per_minute: -1 } }\n":                                         "mcp.limits.calls_per_minute: must not be negative",
+		minimal + "mcp: { limits: { rows_per_hour: -5 } }\n":                                            "mcp.limits.rows_per_hour",
+		minimal + "mcp: { limits: { calls_per_hour: 5 } }\n":                                            "mcp.limits.calls_per_hour: unknown key",
+		minimal + "mcp: { enable: true }\n":                                                             "mcp.enable: unknown key",
+	}
+	for doc, want := range cases {
+		_, err := Parse([]byte(doc))
+		if err == nil || !IsConfigError(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("want error containing %q, got %v", want, err)
+		}
+	}
+}

@@ -314,6 +314,17 @@ func newPlan(fields []field, formats []int16, key string) *Plan {
 // Masked reports whether the plan rewrites field i.
 func (p *Plan) Masked(i int) bool { return p != nil && i < len(p.fields) && p.fields[i].kind != kPass }
 
+// DetectOnly reports whether field i is only scanned by the PII detectors:
+// no rule and no masked source covers it, and a value passes unless a
+// detector finds something in it.
+func (p *Plan) DetectOnly(i int) bool {
+	if !p.Masked(i) {
+		return false
+	}
+	f := &p.fields[i]
+	return f.kind == kDetect || f.kind == kJSON && len(f.json.keys) == 0
+}
+
 // Plan builds the masking plan for rd. It returns nil (and no error) when
 // nothing in these rows needs masking: the glue then forwards DataRows
 // without looking at them. q may be nil when the statement text is unknown

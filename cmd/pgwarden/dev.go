@@ -68,6 +68,7 @@ func devCmd(g *globals) *cobra.Command {
 				Log:              log,
 				PublicHandlers:   map[string]http.Handler{"/dev-issuer/": iss.Handler()},
 				IssuerServedHere: true,
+				Version:          version,
 			})
 			if err != nil {
 				return err
@@ -130,6 +131,8 @@ func devConfig(dataDir, listen, adminListen, issuerURL string, stack *devstack.S
 		devstack.SupportDatabase: {Upstream: up(devstack.SupportDatabase), Policy: &supPolicy, Masking: &supMask},
 	}
 	cfg.Store.Dir = filepath.Join(dataDir, "store")
+	// Agents: MCP at /mcp on the admin listener (docs/agents.md).
+	cfg.MCP.Enabled, cfg.MCP.Database = true, devstack.Database
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -191,8 +194,10 @@ Or log in like a person would (OAuth device flow against the development issuer)
 
 Other groups: ingest (insert/update/delete), dba (everything; drops and bulk deletes wait for a second dba).
 Approve held statements:  PGWARDEN_TOKEN=$(bin/pgwarden token%s --user bob@example.com --groups dba) bin/pgwarden approvals list
-%sPress Ctrl-C to stop everything.
-`, listen, adminListen, dataDir, dataFlag, host, port, dataFlag, host, port, host, port, adminListen, dataFlag, uiLine)
+%sAgents (MCP, docs/agents.md): streamable HTTP at http://%s/mcp with a bearer token, or on stdio:
+  PGWARDEN_TOKEN=$(bin/pgwarden token%s --user alice@example.com --groups analyst) bin/pgwarden mcp --gateway %s --database vectors
+Press Ctrl-C to stop everything.
+`, listen, adminListen, dataDir, dataFlag, host, port, dataFlag, host, port, host, port, adminListen, dataFlag, uiLine, adminListen, dataFlag, listen)
 }
 
 func splitHostPort(hp string) (string, string) {

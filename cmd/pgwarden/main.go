@@ -1,5 +1,5 @@
 // Command pgwarden is the one binary of pgwarden: the gateway (serve, dev)
-// and the tools around it (token, approvals, sessions, policy, login, psql).
+// and the tools around it (token, approvals, sessions, policy, login, psql, mcp).
 // It wires packages together from the configuration and does nothing else.
 package main
 
@@ -80,7 +80,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug | info | warn | error")
 	root.AddCommand(
 		serveCmd(g), devCmd(g), tokenCmd(g), approvalsCmd(g), sessionsCmd(g),
-		policyCmd(g), storeCmd(g), versionCmd(g), loginCmd(g), psqlCmd(g),
+		policyCmd(g), storeCmd(g), versionCmd(g), loginCmd(g), psqlCmd(g), mcpCmd(g),
 	)
 	return root
 }

@@ -22,7 +22,7 @@ func serveCmd(g *globals) *cobra.Command {
 				return err
 			}
 			log := g.logger(cfg)
-			gw, err := gateway.New(cmd.Context(), cfg, gateway.Options{Log: log, PublicHandlers: pprofHandlers()})
+			gw, err := gateway.New(cmd.Context(), cfg, gateway.Options{Log: log, PublicHandlers: pprofHandlers(), Version: version})
 			if err != nil {
 				return err
 			}

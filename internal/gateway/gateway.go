@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ import (
 	"github.com/pgwarden/pgwarden/credentials"
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/identity/gwtoken"
+	"github.com/pgwarden/pgwarden/mcp"
 	"github.com/pgwarden/pgwarden/pgwire"
 	"github.com/pgwarden/pgwarden/sessions"
 	"github.com/pgwarden/pgwarden/sqlpolicy"
@@ -48,6 +50,8 @@ type Options struct {
 	Verifier identity.Verifier
 	// IssuerServedHere: the OIDC issuer is one of PublicHandlers (pgwarden dev).
 	IssuerServedHere bool
+	// Version is the binary's version (the MCP server reports it).
+	Version string
 }
 
 // Gateway is a configured, not yet listening pgwarden.
@@ -66,8 +70,10 @@ type Gateway struct {
 	shared     *sharedstore.Store // store.dsn, nil for the file store
 	routes     cancelRoutes       // armed in Serve with the shared store
 
-	wire  *pgwire.Server
-	admin *admin.Server
+	wire     *pgwire.Server
+	wireAddr atomic.Value // string: the Postgres listener's address, once serving
+	admin    *admin.Server
+	mcp      *mcp.Server // mcp.enabled; nil otherwise
 
 	liveMu sync.Mutex
 	live   map[string]*hooks // session id -> hooks, for approval events decided elsewhere
@@ -210,6 +216,9 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 	g.admin.HandleAPI("GET /sessions/verify", g.verifyHandler())
 	g.admin.HandleAPI("/live", g.liveAPI()) // live.go: open sessions, end session
 	g.admin.Handle("/ui/", approvals.UIHandler())
+	if cfg.MCP.Enabled {
+		g.enableMCP(tlsCfg, opt.Version) // mcp.go: /mcp, through the Postgres listener
+	}
 	g.admin.AddReadyCheck("issuer", g.verifier.Check)
 	// One check per profile and part: a profile whose server is down is
 	// reported by name and does not stop the others' sessions (pgwire
@@ -325,6 +334,7 @@ func (g *Gateway) Serve(ctx context.Context, wl, al net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("joining the gateways of the shared store: %w", err)
 	}
+	g.wireAddr.Store(wl.Addr().String())
 	errc := make(chan error, 2)
 	n := 1
 	go func() { errc <- g.wire.Serve(ctx, wl) }()
@@ -338,6 +348,9 @@ func (g *Gateway) Serve(ctx context.Context, wl, al net.Listener) error {
 	case <-ctx.Done():
 	case first = <-errc:
 		n--
+	}
+	if g.mcp != nil {
+		g.mcp.Close() // its calls end and its gateway sessions close before the listener waits for them
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -357,6 +370,9 @@ func (g *Gateway) Serve(ctx context.Context, wl, al net.Listener) error {
 // Close releases stores and pools. Safe to call more than once.
 func (g *Gateway) Close() {
 	g.closeOnce.Do(func() {
+		if g.mcp != nil {
+			g.mcp.Close()
+		}
 		if g.approvals != nil {
 			g.approvals.Close()
 		}

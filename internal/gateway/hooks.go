@@ -21,6 +21,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/pgerr"
 	"github.com/pgwarden/pgwarden/internal/sharedstore"
 	"github.com/pgwarden/pgwarden/masking"
+	"github.com/pgwarden/pgwarden/mcp"
 	"github.com/pgwarden/pgwarden/pgwire"
 	"github.com/pgwarden/pgwarden/sessions"
 	"github.com/pgwarden/pgwarden/sqlpolicy"
@@ -40,7 +41,10 @@ type hooks struct {
 	info   pgwire.SessionInfo
 	groups []string
 	unmask bool
-	rec    *sessions.SessionRecorder
+	// mcp: the session is the MCP server's (application_name mcp:...),
+	// told before each row description which columns are masked.
+	mcp bool
+	rec *sessions.SessionRecorder
 	// pol resolves EXECUTEs (client goroutine only): it is loaded with the
 	// prepared statements the tracker knows right before each Resolve.
 	pol *sqlpolicy.Session
@@ -88,6 +92,7 @@ func (g *Gateway) newHooks(ctx context.Context, s pgwire.Session) (pgwire.Hooks,
 		info:      info,
 		groups:    info.Principal.Groups,
 		unmask:    p.policy.Unmask(info.Principal.Groups),
+		mcp:       strings.HasPrefix(info.ApplicationName, mcp.ApplicationPrefix),
 		pol:       g.classifier.NewSession(),
 		maxRows:   g.cfg.Recording.MaxRows,
 		recording: g.cfg.Recording.Results && g.cfg.Recording.MaxRows > 0,
@@ -1155,6 +1160,7 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 				p.lastRD = newRDCache(m, gen, sql, rd)
 			}
 		}
+		h.noticeMasks(rd)
 		if e.Kind == pgwire.ReqDescribeStatement {
 			if p != nil {
 				p.rd = rd
@@ -1181,6 +1187,7 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 		if err != nil {
 			return err
 		}
+		h.noticeMasks(rd)
 		// A simple Query's rows come in the formats its RowDescription
 		// names (binary for FETCH from a BINARY CURSOR).
 		r.columns, r.plan, r.recPlan, r.formats = rd.columns, rd.plan, rd.recPlan, fieldFormats(m)
@@ -1190,6 +1197,28 @@ func (h *hooks) onRowDescription(m *pgproto3.RowDescription) error {
 		return pgerr.Fatal(pgerr.ProtocolViolation, "pgwarden: row description out of protocol order; session closed")
 	}
 	return nil
+}
+
+// noticeMasks tells an MCP session which columns of the rows about to be
+// described are masked (mcp.MaskNotice), so its tools can say so without
+// a copy of the rules. Groups with unmask get raw rows and no notice. A
+// failed write surfaces on the RowDescription that follows.
+func (h *hooks) noticeMasks(rd *rowDesc) {
+	if !h.mcp || rd.plan == nil {
+		return
+	}
+	var masked, scanned []int
+	for i := range rd.columns {
+		switch {
+		case rd.plan.DetectOnly(i):
+			scanned = append(scanned, i)
+		case rd.plan.Masked(i):
+			masked = append(masked, i)
+		}
+	}
+	if n := mcp.MaskNotice(rd.columns, masked, scanned); n != nil {
+		_ = h.s.Notice(n)
+	}
 }
 
 func (h *hooks) onDataRow(m *pgproto3.DataRow) (pgproto3.BackendMessage, error) {

@@ -125,6 +125,21 @@ func (c *Client) Valid(t *Token) bool {
 // Token returns a usable access token: the cached one if still valid, else
 // a refreshed one (silently), else it runs the device flow (prompting).
 func (c *Client) Token(ctx context.Context) (*Token, error) {
+	if t, err := c.Silent(ctx); err == nil {
+		return t, nil
+	}
+	// Nothing cached, or an expired or revoked refresh token: log in again.
+	return c.Login(ctx)
+}
+
+// ErrNoLogin is Silent's error when neither the cache nor a refresh gives
+// a usable token.
+var ErrNoLogin = errors.New("no valid token in the login cache: run pgwarden login")
+
+// Silent returns a usable access token without prompting: the cached one
+// if still valid, else a refreshed one; ErrNoLogin otherwise (for
+// processes with nobody to prompt, such as `pgwarden mcp` under an agent).
+func (c *Client) Silent(ctx context.Context) (*Token, error) {
 	cached, _ := c.Cached()
 	if c.Valid(cached) {
 		return cached, nil
@@ -133,9 +148,8 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 		if t, err := c.Refresh(ctx, cached); err == nil {
 			return t, nil
 		}
-		// An expired or revoked refresh token: log in again.
 	}
-	return c.Login(ctx)
+	return nil, ErrNoLogin
 }
 
 // Cached reads the cache file. A file others can read is not used.

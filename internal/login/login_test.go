@@ -2,6 +2,7 @@ package login_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -130,6 +131,18 @@ func TestLoginRefreshAfterExpiry(t *testing.T) {
 	// The old refresh token was rotated away: using it fails.
 	if _, err := c.Refresh(ctx, first); err == nil || strings.Contains(err.Error(), first.RefreshToken) {
 		t.Fatalf("reused refresh token: %v", err)
+	}
+}
+
+func TestSilentNeverPrompts(t *testing.T) {
+	is, _ := devissuertest.ServeDevice(t, devissuer.DeviceOptions{PollInterval: time.Second})
+	prompt := &devissuertest.Buffer{}
+	c, err := login.New(login.Options{Issuer: is.URL(), CacheDir: t.TempDir(), Prompt: prompt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Silent(context.Background()); !errors.Is(err, login.ErrNoLogin) || prompt.String() != "" {
+		t.Fatalf("Silent without a cache: %v, prompt %q", err, prompt.String())
 	}
 }
 

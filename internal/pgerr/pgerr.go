@@ -27,6 +27,9 @@ const (
 	ConnectionFailure            Code = "08006" // upstream lost mid-session
 	ProtocolViolation            Code = "08P01" // malformed or oversized message
 	TooManyConnections           Code = "53300"
+	ConfigurationLimitExceeded   Code = "53400" // an MCP limit (calls per minute, rows per hour)
+	InvalidParameterValue        Code = "22023" // an MCP tool's argument is not usable
+	UndefinedTable               Code = "42P01" // an MCP tool names a table that does not exist
 	FeatureNotSupported          Code = "0A000"
 	AdminShutdown                Code = "57P01" // session ended by pgwarden (credential expired, shutdown)
 	InternalError                Code = "XX000"
