@@ -168,7 +168,7 @@ async function main() {
     const r = { tool: call.tool, is_error: false, structured: null, text: '', error: null };
     try {
       // callTool validates structuredContent against the tool's
-      // outputSchema (from listTools): a mismatch lands in r.error.
+      // outputSchema when it declares one (listTools): a mismatch lands in r.error.
       const res = await client.callTool({ name: call.tool, arguments: call.arguments ?? {} }, undefined, { timeout });
       r.is_error = res.isError === true;
       r.structured = res.structuredContent ?? null;
