@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# setup-clients.sh — install the real database clients the compatibility suite
-# (integration/compat_*_test.go) and the example notebook drive, idempotently.
+# setup-clients.sh — install the real clients the compatibility suite
+# (integration/compat_*_test.go), the MCP TypeScript tests
+# (integration/mcp_ts_test.go) and the example notebook drive, idempotently.
 #
 #   Debian packages: psycopg 3, psycopg2, SQLAlchemy, nbconvert + ipykernel
 #   (used by /usr/bin/python3, Debian's interpreter — not whatever python3 is
 #   first on PATH), psql/pgbench (installed by scripts/setup.sh).
 #   npm packages: node-postgres (`pg`) and `pgvector`, pinned by the committed
-#   integration/testdata/compat/node/package-lock.json (npm ci).
+#   integration/testdata/compat/node/package-lock.json, and the MCP TypeScript
+#   SDK (`@modelcontextprotocol/sdk`, integration/mcp_ts_test.go), pinned by
+#   integration/testdata/mcp/node/package-lock.json (npm ci).
 #
 # Each step checks first, so a second run installs nothing. Needs root (apt);
 # when not root it uses sudo if present.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-NODE_DIR=${ROOT}/integration/testdata/compat/node
+NODE_DIRS=("${ROOT}/integration/testdata/compat/node" "${ROOT}/integration/testdata/mcp/node")
 PY=/usr/bin/python3
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -46,12 +49,14 @@ if ! "$PY" -c 'import psycopg, psycopg2, sqlalchemy, nbconvert, ipykernel' 2>/de
   exit 1
 fi
 
-# 2. node-postgres + pgvector, exactly as locked.
-if [ -f "${NODE_DIR}/node_modules/.package-lock.json" ] && \
-   cmp -s "${NODE_DIR}/package-lock.json" "${NODE_DIR}/.installed-lock.json" 2>/dev/null; then
-  log "node packages already installed"
-else
-  log "installing node packages (npm ci) in ${NODE_DIR#"$ROOT"/}"
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  cp "${NODE_DIR}/package-lock.json" "${NODE_DIR}/.installed-lock.json"
-fi
+# 2. The npm projects, exactly as locked.
+for dir in "${NODE_DIRS[@]}"; do
+  if [ -f "${dir}/node_modules/.package-lock.json" ] && \
+     cmp -s "${dir}/package-lock.json" "${dir}/.installed-lock.json" 2>/dev/null; then
+    log "node packages already installed in ${dir#"$ROOT"/}"
+  else
+    log "installing node packages (npm ci) in ${dir#"$ROOT"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "${dir}/package-lock.json" "${dir}/.installed-lock.json"
+  fi
+done
