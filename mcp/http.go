@@ -106,7 +106,7 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 // callerOf is the identity a verified principal's session acts as.
 func callerOf(p identity.Principal, database, token, remote string) Caller {
 	return Caller{
-		User: p.User, Database: database, Remote: remote,
+		User: p.User, Actor: p.Actor, Database: database, Remote: remote,
 		Token: func(context.Context) (string, error) { return token, nil },
 	}
 }
