@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
 )
 
@@ -287,5 +288,19 @@ func TestApplicationName(t *testing.T) {
 	}
 	if got := applicationName(strings.Repeat("é", 50)); len(got) != maxIdentBytes || !strings.HasPrefix(got, "mcp:??") {
 		t.Fatal(got)
+	}
+}
+
+// A delegated principal's caller is keyed by user and actor: the agent's
+// limits and its MCP session are not the person's own.
+func TestCallerOfDelegated(t *testing.T) {
+	own := callerOf(identity.Principal{User: "ann"}, "vectors", "t1", "")
+	viaAgent := callerOf(identity.Principal{User: "ann", Actor: "agent-7"}, "vectors", "t2", "")
+	otherAgent := callerOf(identity.Principal{User: "ann", Actor: "agent-8"}, "vectors", "t3", "")
+	if viaAgent.Actor != "agent-7" {
+		t.Fatalf("callerOf dropped the actor: %+v", viaAgent)
+	}
+	if own.key() == viaAgent.key() || viaAgent.key() == otherAgent.key() {
+		t.Fatalf("keys not distinct: %q %q %q", own.key(), viaAgent.key(), otherAgent.key())
 	}
 }
