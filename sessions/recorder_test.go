@@ -274,5 +274,6 @@ func (r *Recorder) halt() {
 	f.shut = true
 	f.unlock()
 	close(f.stop)
-	<-r.done
+	<-f.done
+	close(r.done)
 }

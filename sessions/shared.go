@@ -44,7 +44,6 @@ func OpenShared(cfg config.Recording, db *sharedstore.Store, gateway string, log
 		return nil, err
 	}
 	p.Start()
-	close(r.done) // no file maintainer in this mode
 	// Close the sessions the previous process left open, chained like any event.
 	ended, err := p.EndSessions(ctx, gateway, ReasonGatewayRestart)
 	if err != nil {

@@ -60,10 +60,6 @@ type cursorFile struct {
 	URL  string `json:"url"`
 }
 
-func newWebhook(r *fileAppender, s config.Sink, outbox string, startSeq int64) (*webhook, error) {
-	return newWebhookSink(s, r.dir, outbox, startSeq, r.log, &r.m)
-}
-
 // newWebhookSink makes the webhook sink s, reading the segments in dir;
 // a sink without a cursor in outbox starts after startSeq.
 func newWebhookSink(s config.Sink, dir, outbox string, startSeq int64, log zerolog.Logger, m *metrics) (*webhook, error) {
