@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 	"github.com/pgwarden/pgwarden/sessions/pgstore"
 	"github.com/pgwarden/pgwarden/sessions/record"
 )
@@ -70,12 +71,12 @@ type ApprovalEvent struct {
 }
 
 // appender is where the recorder's encoded events go (record.Appender):
-// fileAppender (Open: the segment files) or pgstore.Appender (OpenShared:
-// this gateway's chain in the shared store).
+// filestore.Appender (Open: the segment files) or pgstore.Appender
+// (OpenShared: this gateway's chain in the shared store).
 type appender = record.Appender
 
 var (
-	_ appender = (*fileAppender)(nil)
+	_ appender = (*filestore.Appender)(nil)
 	_ appender = (*pgstore.Appender)(nil)
 )
 
@@ -97,9 +98,9 @@ type Recorder struct {
 	sinks    []Sink
 	delivery []deliverySink
 
-	// w is where events go: the segment files (fileAppender, Open) or
-	// the shared store's per-gateway chain (sharedLog, OpenShared; the
-	// events then carry gateway).
+	// w is where events go: the segment files (filestore.Appender,
+	// Open) or the shared store's per-gateway chain (pgstore.Appender,
+	// OpenShared; the events then carry gateway).
 	w       appender
 	gateway string
 }
@@ -120,16 +121,16 @@ func Open(cfg config.Recording, st config.Store, log zerolog.Logger, reg prometh
 }
 
 // fileOptionsOf is the file store's part of the recording configuration.
-func fileOptionsOf(cfg config.Recording, log zerolog.Logger) fileOptions {
-	return fileOptions{SyncInterval: cfg.SyncEvery, RotateBytes: cfg.RotateBytes, RotateAge: cfg.RotateAge,
+func fileOptionsOf(cfg config.Recording, log zerolog.Logger) filestore.Options {
+	return filestore.Options{SyncInterval: cfg.SyncEvery, RotateBytes: cfg.RotateBytes, RotateAge: cfg.RotateAge,
 		Retention: cfg.Retention, Log: log}
 }
 
 // openFiles opens the file store under storeDir for r with opts, adds the
 // configured sinks, writes the recovery events and starts the sinks.
-func (r *Recorder) openFiles(storeDir string, opts fileOptions) error {
+func (r *Recorder) openFiles(storeDir string, opts filestore.Options) error {
 	dir := filepath.Join(storeDir, "sessions")
-	a, err := openFileAppender(host{r}, dir, opts)
+	a, err := filestore.OpenAppender(host{r}, dir, opts)
 	if err != nil {
 		return err
 	}

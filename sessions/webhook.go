@@ -113,7 +113,7 @@ func newWebhookSink(s config.Sink, dir, outbox string, startSeq int64, log zerol
 
 func (w *webhook) saveCursor(seq int64, hash string) error {
 	b, _ := json.Marshal(cursorFile{Seq: seq, Hash: hash, URL: w.safeURL})
-	return writeFileAtomic(w.cursorPath, b)
+	return filestore.WriteFileAtomic(w.cursorPath, b)
 }
 
 // Name is the endpoint without query string or userinfo.

@@ -1,7 +1,8 @@
-package sessions
+package filestore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,22 +11,28 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/pgwarden/pgwarden/sessions/filestore"
 	"github.com/pgwarden/pgwarden/sessions/record"
 )
 
+var _ record.Appender = (*Appender)(nil)
+
+// ErrMapFault is a fault on the mapping of the active segment (Linux:
+// the file shortened behind the appender, an I/O error paging it in): the
+// write fails and the segment is never written again.
+var ErrMapFault = errors.New("sessions: fault on the segment mapping")
+
 // Tunables that are not configuration keys.
 const (
-	// lockTimeout is how long Write waits for the store lock (held
+	// DefaultLockTimeout is how long Write waits for the store lock (held
 	// by a write that does not return: a hung disk) before it fails closed.
-	lockTimeout      = 500 * time.Millisecond
-	defaultSyncEvery = time.Second
-	retentionEvery   = time.Minute
+	DefaultLockTimeout = 500 * time.Millisecond
+	defaultSyncEvery   = time.Second
+	retentionEvery     = time.Minute
 )
 
-// fileOptions are the file store's settings; Open fills them from
-// config.Recording.
-type fileOptions struct {
+// Options are the file store's settings; package sessions fills them from
+// the recording section of the configuration.
+type Options struct {
 	// SyncInterval: fsync at most this often, and soon after every
 	// session_end (recording.sync_interval; 0: 1s).
 	SyncInterval time.Duration
@@ -38,7 +45,7 @@ type fileOptions struct {
 	// Retention deletes sealed segments whose last event is older
 	// (recording.retention; 0: keep all).
 	Retention time.Duration
-	// LockTimeout bounds Write's wait for the store lock (0: lockTimeout).
+	// LockTimeout bounds Write's wait for the store lock (0: DefaultLockTimeout).
 	LockTimeout time.Duration
 	// Log gets the store's own messages (recovery, retention).
 	Log zerolog.Logger
@@ -63,13 +70,13 @@ type segFile interface {
 	Close() error
 }
 
-// fileAppender writes the segment files under <store.dir>/sessions: the file
+// Appender writes the segment files under <store.dir>/sessions: the file
 // store's record.Appender. It reaches the recorder that owns it only
 // through its record.Host (clock, metrics, health, sinks); its own state
 // is below. The maintainer goroutine (maintain) is its background work.
-type fileAppender struct {
+type Appender struct {
 	h    record.Host
-	opts fileOptions
+	opts Options
 	log  zerolog.Logger
 	dir  string // <store.dir>/sessions
 	stop chan struct{}
@@ -107,12 +114,12 @@ type pendingInfo struct {
 	hash, prev record.ChainHash
 }
 
-// openFileAppender opens (creating if needed) the file store in dir
+// OpenAppender opens (creating if needed) the file store in dir
 // (<store.dir>/sessions) for h and recovers it: it continues the chain
 // after the last complete line, cuts off a torn last line (kept aside as
 // torn-*.bin) and learns which sessions are still open. It writes nothing
 // yet: Start does, once the recorder has its sinks.
-func openFileAppender(h record.Host, dir string, opts fileOptions) (*fileAppender, error) {
+func OpenAppender(h record.Host, dir string, opts Options) (*Appender, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
@@ -120,9 +127,9 @@ func openFileAppender(h record.Host, dir string, opts fileOptions) (*fileAppende
 		opts.SyncInterval = defaultSyncEvery
 	}
 	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = lockTimeout
+		opts.LockTimeout = DefaultLockTimeout
 	}
-	a := &fileAppender{h: h, opts: opts, log: opts.Log, dir: dir, stop: make(chan struct{}), done: make(chan struct{}),
+	a := &Appender{h: h, opts: opts, log: opts.Log, dir: dir, stop: make(chan struct{}), done: make(chan struct{}),
 		kick: make(chan struct{}, 1), lk: make(chan struct{}, 1), enc: record.NewEncoder(), open: map[string]record.OpenSession{}}
 	if err := a.recover(); err != nil {
 		return nil, err
@@ -131,11 +138,11 @@ func openFileAppender(h record.Host, dir string, opts fileOptions) (*fileAppende
 }
 
 // Dir is the directory of the segments.
-func (a *fileAppender) Dir() string { return a.dir }
+func (a *Appender) Dir() string { return a.dir }
 
-// Seq is the seq of the last event in the store (after openFileAppender: of
+// Seq is the seq of the last event in the store (after OpenAppender: of
 // the last one recovered).
-func (a *fileAppender) Seq() int64 {
+func (a *Appender) Seq() int64 {
 	a.lock(0)
 	defer a.unlock()
 	return a.seq
@@ -144,7 +151,7 @@ func (a *fileAppender) Seq() int64 {
 // Start writes the recovery events — session_end with reason
 // gateway_restart for every session a crash left open, chained like any
 // event — applies retention, fsyncs and starts the maintainer.
-func (a *fileAppender) Start() error {
+func (a *Appender) Start() error {
 	if n := a.endOpen(record.ReasonGatewayRestart); n > 0 {
 		a.log.Warn().Int("sessions", n).Msg("recovered sessions left open by a crash (session_end gateway_restart)")
 	}
@@ -159,9 +166,9 @@ func (a *fileAppender) Start() error {
 	return nil
 }
 
-// Write takes the store lock (at most fileOptions.LockTimeout), chains and
+// Write takes the store lock (at most Options.LockTimeout), chains and
 // writes the event.
-func (a *fileAppender) Write(ev record.Event, body []byte) error {
+func (a *Appender) Write(ev record.Event, body []byte) error {
 	if !a.lock(a.opts.LockTimeout) {
 		a.h.Dropped(1)
 		a.h.SetUnhealthy(record.ErrStalled)
@@ -181,15 +188,15 @@ func (a *fileAppender) Write(ev record.Event, body []byte) error {
 // Shutdown stops the maintainer, which writes the final events
 // (session_end gateway_shutdown for the sessions still open) and fsyncs,
 // and waits for it.
-func (a *fileAppender) Shutdown() {
+func (a *Appender) Shutdown() {
 	close(a.stop)
 	<-a.done
 }
 
 // recover scans the store: last seq/hash, open sessions, segment metadata,
 // and cuts off a torn last line.
-func (a *fileAppender) recover() error {
-	names, err := filestore.ListSegments(a.dir)
+func (a *Appender) recover() error {
+	names, err := ListSegments(a.dir)
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)
 	}
@@ -200,8 +207,8 @@ func (a *fileAppender) recover() error {
 		if err != nil {
 			return fmt.Errorf("sessions: %w", err)
 		}
-		meta := segMeta{name: name, firstSeq: filestore.SegFirstSeq(name)}
-		lr := filestore.NewLineReader(f, 0)
+		meta := segMeta{name: name, firstSeq: SegFirstSeq(name)}
+		lr := NewLineReader(f, 0)
 		for {
 			line, err := lr.Next()
 			if err == io.EOF {
@@ -228,7 +235,7 @@ func (a *fileAppender) recover() error {
 		// space allocated ahead (cut off silently), or a torn last write
 		// (and, after a power loss, maybe pages written out of order
 		// behind zeros): kept aside whole, then cut off.
-		frag, err := filestore.TailAfter(f, meta.size)
+		frag, err := TailAfter(f, meta.size)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("sessions: %s: %w", name, err)
@@ -255,7 +262,7 @@ func (a *fileAppender) recover() error {
 		}
 		a.segs = append(a.segs, meta)
 	}
-	if h, ok, err := filestore.ReadHead(a.dir); err == nil && ok && h.Seq > a.seq {
+	if h, ok, err := ReadHead(a.dir); err == nil && ok && h.Seq > a.seq {
 		a.log.Error().Int64("head_seq", h.Seq).Int64("store_seq", a.seq).Msg("store ends before its head: events were lost or removed")
 		ev := record.Event{Type: record.TypeError,
 			Error: fmt.Sprintf("recovery: store ends at seq %d but head.json recorded seq %d (%s)", a.seq, h.Seq, record.Short(h.Hash))}
@@ -281,11 +288,11 @@ func trimTo(path string, size int64) error {
 }
 
 // track updates the open-session set from one event.
-func (a *fileAppender) track(ev *record.Event) { record.TrackOpen(a.open, ev) }
+func (a *Appender) track(ev *record.Event) { record.TrackOpen(a.open, ev) }
 
 // lock takes the store lock, waiting at most d (d <= 0: without limit).
 // The uncontended path neither allocates nor starts a timer.
-func (a *fileAppender) lock(d time.Duration) bool {
+func (a *Appender) lock(d time.Duration) bool {
 	select {
 	case a.lk <- struct{}{}:
 		return true
@@ -305,10 +312,10 @@ func (a *fileAppender) lock(d time.Duration) bool {
 	}
 }
 
-func (a *fileAppender) unlock() { <-a.lk }
+func (a *Appender) unlock() { <-a.lk }
 
 // wake asks the maintainer to fsync soon (never blocks).
-func (a *fileAppender) wake() {
+func (a *Appender) wake() {
 	select {
 	case a.kick <- struct{}{}:
 	default:
@@ -318,7 +325,7 @@ func (a *fileAppender) wake() {
 // maintain is the appender's background goroutine: fsync (outside the
 // store lock, so sessions keep writing meanwhile), rotation by age,
 // retention, health probes, and the final events at Shutdown.
-func (a *fileAppender) maintain() {
+func (a *Appender) maintain() {
 	defer close(a.done)
 	tick := a.opts.SyncInterval / 2
 	if tick > 250*time.Millisecond || tick <= 0 {
@@ -366,7 +373,7 @@ func (a *fileAppender) maintain() {
 
 // endOpen adds a session_end with reason for every session still open,
 // in the order they started (chained like any event), and returns how many.
-func (a *fileAppender) endOpen(reason string) int {
+func (a *Appender) endOpen(reason string) int {
 	open := record.OpenInOrder(a.open)
 	for _, ev := range open {
 		ev.Type, ev.Reason = record.TypeSessionEnd, reason
@@ -377,7 +384,7 @@ func (a *fileAppender) endOpen(reason string) int {
 
 // add stamps ev with t, chains, encodes and buffers it; flush writes the
 // buffer. (The appender's own events: recovery, retention, Shutdown.)
-func (a *fileAppender) add(ev *record.Event, t time.Time) {
+func (a *Appender) add(ev *record.Event, t time.Time) {
 	a.body = record.AppendBody(a.body[:0], ev)
 	a.addBody(ev, a.body, t)
 }
@@ -386,7 +393,7 @@ func (a *fileAppender) add(ev *record.Event, t time.Time) {
 // encoded: stamps it with t, hashes and buffers the line. ev's Time,
 // PrevHash and Hash stay unset: the chain state is kept as ChainHash,
 // without strings.
-func (a *fileAppender) addBody(ev *record.Event, body []byte, t time.Time) {
+func (a *Appender) addBody(ev *record.Event, body []byte, t time.Time) {
 	ev.Seq = a.seq + 1
 	var h record.ChainHash
 	line := a.enc.ChainLine(ev.Seq, t, body, &a.last, &h)
@@ -407,13 +414,13 @@ func (a *fileAppender) addBody(ev *record.Event, body []byte, t time.Time) {
 // flush appends the pending buffer to the active segment (one write).
 // On failure the file is cut back, the chain state rolls back, the events
 // are counted as dropped and the store is reported unhealthy.
-func (a *fileAppender) flush() error {
+func (a *Appender) flush() error {
 	if a.pending.Len() == 0 {
 		return nil
 	}
 	first := a.pendEv[0]
 	if a.seg == nil {
-		name := filestore.SegName(first.ev.Seq)
+		name := SegName(first.ev.Seq)
 		f, err := openSegFile(filepath.Join(a.dir, name))
 		if err != nil {
 			return a.writeFailed(err)
@@ -452,7 +459,7 @@ func (a *fileAppender) flush() error {
 	return nil
 }
 
-func (a *fileAppender) writeFailed(err error) error {
+func (a *Appender) writeFailed(err error) error {
 	a.h.WriteError()
 	a.h.Dropped(len(a.pendEv))
 	// roll the chain back to what is on disk: to just before the first
@@ -481,7 +488,7 @@ type syncJob struct {
 // segments always; the active one when final, asked for (session_end,
 // rotation) or sync_interval has passed since the last fsync. With final
 // the active segment is retired too (Shutdown).
-func (a *fileAppender) syncWork(final bool) *syncJob {
+func (a *Appender) syncWork(final bool) *syncJob {
 	if final && a.seg != nil {
 		a.retired = append(a.retired, a.seg)
 		a.seg = nil
@@ -501,7 +508,7 @@ func (a *fileAppender) syncWork(final bool) *syncJob {
 }
 
 // writtenHead is the seq and hash of the last event written to a segment.
-func (a *fileAppender) writtenHead() (int64, string) {
+func (a *Appender) writtenHead() (int64, string) {
 	n := len(a.segs)
 	if n == 0 {
 		return a.seq, a.last.String()
@@ -519,7 +526,7 @@ func (a *fileAppender) writtenHead() (int64, string) {
 // writing), closes the retired ones, then records the head. Only the
 // maintainer (or Start, before it starts the maintainer) calls it, so no
 // file is closed under another fsync.
-func (a *fileAppender) doSync(j *syncJob) error {
+func (a *Appender) doSync(j *syncJob) error {
 	if j == nil {
 		return nil
 	}
@@ -540,7 +547,7 @@ func (a *fileAppender) doSync(j *syncJob) error {
 	}
 	if err == nil {
 		b := fmt.Appendf(nil, `{"seq":%d,"hash":%q}`, j.seq, j.hash)
-		err = filestore.WriteFileAtomic(filepath.Join(a.dir, filestore.HeadFile), b)
+		err = WriteFileAtomic(filepath.Join(a.dir, HeadFile), b)
 	}
 	if err != nil {
 		a.h.WriteError()
@@ -562,7 +569,7 @@ func (a *fileAppender) doSync(j *syncJob) error {
 
 // syncNow fsyncs the active segment and records the head, inline (Start,
 // before the maintainer starts).
-func (a *fileAppender) syncNow() error {
+func (a *Appender) syncNow() error {
 	a.needSync = true
 	a.dirty = a.dirty || a.seg != nil
 	return a.doSync(a.syncWork(false))
@@ -571,7 +578,7 @@ func (a *fileAppender) syncNow() error {
 // sealActive retires the active segment (the maintainer fsyncs and closes
 // it); the next event opens a new one whose first event chains to this
 // one's last.
-func (a *fileAppender) sealActive() {
+func (a *Appender) sealActive() {
 	if a.seg == nil {
 		return
 	}
@@ -588,7 +595,7 @@ func (a *fileAppender) sealActive() {
 // only to swap the active segment's descriptor. It reports the store
 // healthy only if the failure it probed for is still the one reported
 // (Host.SetHealthyIf): one that happened meanwhile stands.
-func (a *fileAppender) probe() {
+func (a *Appender) probe() {
 	was := a.h.Health()
 	p := filepath.Join(a.dir, ".probe")
 	f, err := openSegFile(p)
@@ -637,10 +644,10 @@ func (a *fileAppender) probe() {
 }
 
 // retention deletes the oldest sealed segments whose last event is older
-// than fileOptions.Retention (and, with sinks that read the store, already
+// than Options.Retention (and, with sinks that read the store, already
 // delivered: Host.Delivered), then writes a retention marker into the
 // chain.
-func (a *fileAppender) retention() {
+func (a *Appender) retention() {
 	a.lastRet = a.h.Now()
 	if a.opts.Retention <= 0 || len(a.segs) < 2 {
 		return
