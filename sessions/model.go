@@ -53,10 +53,7 @@ type (
 	chainHash = record.ChainHash
 )
 
-func newEncoder() *encoder                    { return record.NewEncoder() }
-func chainHashOf(s string) chainHash          { return record.ChainHashOf(s) }
-func decodeLoose(raw []byte, ev *Event) error { return record.DecodeLoose(raw, ev) }
-func short(h string) string                   { return record.Short(h) }
+func newEncoder() *encoder { return record.NewEncoder() }
 
 func appendCanonical(dst []byte, ev *Event, withHash bool) []byte {
 	return record.AppendCanonical(dst, ev, withHash)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 // oldLines are two events exactly as the encoder wrote them before
@@ -35,8 +37,8 @@ func TestOldRecordWithoutProfileVerifies(t *testing.T) {
 	dir := t.TempDir()
 	sd := filepath.Join(dir, "sessions")
 	must(t, os.MkdirAll(sd, 0o700))
-	must(t, os.WriteFile(filepath.Join(sd, segName(1)), []byte(oldLines), 0o600))
-	must(t, os.WriteFile(filepath.Join(sd, headFile),
+	must(t, os.WriteFile(filepath.Join(sd, filestore.SegName(1)), []byte(oldLines), 0o600))
+	must(t, os.WriteFile(filepath.Join(sd, filestore.HeadFile),
 		[]byte(`{"seq":2,"hash":"3539e0d8ac3da505fd18c645a21deb3b0b19d6e36a321b4aa913ecacb0b2e944"}`), 0o600))
 	if ok, p, out := verifyT(t, dir); !ok {
 		t.Fatalf("old store: %v %s", p, out)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 func testLog(t *testing.T) zerolog.Logger { return zerolog.New(zerolog.NewTestWriter(t)) }
@@ -191,7 +193,7 @@ func FuzzVerify(f *testing.F) {
 		if err := os.MkdirAll(sd, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(sd, segName(1)), data, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(sd, filestore.SegName(1)), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		st, err := OpenStore(dir)

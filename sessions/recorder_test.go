@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 func sp(s string) *string { return &s }
@@ -99,7 +100,7 @@ func TestRecordAndVerify(t *testing.T) {
 
 func readAll(t *testing.T, dir string) string {
 	var b strings.Builder
-	names, _ := listSegments(filepath.Join(dir, "sessions"))
+	names, _ := filestore.ListSegments(filepath.Join(dir, "sessions"))
 	for _, n := range names {
 		d, err := os.ReadFile(filepath.Join(dir, "sessions", n))
 		must(t, err)
@@ -109,7 +110,7 @@ func readAll(t *testing.T, dir string) string {
 }
 
 func segPath(t *testing.T, dir string) string {
-	names, err := listSegments(filepath.Join(dir, "sessions"))
+	names, err := filestore.ListSegments(filepath.Join(dir, "sessions"))
 	must(t, err)
 	return filepath.Join(dir, "sessions", names[len(names)-1])
 }
@@ -163,91 +164,6 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 }
 
-func TestCrashRecovery(t *testing.T) {
-	dir := t.TempDir()
-	r := openT(t, testCfg(), dir)
-	writeSession(t, r, "crashed", false) // no End: the gateway "dies"
-	writeSession(t, r, "clean", true)
-	// simulate kill -9: stop the recorder without its final events, and
-	// tear the last line
-	r.halt()
-	f, err := os.OpenFile(segPath(t, dir), os.O_WRONLY|os.O_APPEND, 0)
-	must(t, err)
-	_, _ = f.WriteString(`{"seq":99,"time":"2025-01-`)
-	f.Close()
-	if ok, _, _ := verifyT(t, dir); ok {
-		t.Fatal("a torn tail must fail verify before recovery")
-	}
-	r2 := openT(t, testCfg(), dir)
-	must(t, r2.Close())
-	ok, p, out := verifyT(t, dir)
-	if !ok {
-		t.Fatalf("verify after recovery: %v %s", p, out)
-	}
-	st, _ := OpenStore(dir)
-	evs, err := st.Get("crashed")
-	must(t, err)
-	last := evs[len(evs)-1]
-	if last.Type != TypeSessionEnd || last.Reason != ReasonGatewayRestart || last.User != "alice@example.com" {
-		t.Fatalf("last event %+v", last)
-	}
-	if len(evs) != 5 {
-		t.Fatalf("crashed session has %d events, want 5 (every flushed statement)", len(evs))
-	}
-	clean, _ := st.Get("clean")
-	if clean[len(clean)-1].Reason != "client_closed" {
-		t.Fatal("clean session must keep its own end")
-	}
-	torn, _ := filepath.Glob(filepath.Join(dir, "sessions", "torn-*.bin"))
-	if len(torn) != 1 {
-		t.Fatalf("torn fragment not kept: %v", torn)
-	}
-}
-
-func TestRotationAndRetention(t *testing.T) {
-	dir := t.TempDir()
-	cfg := testCfg()
-	cfg.RotateBytes = 2000
-	cfg.Retention = time.Hour
-	r := openT(t, cfg, dir)
-	now := time.Now().UTC().Add(-3 * time.Hour)
-	f := r.w.(*fileAppender)
-	f.lock(0) // the maintainer and recording calls read r.now under the lock
-	r.now = func() time.Time { return now }
-	f.unlock()
-	for i := 0; i < 10; i++ {
-		writeSession(t, r, "old"+string(rune('a'+i)), true)
-	}
-	must(t, r.Close())
-	names, _ := listSegments(filepath.Join(dir, "sessions"))
-	if len(names) < 4 {
-		t.Fatalf("expected rotation into several segments, got %d", len(names))
-	}
-	if ok, p, _ := verifyT(t, dir); !ok {
-		t.Fatalf("verify after rotation: %v", p)
-	}
-	// reopen 3h later: retention deletes all sealed old segments
-	r2 := openT(t, cfg, dir)
-	writeSession(t, r2, "new", true)
-	must(t, r2.Close())
-	after, _ := listSegments(filepath.Join(dir, "sessions"))
-	if len(after) >= len(names) || segFirstSeq(after[0]) == 1 {
-		t.Fatalf("retention deleted nothing: before %v after %v", names, after)
-	}
-	ok, p, out := verifyT(t, dir)
-	if !ok {
-		t.Fatalf("verify after retention: %v", p)
-	}
-	t.Log(out)
-	// deleting one more old segment by hand is NOT retention
-	if len(after) > 2 {
-		must(t, os.Remove(filepath.Join(dir, "sessions", after[0])))
-		if ok, _, _ := verifyT(t, dir); ok {
-			t.Fatal("a segment deleted without a retention marker must fail verify")
-		}
-	}
-}
-
 func TestHeadCatchesDeletedTailSegment(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testCfg()
@@ -257,22 +173,11 @@ func TestHeadCatchesDeletedTailSegment(t *testing.T) {
 		writeSession(t, r, "s"+string(rune('a'+i)), true)
 	}
 	must(t, r.Close())
-	names, _ := listSegments(filepath.Join(dir, "sessions"))
+	names, _ := filestore.ListSegments(filepath.Join(dir, "sessions"))
 	must(t, os.Remove(filepath.Join(dir, "sessions", names[len(names)-1])))
 	if ok, _, msg := verifyT(t, dir); ok {
 		t.Fatal("deleting the newest segment must fail verify")
 	} else {
 		t.Log(msg)
 	}
-}
-
-// halt stops r like a kill -9 would: no final events, no more writes.
-func (r *Recorder) halt() {
-	r.closed.Store(true)
-	f := r.w.(*fileAppender)
-	f.lock(0)
-	f.shut = true
-	f.unlock()
-	close(f.stop)
-	<-r.done
 }

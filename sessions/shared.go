@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -16,7 +15,6 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/internal/sharedstore"
 	"github.com/pgwarden/pgwarden/sessions/pgstore"
-	"github.com/pgwarden/pgwarden/sessions/record"
 )
 
 // OpenShared opens the session record of gateway in the shared store db:
@@ -46,7 +44,6 @@ func OpenShared(cfg config.Recording, db *sharedstore.Store, gateway string, log
 		return nil, err
 	}
 	p.Start()
-	close(r.done) // no file maintainer in this mode
 	// Close the sessions the previous process left open, chained like any event.
 	ended, err := p.EndSessions(ctx, gateway, ReasonGatewayRestart)
 	if err != nil {
@@ -73,29 +70,3 @@ func (r *Recorder) EndSessionsOf(ctx context.Context, gateway string) ([]Event, 
 // OpenSharedStore reads the session record in the shared store: every
 // gateway's events.
 func OpenSharedStore(db *sharedstore.Store) *Store { return NewStore(pgstore.NewReader(db)) }
-
-// host is the Recorder as its appender's record.Host.
-type host struct{ r *Recorder }
-
-var _ record.Host = host{}
-
-func (h host) Now() time.Time         { return h.r.now() }
-func (h host) Record(ev Event) error  { return h.r.record(ev) }
-func (h host) WantLines() bool        { return len(h.r.sinks) > 0 }
-func (h host) Dropped(n int)          { h.r.m.dropped.Add(float64(n)) }
-func (h host) WriteError()            { h.r.m.writeErrors.Inc() }
-func (h host) SetUnhealthy(err error) { h.r.setUnhealthy(err) }
-func (h host) SetHealthy()            { h.r.setHealthy() }
-func (h host) Unhealthy() bool        { return h.r.health.Load() != nil }
-
-// Stored counts n stored events, reports the store healthy and hands the
-// lines to the sinks.
-func (h host) Stored(n int, lines []byte) {
-	h.r.m.events.Add(float64(n))
-	h.r.setHealthy()
-	if len(lines) > 0 {
-		for _, k := range h.r.sinks {
-			k.Written(lines)
-		}
-	}
-}

@@ -3,7 +3,6 @@ package sessions
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 // siem is a local HTTP receiver that fails its first `fail` requests.
@@ -142,63 +142,6 @@ func TestWebhookOCSF(t *testing.T) {
 	}
 }
 
-// failingFile simulates a full disk.
-type failingFile struct{ segFile }
-
-func (failingFile) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
-func (failingFile) Sync() error               { return errors.New("no space left on device") }
-
-func TestUnwritableStoreIsUnhealthy(t *testing.T) {
-	dir := t.TempDir()
-	reg := prometheus.NewRegistry()
-	r, err := Open(testCfg(), config.Store{Dir: dir}, testLog(t), reg)
-	must(t, err)
-	if err := r.Healthy(); err != nil {
-		t.Fatalf("fresh recorder unhealthy: %v", err)
-	}
-	orig := openSegFile
-	broken := true
-	var mu sync.Mutex
-	openSegFile = func(p string) (segFile, error) {
-		f, err := orig(p)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil || !broken {
-			return f, err
-		}
-		return failingFile{f}, nil
-	}
-	defer func() { openSegFile = orig }()
-	s := r.Start(StartInfo{ID: "x", User: "u"})
-	_ = s.Statement(StatementEvent{SQL: "SELECT 1", Actions: []string{"read"}, Decision: DecisionAllow})
-	if err := s.Written(); err == nil {
-		t.Fatal("a write to a full disk must be reported")
-	}
-	if err := s.Healthy(); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Healthy() = %v, want ErrUnavailable", err)
-	}
-	if v := counterValue(t, r.m.dropped); v < 2 {
-		t.Fatalf("dropped metric %v", v)
-	}
-	// the disk recovers: the probe clears the state, later events chain on
-	mu.Lock()
-	broken = false
-	mu.Unlock()
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Healthy() != nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := r.Healthy(); err != nil {
-		t.Fatalf("did not recover: %v", err)
-	}
-	_ = s.Statement(StatementEvent{SQL: "SELECT 2", Actions: []string{"read"}, Decision: DecisionAllow})
-	_ = s.End("client_closed")
-	must(t, r.Close())
-	if ok, p, _ := verifyT(t, dir); !ok {
-		t.Fatalf("chain broken after a write failure: %v", p)
-	}
-}
-
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	var m dto.Metric
 	must(t, c.Write(&m))
@@ -235,7 +178,7 @@ func TestStdoutSinkDoesNotHoldTheStore(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		start := time.Now()
 		must(t, s.Statement(StatementEvent{SQL: fmt.Sprintf("SELECT %d", i), Actions: []string{"read"}, Decision: DecisionAllow}))
-		if d := time.Since(start); d > lockTimeout/2 {
+		if d := time.Since(start); d > filestore.DefaultLockTimeout/2 {
 			t.Fatalf("statement %d took %v with standard output blocked", i, d)
 		}
 	}

@@ -60,10 +60,6 @@ type cursorFile struct {
 	URL  string `json:"url"`
 }
 
-func newWebhook(r *fileAppender, s config.Sink, outbox string, startSeq int64) (*webhook, error) {
-	return newWebhookSink(s, r.dir, outbox, startSeq, r.log, &r.m)
-}
-
 // newWebhookSink makes the webhook sink s, reading the segments in dir;
 // a sink without a cursor in outbox starts after startSeq.
 func newWebhookSink(s config.Sink, dir, outbox string, startSeq int64, log zerolog.Logger, m *metrics) (*webhook, error) {
@@ -117,7 +113,7 @@ func newWebhookSink(s config.Sink, dir, outbox string, startSeq int64, log zerol
 
 func (w *webhook) saveCursor(seq int64, hash string) error {
 	b, _ := json.Marshal(cursorFile{Seq: seq, Hash: hash, URL: w.safeURL})
-	return writeFileAtomic(w.cursorPath, b)
+	return filestore.WriteFileAtomic(w.cursorPath, b)
 }
 
 // Name is the endpoint without query string or userinfo.

@@ -1,7 +1,3 @@
-// Package filestore is the session record's file store: the segment
-// layout under <store.dir>/sessions (segments, head.json, the line
-// reader) and its read side, Reader, one implementation of sessions.Log.
-// The recorder (package sessions) writes the segments with these helpers.
 package filestore
 
 import (
@@ -100,7 +96,7 @@ func WriteFileAtomic(path string, data []byte) error {
 // remembers the offset after the last complete line, so a tail can resume.
 // The data ends at end of file or at the first NUL byte, whichever comes
 // first: the active segment is written through a mapping into space
-// allocated ahead, so its file ends in zeros (segfile_linux.go), and no
+// allocated ahead, so its file ends in zeros (segfile_linux.go, Appender), and no
 // event line contains a NUL (JSON escapes it).
 type LineReader struct {
 	r      io.Reader

@@ -188,7 +188,7 @@ func (p *Appender) run() {
 		case <-p.kick:
 			p.commit()
 		case <-probe.C:
-			if p.h.Unhealthy() {
+			if p.h.Health() != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				if p.db.Pool.Ping(ctx) == nil {
 					p.h.SetHealthy()

@@ -38,7 +38,9 @@ type Appender interface {
 }
 
 // Host is what an Appender reaches of the recorder that owns it: its
-// clock, its write path, its metrics, its health and its sinks.
+// clock, its write path, its metrics, its health and its sinks. Only the
+// recorder implements it; an appender calls Now and Stored once per
+// event or batch, the rest on the error, health and maintenance paths.
 type Host interface {
 	// Now is the recorder's clock; events are stamped with it in chain order.
 	Now() time.Time
@@ -47,21 +49,38 @@ type Host interface {
 	Record(ev Event) error
 	// Stored is called after n events were stored, in store order (from
 	// one goroutine at a time); lines are their lines, each ending in
-	// '\n', when WantLines (for the sinks).
+	// '\n', when WantLines (for the sinks). It counts them, hands the
+	// lines to the sinks, then reports the store healthy.
 	Stored(n int, lines []byte)
 	// WantLines reports whether Stored needs the lines (a sink is configured).
 	WantLines() bool
+	// Delivered is the seq of the last event that every sink reading the
+	// store behind the recorder (a webhook's cursor) has delivered, or -1
+	// when no sink reads it: retention keeps every event after it.
+	Delivered() int64
 	// Dropped counts n events not recorded.
 	Dropped(n int)
 	// WriteError counts a failed write or fsync of the store.
 	WriteError()
-	// SetUnhealthy reports the store unwritable (err says why).
+	// Rotated counts a part of the store sealed to start a new one (a
+	// segment rotation).
+	Rotated()
+	// TornLine counts a partial last write cut off at recovery.
+	TornLine()
+	// SetUnhealthy reports the store unwritable (err says why). Every call
+	// is a new report: Health returns a value of its own for it.
 	SetUnhealthy(err error)
 	// SetHealthy reports the store writable (again).
 	SetHealthy()
-	// Unhealthy reports whether the store is reported unwritable (the
-	// appender then probes it).
-	Unhealthy() bool
+	// Health is nil while the store is reported writable; otherwise the
+	// error of the SetUnhealthy call in force (the appender then probes
+	// the store).
+	Health() error
+	// SetHealthyIf reports the store writable again only if its health is
+	// still was (what Health returned before the probe began; compared
+	// by identity, nil included): a failure reported while the probe ran
+	// stands, and the next probe looks again. It reports whether it did.
+	SetHealthyIf(was error) bool
 }
 
 // OpenSession is what an appender keeps of a session that has not ended.

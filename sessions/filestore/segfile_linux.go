@@ -1,4 +1,4 @@
-package sessions
+package filestore
 
 import (
 	"errors"
@@ -27,9 +27,6 @@ const (
 )
 
 var openSegFile = openMappedSeg
-
-// errMapFault is a fault on the segment mapping; the segment is unusable.
-var errMapFault = errors.New("sessions: fault on the segment mapping")
 
 type mappedSeg struct {
 	f      *os.File
@@ -121,13 +118,13 @@ func (s *mappedSeg) reserve(n int) error {
 	return nil
 }
 
-// guard runs fn, turning a fault on the mapping into errMapFault.
+// guard runs fn, turning a fault on the mapping into ErrMapFault.
 func guard(fn func()) (err error) {
 	old := debug.SetPanicOnFault(true)
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", errMapFault, p)
+			err = fmt.Errorf("%w: %v", ErrMapFault, p)
 		}
 	}()
 	fn()
