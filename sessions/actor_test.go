@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 // preActorLines are three events exactly as the encoder wrote them before
@@ -37,8 +39,8 @@ func TestOldRecordWithoutActorVerifies(t *testing.T) {
 	dir := t.TempDir()
 	sd := filepath.Join(dir, "sessions")
 	must(t, os.MkdirAll(sd, 0o700))
-	must(t, os.WriteFile(filepath.Join(sd, segName(1)), []byte(preActorLines), 0o600))
-	must(t, os.WriteFile(filepath.Join(sd, headFile),
+	must(t, os.WriteFile(filepath.Join(sd, filestore.SegName(1)), []byte(preActorLines), 0o600))
+	must(t, os.WriteFile(filepath.Join(sd, filestore.HeadFile),
 		[]byte(`{"seq":3,"hash":"106cd443bb4ae1efa1bb05d8c013f2d556124783df9735924d2807c5bd35be1c"}`), 0o600))
 	if ok, p, out := verifyT(t, dir); !ok {
 		t.Fatalf("old store: %v %s", p, out)
@@ -174,25 +176,6 @@ func TestActorOnEveryEvent(t *testing.T) {
 	}
 	if n < 6 {
 		t.Fatalf("%d delegated OCSF events, want at least 6", n)
-	}
-}
-
-// A session a crash left open gets its session_end (gateway_restart) from
-// the next Open with the actor, like every other event of it.
-func TestActorOnRecoveredSessionEnd(t *testing.T) {
-	dir := t.TempDir()
-	r := openT(t, testCfg(), dir)
-	s := r.Start(StartInfo{ID: "c1", User: "alice@example.com", Actor: "agent-7", Database: "vectors"})
-	must(t, s.Statement(StatementEvent{SQL: "SELECT 1", Decision: DecisionAllow}))
-	r.halt() // kill -9
-	r2 := openT(t, testCfg(), dir)
-	must(t, r2.Close())
-	st, _ := OpenStore(dir)
-	evs, err := st.Get("c1")
-	must(t, err)
-	last := evs[len(evs)-1]
-	if last.Type != TypeSessionEnd || last.Reason != ReasonGatewayRestart || last.Actor != "agent-7" || last.User != "alice@example.com" {
-		t.Fatalf("recovered end %+v", last)
 	}
 }
 

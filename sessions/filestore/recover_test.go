@@ -118,3 +118,24 @@ func TestRetentionKeepsUndelivered(t *testing.T) {
 		t.Fatalf("retention deleted undelivered segments: before %v after %v", names, after)
 	}
 }
+
+// A session a crash left open gets its session_end (gateway_restart) from
+// the next open with the actor of a delegated session, like every other
+// event of it.
+func TestRecoveredSessionEndKeepsActor(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := openT(t, testOpts(), dir)
+	s := &session{a: a, base: record.Event{Session: "c1", User: "alice@example.com", Actor: "agent-7", Database: "vectors"}}
+	ev := s.base
+	ev.Type = record.TypeSessionStart
+	must(t, s.write(ev))
+	must(t, s.stmt("SELECT 1"))
+	a.halt() // kill -9
+	a2, _ := openT(t, testOpts(), dir)
+	a2.Shutdown()
+	evs := getSession(t, dir, "c1")
+	last := evs[len(evs)-1]
+	if last.Type != record.TypeSessionEnd || last.Reason != record.ReasonGatewayRestart || last.Actor != "agent-7" || last.User != "alice@example.com" {
+		t.Fatalf("recovered end %+v", last)
+	}
+}
