@@ -188,10 +188,13 @@ func (p *Appender) run() {
 		case <-p.kick:
 			p.commit()
 		case <-probe.C:
-			if p.h.Health() != nil {
+			if was := p.h.Health(); was != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				if p.db.Pool.Ping(ctx) == nil {
-					p.h.SetHealthy()
+					// Only the failure the ping answered: a commit that
+					// failed while it ran stays reported (as the file
+					// store's probe does).
+					p.h.SetHealthyIf(was)
 				}
 				cancel()
 			}
