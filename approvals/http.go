@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/internal/httpjson"
 )
 
 // maxBodyBytes bounds a decision request body.
@@ -158,19 +159,9 @@ func (m *Manager) writeErr(w http.ResponseWriter, err error) {
 	writeError(w, code, msg)
 }
 
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
+func writeError(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+func writeJSON(w http.ResponseWriter, code int, v any) { httpjson.Write(w, code, v) }
 
 //go:embed ui
 var uiFS embed.FS

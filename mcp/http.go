@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/internal/httpjson"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
 )
 
@@ -127,9 +127,4 @@ func (s *Server) callerOf(req *sdk.CallToolRequest) (Caller, error) {
 	return Caller{}, pgerr.New(pgerr.InvalidPassword, "pgwarden: this call carries no verified identity")
 }
 
-func writeError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
-}
+func writeError(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }

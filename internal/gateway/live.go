@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/approvals"
 	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/internal/httpjson"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
 	"github.com/pgwarden/pgwarden/internal/sharedstore"
 	"github.com/pgwarden/pgwarden/sessions"
@@ -310,17 +311,7 @@ func clipID(s string) string {
 	return s
 }
 
-func writeAPIError(w http.ResponseWriter, code int, msg string) {
-	writeAPIJSON(w, code, map[string]string{"error": msg})
-}
+func writeAPIError(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }
 
 // writeAPIJSON writes v as the approvals API does (live and verify answers).
-func writeAPIJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+func writeAPIJSON(w http.ResponseWriter, code int, v any) { httpjson.Write(w, code, v) }
