@@ -9,17 +9,21 @@
 #   make build   bin/pgwarden
 #   make test    go vet, then every test (real PostgreSQL/Vault servers started by the tests)
 #   make run     build and start `pgwarden dev` (the local stack); ARGS='--data DIR' to pass flags
-#   make fuzz    run every Fuzz target for FUZZTIME (default 20s) each
+#   make fuzz    run every Fuzz target for FUZZTIME (default 100000x, executions) each
 #   make bench   pgwarden vs direct PostgreSQL vs pgbouncer in one run (bench/cmd/pgwbench,
 #                ~8 min on 2 cores; PROFILE=1 writes pgwarden profiles, BENCH_DURATION=8s, 2 rounds)
 #   make bench-micro  the Go micro-benchmarks (go test -bench, allocations reported)
 #   make manifest  render deploy/kubernetes/pgwarden.yaml from the Helm chart (docs/deploy.md)
 #
-# PKGS narrows test/fuzz/bench to some packages, e.g. make fuzz PKGS=./credentials/... FUZZTIME=5s
+# PKGS narrows test/fuzz/bench to some packages, e.g. make fuzz PKGS=./credentials/... FUZZTIME=5000x
 
 GO       ?= go
 BIN      := bin/pgwarden
-FUZZTIME ?= 20s
+# An execution count, not a duration: go1.26's fuzz coordinator can report a
+# bare "context deadline exceeded" failure when a -fuzztime duration expires
+# while a worker is mid-call (go.dev/issue/75804, fixed in go1.27); a count
+# has no deadline to race. A duration (FUZZTIME=30s) still works.
+FUZZTIME ?= 100000x
 ARGS     ?=
 PKGS     ?= ./...
 
