@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,7 +65,13 @@ func mcpHTTP(t *testing.T, w *gw, client, token string) (*sdk.ClientSession, *be
 
 func mcpHTTPWith(t *testing.T, w *gw, client, token string, opts *sdk.ClientOptions) (*sdk.ClientSession, *bearer) {
 	t.Helper()
-	b := &bearer{next: http.DefaultTransport}
+	return mcpHTTPVia(t, w, client, token, opts, http.DefaultTransport)
+}
+
+// mcpHTTPVia is mcpHTTPWith over the transport next.
+func mcpHTTPVia(t *testing.T, w *gw, client, token string, opts *sdk.ClientOptions, next http.RoundTripper) (*sdk.ClientSession, *bearer) {
+	t.Helper()
+	b := &bearer{next: next}
 	b.token.Store(&token)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -469,7 +477,24 @@ func TestMCPApprovalWait(t *testing.T) {
 
 func TestMCPRecord(t *testing.T) {
 	w := startMCPGateway(t, nil)
-	cs, _ := mcpHTTP(t, w, "record-test", w.Issuer.token(t, "rita@example.com", "analyst"))
+	// the agent's own addresses: the record names one of them, not the
+	// gateway's loopback connection to itself
+	var (
+		mu     sync.Mutex
+		agents []string
+	)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	dial := (&net.Dialer{}).DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err == nil {
+			mu.Lock()
+			agents = append(agents, c.LocalAddr().String())
+			mu.Unlock()
+		}
+		return c, err
+	}
+	cs, _ := mcpHTTPVia(t, w, "record-test", w.Issuer.token(t, "rita@example.com", "analyst"), nil, tr)
 	okResult(t, callTool(t, cs, "query", map[string]any{"sql": "SELECT title FROM documents WHERE id = $1", "params": []any{7}}))
 	toolError(t, callTool(t, cs, "query", map[string]any{"sql": "DROP TABLE documents"}), "42501")
 	cs.Close()
@@ -491,6 +516,11 @@ func TestMCPRecord(t *testing.T) {
 	if sum.ApplicationName != "mcp:record-test" || sum.Database != "vectors" || !slices.Contains(sum.Groups, "analyst") {
 		t.Fatalf("session summary: %+v", sum)
 	}
+	mu.Lock()
+	if !slices.Contains(agents, sum.ClientAddr) {
+		t.Errorf("client_addr %q is not one of the agent's addresses %v", sum.ClientAddr, agents)
+	}
+	mu.Unlock()
 	var rec struct {
 		Events []sessions.Event `json:"events"`
 	}

@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,11 @@ type Options struct {
 	// listener for database: host, port, TLS. The server fills in the user,
 	// the token as password and the application_name.
 	ConnConfig func(database string) (*pgx.ConnConfig, error)
+	// Attribute, when set, is given each connection the server dials with
+	// the caller's Remote address and returns the connection to use: the
+	// gateway then records the agent's address as the session's
+	// client_addr instead of its own loopback (pgwire.Origins).
+	Attribute func(c net.Conn, origin string) net.Conn
 	MaxRows    int // rows a result returns at most
 	MaxBytes   int // bytes of row JSON a result carries at most
 	Limits     Limits
@@ -44,7 +50,8 @@ type Caller struct {
 	// Token returns the token to present as the password: the current
 	// request's (HTTP) or a fresh one from the login cache (stdio).
 	Token func(ctx context.Context) (string, error)
-	// Remote is where the MCP client connected from (HTTP), for the log.
+	// Remote is where the MCP client connected from (HTTP): logged, and the
+	// client_addr of the session's record (Options.Attribute).
 	Remote string
 }
 
@@ -255,6 +262,16 @@ func (se *session) connect(ctx context.Context) (*pgx.Conn, error) {
 	cc.RuntimeParams["application_name"] = applicationName(se.client)
 	cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { se.onNotice(n) }
 	cc.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
+	if attr := se.srv.opts.Attribute; attr != nil && c.Remote != "" {
+		dial := cc.DialFunc
+		cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return attr(conn, c.Remote), nil
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, cc)

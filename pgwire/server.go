@@ -62,8 +62,11 @@ type Config struct {
 	// CancelRoutes shares cancel keys with the other gateways of a shared
 	// store; nil: a CancelRequest cancels only sessions of this server.
 	CancelRoutes CancelRoutes
-	Logger       zerolog.Logger
-	Registerer   prometheus.Registerer // nil: metrics are kept but not registered
+	// Origins attributes this process's own connections to the listener
+	// (MCP sessions) to their agents' addresses; nil: none.
+	Origins    *Origins
+	Logger     zerolog.Logger
+	Registerer prometheus.Registerer // nil: metrics are kept but not registered
 }
 
 // Server is the PostgreSQL wire-protocol listener: it accepts clients,

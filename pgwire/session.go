@@ -126,7 +126,7 @@ type session struct {
 func (s *Server) handleConn(raw net.Conn) {
 	defer s.untrack(raw)
 	defer raw.Close()
-	log := s.log.With().Str("client_addr", raw.RemoteAddr().String()).Logger()
+	log := s.log.With().Str("client_addr", s.clientAddr(raw)).Logger()
 	outcome := s.runConn(raw, log)
 	if outcome != "" {
 		s.m.ended.WithLabelValues(outcome).Inc()
@@ -439,7 +439,7 @@ func (s *Server) startSession(ctx context.Context, raw, conn net.Conn, isTLS boo
 		ur: bufio.NewReaderSize(up, upReadBuf), uw: newLazyWriter(up, upWriteBuf),
 		upPID: hc.PID, upSecret: hc.SecretKey, idle: make(chan struct{}, 1), tr: NewTracker(),
 		info: SessionInfo{
-			ID: sessionID, Principal: principal, ClientAddr: raw.RemoteAddr().String(),
+			ID: sessionID, Principal: principal, ClientAddr: s.clientAddr(raw),
 			ApplicationName: appName, Database: database, Profile: target.Name, BackendUser: lease.Username(),
 			BackendPID: hc.PID, StartedAt: start,
 		},

@@ -73,7 +73,8 @@ type Gateway struct {
 	wire     *pgwire.Server
 	wireAddr atomic.Value // string: the Postgres listener's address, once serving
 	admin    *admin.Server
-	mcp      *mcp.Server // mcp.enabled; nil otherwise
+	mcp      *mcp.Server    // mcp.enabled; nil otherwise
+	origins  pgwire.Origins // the MCP sessions' agents, by their loopback connections
 
 	liveMu sync.Mutex
 	live   map[string]*hooks // session id -> hooks, for approval events decided elsewhere
@@ -172,6 +173,7 @@ func New(ctx context.Context, cfg *config.Config, opt Options) (g *Gateway, err 
 		StartupParam:    sqlpolicy.StartupParam,
 		Hooks:           g.newHooks,
 		CancelRoutes:    g.cancelRoutes(),
+		Origins:         &g.origins,
 		Logger:          g.log,
 		Registerer:      g.reg,
 	})

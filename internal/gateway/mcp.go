@@ -29,6 +29,7 @@ func (g *Gateway) enableMCP(tlsCfg *tls.Config, version string) {
 	m := g.cfg.MCP
 	g.mcp = mcp.New(mcp.Options{
 		ConnConfig: g.listenerConnConfig(tlsCfg),
+		Attribute:  g.origins.Attribute,
 		MaxRows:    m.MaxRows, MaxBytes: m.MaxBytes,
 		Limits:     mcp.Limits{CallsPerMinute: m.Limits.CallsPerMinute, RowsPerHour: m.Limits.RowsPerHour},
 		Version:    version,
