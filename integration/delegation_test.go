@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/sessions"
 )
 
 // TestDelegation: an agent acting for a person (a token with an RFC 8693
@@ -114,8 +116,22 @@ func TestDelegation(t *testing.T) {
 	if code, msg := postDecision(t, w, w.Issuer.delegated(t, "dba-2@example.com", []string{"dba"}, "ops-agent", []string{"dba"}), id); code != 403 || !strings.Contains(msg, "four eyes") {
 		t.Fatalf("the requesting agent approved for another dba: %d %s", code, msg)
 	}
-	if code, msg := postDecision(t, w, w.Issuer.token(t, "dba-2@example.com", "dba"), id); code != 200 {
+	// another agent acting for another dba may; the record names both
+	if code, msg := postDecision(t, w, w.Issuer.delegated(t, "dba-2@example.com", []string{"dba"}, "review-bot", []string{"dba"}), id); code != 200 {
 		t.Fatalf("approve: %d %s", code, msg)
+	}
+	var rec struct {
+		Events []sessions.Event `json:"events"`
+	}
+	must0(t, json.Unmarshal([]byte(adminGet(t, w, "/api/v1/sessions/"+a.Session)), &rec))
+	decided := false
+	for _, ev := range rec.Events {
+		if ev.Type == sessions.TypeApproval && ev.ApprovalID == id && ev.ApprovalState == "approved" {
+			decided = ev.DecidedBy == "dba-2@example.com" && ev.DecidedByActor == "review-bot"
+		}
+	}
+	if !decided {
+		t.Fatalf("the session's approval event does not name dba-2@example.com via review-bot: %+v", rec.Events)
 	}
 	plainDave := w.connectWith(t, w.connConfig(t, dave, w.Issuer.token(t, dave, "dba")))
 	_, err = plainDave.Exec(ctx, "DELETE FROM "+table)

@@ -188,6 +188,9 @@ func OCSF(ev *Event) ([]byte, error) {
 	if ev.DecidedBy != "" {
 		u["decided_by"] = ev.DecidedBy
 	}
+	if ev.DecidedByActor != "" {
+		u["decided_by_actor"] = ev.DecidedByActor
+	}
 	if ev.Type == TypeSessionEnd {
 		u["reason"] = ev.Reason
 	}

@@ -70,7 +70,9 @@ type ApprovalEvent struct {
 	SQL       string
 	Actions   []string
 	DecidedBy string
-	Reason    string // comment or deny reason
+	// DecidedByActor is the agent that acted for DecidedBy, "" if none.
+	DecidedByActor string
+	Reason         string // comment or deny reason
 }
 
 // appender is where the recorder's encoded events go (record.Appender):
@@ -338,6 +340,7 @@ func (s *SessionRecorder) Approval(a ApprovalEvent) error {
 	ev := s.base
 	ev.Type = TypeApproval
 	ev.ApprovalID, ev.ApprovalState, ev.SQL, ev.Actions, ev.DecidedBy, ev.Reason = a.ID, a.State, a.SQL, a.Actions, a.DecidedBy, a.Reason
+	ev.DecidedByActor = a.DecidedByActor
 	switch a.State {
 	case "pending":
 		ev.Decision = DecisionHold

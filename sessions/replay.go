@@ -80,6 +80,9 @@ func replayEvent(w io.Writer, ev *Event) error {
 		fmt.Fprintf(&b, "-- %s approval %s %s", clock(ev), ev.ApprovalID, ev.ApprovalState)
 		if ev.DecidedBy != "" {
 			fmt.Fprintf(&b, " by %s", ev.DecidedBy)
+			if ev.DecidedByActor != "" {
+				fmt.Fprintf(&b, " via %s", ev.DecidedByActor)
+			}
 		}
 		if ev.Reason != "" {
 			fmt.Fprintf(&b, " (%s)", ev.Reason)

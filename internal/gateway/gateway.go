@@ -309,7 +309,7 @@ func (g *Gateway) observeApproval(ev approvals.Event) {
 	if state == "hold" {
 		state = "pending"
 	}
-	h.recordApproval(sessions.ApprovalEvent{ID: a.ID, State: state, SQL: a.SQL, Actions: []string{a.Action}, DecidedBy: a.DecidedBy, Reason: a.Comment})
+	h.recordApproval(sessions.ApprovalEvent{ID: a.ID, State: state, SQL: a.SQL, Actions: []string{a.Action}, DecidedBy: a.DecidedBy, DecidedByActor: a.DecidedByActor, Reason: a.Comment})
 }
 
 // Run listens on the configured addresses until ctx is cancelled.

@@ -80,6 +80,7 @@ func AppendBody(dst []byte, ev *Event) []byte {
 	dst = appendOptString(dst, `,"approval_id":`, ev.ApprovalID)
 	dst = appendOptString(dst, `,"approval_state":`, ev.ApprovalState)
 	dst = appendOptString(dst, `,"decided_by":`, ev.DecidedBy)
+	dst = appendOptString(dst, `,"decided_by_actor":`, ev.DecidedByActor)
 	dst = appendOptInt(dst, `,"purged_through_seq":`, ev.PurgedThroughSeq)
 	dst = appendOptString(dst, `,"purged_through_hash":`, ev.PurgedThroughHash)
 	dst = appendOptString(dst, `,"gateway":`, ev.Gateway)

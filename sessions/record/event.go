@@ -79,6 +79,8 @@ type Event struct {
 	ApprovalID    string      `json:"approval_id,omitempty"`
 	ApprovalState string      `json:"approval_state,omitempty"`
 	DecidedBy     string      `json:"decided_by,omitempty"`
+	// DecidedByActor: the agent that acted for DecidedBy (RFC 8693 "act").
+	DecidedByActor string `json:"decided_by_actor,omitempty"`
 	// Retention markers only: the last event deleted by retention.
 	PurgedThroughSeq  int64  `json:"purged_through_seq,omitempty"`
 	PurgedThroughHash string `json:"purged_through_hash,omitempty"`
