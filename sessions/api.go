@@ -1,10 +1,11 @@
 package sessions
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/httpjson"
 )
 
 // APIHandler serves GET /api/v1/sessions (query: user, actor, database, profile,
@@ -18,40 +19,32 @@ func (s *Store) APIHandler() http.Handler {
 		if v := q.Get("since"); v != "" {
 			t, err := ParseSince(v, time.Now())
 			if err != nil {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+				httpjson.Verbatim(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 				return
 			}
 			f.Since = t
 		}
 		list, err := s.List(f)
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "reading the session store failed"})
+			httpjson.Verbatim(w, http.StatusInternalServerError, map[string]string{"error": "reading the session store failed"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"sessions": list})
+		httpjson.Verbatim(w, http.StatusOK, map[string]any{"sessions": list})
 	})
 	mux.HandleFunc("GET /api/v1/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		evs, err := s.Get(id)
 		if errors.Is(err, ErrNotFound) {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such session"})
+			httpjson.Verbatim(w, http.StatusNotFound, map[string]string{"error": "no such session"})
 			return
 		}
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "reading the session store failed"})
+			httpjson.Verbatim(w, http.StatusInternalServerError, map[string]string{"error": "reading the session store failed"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": id, "events": evs})
+		httpjson.Verbatim(w, http.StatusOK, map[string]any{"id": id, "events": evs})
 	})
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
 }
 
 // ParseSince parses a --since / ?since= value: RFC 3339 time, or a

@@ -26,3 +26,16 @@ func TestCompactIsOneLine(t *testing.T) {
 		t.Fatalf("%q %v", got, rr.Header())
 	}
 }
+
+func TestVerbatimKeepsOperators(t *testing.T) {
+	rr := httptest.NewRecorder()
+	Verbatim(rr, 200, map[string]string{"sql": "SELECT id FROM d ORDER BY e <-> $1 && x"})
+	if got := rr.Body.String(); got != "{\"sql\":\"SELECT id FROM d ORDER BY e <-> $1 && x\"}\n" || rr.Header().Get("Cache-Control") != "no-store" {
+		t.Fatalf("%q %v", got, rr.Header())
+	}
+	rr = httptest.NewRecorder()
+	Compact(rr, 200, map[string]string{"sql": "<->"})
+	if got := rr.Body.String(); got != "{\"sql\":\"\\u003c-\\u003e\"}\n" {
+		t.Fatalf("Compact escapes HTML: %q", got)
+	}
+}
