@@ -22,67 +22,57 @@ import (
 func (s *Server) addTools() {
 	one, zero := 1, 0
 	maxK := float64(s.opts.MaxRows)
-	s.sdk.AddTool(&sdk.Tool{
-		Name:  "list_tables",
-		Title: "List tables",
-		Description: "Lists the tables and views you may read (SELECT) in this database, with the columns " +
-			"pgwarden masks for you (their values come back masked: emails as a…@example.com, " +
-			"identifiers with only their last digits, free text redacted). Call it first to see what is there.",
-		InputSchema: &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{}, AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}}},
-		Annotations: &sdk.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: &[]bool{false}[0]},
-	}, s.tool("list_tables", s.listTables))
-	s.sdk.AddTool(&sdk.Tool{
-		Name:  "describe_table",
-		Title: "Describe a table",
-		Description: "Describes one table or view: its columns with their PostgreSQL types, whether they " +
-			"may be NULL, which one is the primary key, and which ones pgwarden masks for you. Use it " +
-			"before writing SQL against a table or choosing the vector column for similarity_search.",
-		InputSchema: &jsonschema.Schema{
-			Type:                 "object",
-			Required:             []string{"table"},
-			AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}},
-			Properties: map[string]*jsonschema.Schema{
+	for _, t := range []struct {
+		tool *sdk.Tool
+		run  toolFunc
+	}{
+		{tool: &sdk.Tool{
+			Name:  "list_tables",
+			Title: "List tables",
+			Description: "Lists the tables and views you may read (SELECT) in this database, with the columns " +
+				"pgwarden masks for you (their values come back masked: emails as a…@example.com, " +
+				"identifiers with only their last digits, free text redacted). Call it first to see what is there.",
+			InputSchema: object(nil, map[string]*jsonschema.Schema{}),
+			Annotations: closedWorld(true),
+		}, run: s.listTables},
+		{tool: &sdk.Tool{
+			Name:  "describe_table",
+			Title: "Describe a table",
+			Description: "Describes one table or view: its columns with their PostgreSQL types, whether they " +
+				"may be NULL, which one is the primary key, and which ones pgwarden masks for you. Use it " +
+				"before writing SQL against a table or choosing the vector column for similarity_search.",
+			InputSchema: object([]string{"table"}, map[string]*jsonschema.Schema{
 				"table": {Type: "string", MinLength: &one, Description: `Table or view name, optionally schema-qualified: "documents" or "public.documents". Unquoted names are case-insensitive; quote others: "My Table".`},
-			},
-		},
-		Annotations: &sdk.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: &[]bool{false}[0]},
-	}, s.tool("describe_table", s.describeTable))
-	s.sdk.AddTool(&sdk.Tool{
-		Name:  "query",
-		Title: "Run SQL",
-		Description: "Runs one SQL statement (PostgreSQL dialect) as you, through pgwarden: your groups' " +
-			"policy decides whether it may run (a refusal is an error with SQLSTATE 42501 naming the action), " +
-			"statements such as bulk deletes wait for a second person's approval (SQLSTATE 55000 with an " +
-			"approval_id: call again with the same arguments once it is approved), personal data in the rows " +
-			"is masked (masked_columns), and the session is recorded. Pass values as params ($1, $2, ...) " +
-			"instead of writing them into the SQL. Returns {columns, rows (arrays in column order), row_count, " +
-			"truncated, truncated_by, command_tag}; a result is cut at max_rows rows and the server's byte bound, " +
-			"and truncated says so (command_tag still counts every row).",
-		InputSchema: &jsonschema.Schema{
-			Type:                 "object",
-			Required:             []string{"sql"},
-			AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}},
-			Properties: map[string]*jsonschema.Schema{
+			}),
+			Annotations: closedWorld(true),
+		}, run: s.describeTable},
+		{tool: &sdk.Tool{
+			Name:  "query",
+			Title: "Run SQL",
+			Description: "Runs one SQL statement (PostgreSQL dialect) as you, through pgwarden: your groups' " +
+				"policy decides whether it may run (a refusal is an error with SQLSTATE 42501 naming the action), " +
+				"statements such as bulk deletes wait for a second person's approval (SQLSTATE 55000 with an " +
+				"approval_id: call again with the same arguments once it is approved), personal data in the rows " +
+				"is masked (masked_columns), and the session is recorded. Pass values as params ($1, $2, ...) " +
+				"instead of writing them into the SQL. Returns {columns, rows (arrays in column order), row_count, " +
+				"truncated, truncated_by, command_tag}; a result is cut at max_rows rows and the server's byte bound, " +
+				"and truncated says so (command_tag still counts every row).",
+			InputSchema: object([]string{"sql"}, map[string]*jsonschema.Schema{
 				"sql":      {Type: "string", MinLength: &one, Description: "Exactly one SQL statement; use $1, $2, ... for values."},
 				"params":   {Type: "array", Description: "Values for $1, $2, ... in order: strings, numbers, booleans or null (objects and arrays are sent as JSON text). PostgreSQL converts each to the type the statement needs."},
 				"max_rows": {Type: "integer", Minimum: ptr(1), Maximum: &maxK, Description: fmt.Sprintf("Return at most this many rows (default and upper bound %d).", s.opts.MaxRows)},
-			},
-		},
-		Annotations: &sdk.ToolAnnotations{DestructiveHint: &[]bool{true}[0], OpenWorldHint: &[]bool{false}[0]},
-	}, s.tool("query", s.query))
-	s.sdk.AddTool(&sdk.Tool{
-		Name:  "similarity_search",
-		Title: "Vector similarity search",
-		Description: "Finds the k rows of a table whose pgvector column is nearest to a query vector, or to the " +
-			"vector of another row (like_id: 'more like this', the row itself excluded), optionally only among " +
-			"rows whose columns equal given values (filter). Returns the same shape as query, with the table's " +
-			"columns except vector columns, plus a distance column (smaller is nearer), nearest first. Masking, " +
-			"policy and recording apply as for query.",
-		InputSchema: &jsonschema.Schema{
-			Type:                 "object",
-			Required:             []string{"table", "column"},
-			AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}},
-			Properties: map[string]*jsonschema.Schema{
+			}),
+			Annotations: closedWorld(false),
+		}, run: s.query},
+		{tool: &sdk.Tool{
+			Name:  "similarity_search",
+			Title: "Vector similarity search",
+			Description: "Finds the k rows of a table whose pgvector column is nearest to a query vector, or to the " +
+				"vector of another row (like_id: 'more like this', the row itself excluded), optionally only among " +
+				"rows whose columns equal given values (filter). Returns the same shape as query, with the table's " +
+				"columns except vector columns, plus a distance column (smaller is nearer), nearest first. Masking, " +
+				"policy and recording apply as for query.",
+			InputSchema: object([]string{"table", "column"}, map[string]*jsonschema.Schema{
 				"table":   {Type: "string", MinLength: &one, Description: `Table name, optionally schema-qualified ("documents", "public.documents").`},
 				"column":  {Type: "string", MinLength: &one, Description: "The vector (or halfvec) column to compare, e.g. embedding (describe_table shows the types)."},
 				"vector":  {Type: "array", Items: &jsonschema.Schema{Type: "number"}, MinItems: &one, MaxItems: &[]int{maxDimensions}[0], Description: "The query vector, as many numbers as the column has dimensions. Give this or like_id."},
@@ -90,10 +80,30 @@ func (s *Server) addTools() {
 				"k":       {Type: "integer", Minimum: ptr(1), Maximum: &maxK, Default: json.RawMessage("5"), Description: "How many rows to return (default 5)."},
 				"filter":  {Type: "object", MinProperties: &zero, Description: `Only rows whose columns equal these values, e.g. {"category": "runbook"}; null matches NULL.`, AdditionalProperties: &jsonschema.Schema{Types: []string{"string", "number", "boolean", "null"}}},
 				"metric":  {Type: "string", Enum: []any{"l2", "cosine", "inner_product"}, Default: json.RawMessage(`"l2"`), Description: "Distance: l2 (<->, default), cosine (<=>) or inner_product (<#>, negative inner product). Use the one the column's index was built for."},
-			},
-		},
-		Annotations: &sdk.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: &[]bool{false}[0]},
-	}, s.tool("similarity_search", s.similaritySearch))
+			}),
+			Annotations: closedWorld(true),
+		}, run: s.similaritySearch},
+	} {
+		s.sdk.AddTool(t.tool, s.tool(t.tool.Name, t.run))
+	}
+}
+
+// object is the input schema of a tool: an object with props, of which
+// required must be given, and no others.
+func object(required []string, props map[string]*jsonschema.Schema) *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "object", Required: required, Properties: props,
+		AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}}}
+}
+
+// closedWorld: every tool acts on this database only; readOnly tools never
+// write, the others may (query: subject to policy and approvals).
+func closedWorld(readOnly bool) *sdk.ToolAnnotations {
+	a := &sdk.ToolAnnotations{ReadOnlyHint: readOnly, OpenWorldHint: new(bool)}
+	if !readOnly {
+		destructive := true
+		a.DestructiveHint = &destructive
+	}
+	return a
 }
 
 func ptr(f float64) *float64 { return &f }
