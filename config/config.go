@@ -317,12 +317,30 @@ func (c *Config) MCPDatabase() string {
 // ServesDatabase reports whether a session naming database is routed to
 // some profile (one that lists it, or one that lists none and so serves any).
 func (c *Config) ServesDatabase(database string) bool {
-	for _, p := range c.Profiles() {
-		if len(p.Upstream.Databases) == 0 || slices.Contains(p.Upstream.Databases, database) {
-			return true
+	_, ok := c.ProfileFor(database)
+	return ok
+}
+
+// ProfileFor is the profile a session naming database is routed to: the
+// one that lists it, else the one that lists no database (validation
+// allows at most one of each). The gateway's listener routes by the same
+// rule (pgwire's router, built from these profiles).
+func (c *Config) ProfileFor(database string) (Profile, bool) {
+	var catchAll *Profile
+	profiles := c.Profiles()
+	for i := range profiles {
+		p := &profiles[i]
+		if slices.Contains(p.Upstream.Databases, database) {
+			return *p, true
+		}
+		if len(p.Upstream.Databases) == 0 && catchAll == nil {
+			catchAll = p
 		}
 	}
-	return false
+	if catchAll == nil {
+		return Profile{}, false
+	}
+	return *catchAll, true
 }
 
 type Limits struct {

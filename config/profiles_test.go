@@ -275,3 +275,29 @@ func TestProfileErrorsNeverEchoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// ProfileFor routes as the listener does: the profile listing the
+// database, else the one listing none, else nothing.
+func TestProfileFor(t *testing.T) {
+	c, err := Parse([]byte(twoProfiles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for db, want := range map[string]string{"kb_staging": "kb", "crm": "crm", "other": ""} {
+		p, ok := c.ProfileFor(db)
+		if p.Name != want || ok != (want != "") {
+			t.Errorf("ProfileFor(%q) = %q, %v; want %q", db, p.Name, ok, want)
+		}
+	}
+	// one profile listing no database serves any (several must list theirs)
+	c, err = Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := c.ProfileFor("other"); !ok || p.Name != DefaultProfile {
+		t.Errorf("one profile: ProfileFor(other) = %q, %v", p.Name, ok)
+	}
+	if c.ServesDatabase("other") != true {
+		t.Error("ServesDatabase disagrees with ProfileFor")
+	}
+}

@@ -179,16 +179,10 @@ func (g *Gateway) profileFor(name, database string) *profile {
 	if p := g.profiles[name]; p != nil {
 		return p
 	}
-	var catchAll *profile
-	for _, p := range g.profiles {
-		if len(p.upstream.Databases) == 0 {
-			catchAll = p
-		}
-		if slices.Contains(p.upstream.Databases, database) {
-			return p
-		}
+	if cp, ok := g.cfg.ProfileFor(database); ok {
+		return g.profiles[cp.Name]
 	}
-	return catchAll
+	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
