@@ -12,10 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	. "github.com/pgwarden/pgwarden/approvals"
-	"github.com/pgwarden/pgwarden/approvals/boltstore"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/identity"
 	"github.com/pgwarden/pgwarden/internal/pgerr"
@@ -221,13 +218,7 @@ func TestProfileWebhook(t *testing.T) {
 // GET /api/v1/approvals?profile=P lists that profile's requests; answers
 // carry profile.
 func TestAPIProfileFilter(t *testing.T) {
-	dir := t.TempDir()
-	s, err := boltstore.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := New(testCfg(ModeWait), s, zerolog.Nop(), profileOpts()...)
-	t.Cleanup(func() { m.Close(); s.Close() })
+	m := newFixture(t, testCfg(ModeWait), profileOpts()...).m
 	kb := hold(t, m, preq("kb", "ann", "DELETE FROM t"))
 	hold(t, m, preq("support", "ann", "DELETE FROM t"))
 	hold(t, m, preq("", "ann", "DELETE FROM t"))

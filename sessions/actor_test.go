@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pgwarden/pgwarden/sessions/filestore"
 )
 
 // preActorLines are three events exactly as the encoder wrote them before
@@ -26,35 +23,13 @@ const preActorLines = `{"seq":1,"time":"2026-12-07T10:00:00.000000000Z","session
 // and as a whole, and a recorder continues its chain with delegated
 // sessions.
 func TestOldRecordWithoutActorVerifies(t *testing.T) {
-	enc := newEncoder()
-	for i, l := range strings.Split(strings.TrimSpace(preActorLines), "\n") {
-		var ev Event
-		if err := enc.CheckLine([]byte(l), &ev); err != nil {
-			t.Fatalf("old line %d: %v", i+1, err)
-		}
+	dir := oldStore(t, preActorLines, 3, "106cd443bb4ae1efa1bb05d8c013f2d556124783df9735924d2807c5bd35be1c", func(ev Event) error {
 		if ev.Actor != "" {
-			t.Fatalf("old line %d decoded an actor %q", i+1, ev.Actor)
+			return fmt.Errorf("decoded an actor %q", ev.Actor)
 		}
-	}
-	dir := t.TempDir()
-	sd := filepath.Join(dir, "sessions")
-	must(t, os.MkdirAll(sd, 0o700))
-	must(t, os.WriteFile(filepath.Join(sd, filestore.SegName(1)), []byte(preActorLines), 0o600))
-	must(t, os.WriteFile(filepath.Join(sd, filestore.HeadFile),
-		[]byte(`{"seq":3,"hash":"106cd443bb4ae1efa1bb05d8c013f2d556124783df9735924d2807c5bd35be1c"}`), 0o600))
-	if ok, p, out := verifyT(t, dir); !ok {
-		t.Fatalf("old store: %v %s", p, out)
-	}
-	r := openT(t, testCfg(), dir)
-	s := r.Start(StartInfo{ID: "new1", User: "alice@example.com", Actor: "agent-7", Database: "vectors", Profile: "default"})
-	must(t, s.End("client_closed"))
-	must(t, r.Close())
-	if ok, p, out := verifyT(t, dir); !ok {
-		t.Fatalf("old store continued with delegated events: %v %s", p, out)
-	}
-	st, _ := OpenStore(dir)
-	list, err := st.List(Filter{})
-	must(t, err)
+		return nil
+	})
+	list := continueStore(t, dir, StartInfo{ID: "new1", User: "alice@example.com", Actor: "agent-7", Database: "vectors", Profile: "default"})
 	if len(list) != 2 || list[0].Actor != "" || list[1].Actor != "agent-7" {
 		t.Fatalf("summaries: %+v", list)
 	}

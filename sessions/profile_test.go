@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,38 +25,61 @@ const oldLines = `{"seq":1,"time":"2025-01-02T03:04:05.000000000Z","session":"ol
 // A store written before profiles existed still verifies line by line and
 // as a whole, and a recorder continues its chain with profiled events.
 func TestOldRecordWithoutProfileVerifies(t *testing.T) {
+	dir := oldStore(t, oldLines, 2, "3539e0d8ac3da505fd18c645a21deb3b0b19d6e36a321b4aa913ecacb0b2e944", func(ev Event) error {
+		if ev.Profile != "" {
+			return fmt.Errorf("decoded a profile %q", ev.Profile)
+		}
+		return nil
+	})
+	list := continueStore(t, dir, StartInfo{ID: "new1", User: "bob", Database: "kb", Profile: "kb"})
+	if len(list) != 2 || list[0].Profile != "" || list[1].Profile != "kb" {
+		t.Fatalf("summaries: %+v", list)
+	}
+}
+
+// oldStore checks that each of lines (events as an earlier encoder wrote
+// them) still decodes and passes check, writes them as segment 1 of a file
+// store whose head is headSeq and headHash, checks that the store verifies,
+// and returns its directory.
+func oldStore(t *testing.T, lines string, headSeq int, headHash string, check func(Event) error) string {
+	t.Helper()
 	enc := newEncoder()
-	for i, l := range strings.Split(strings.TrimSpace(oldLines), "\n") {
+	for i, l := range strings.Split(strings.TrimSpace(lines), "\n") {
 		var ev Event
 		if err := enc.CheckLine([]byte(l), &ev); err != nil {
 			t.Fatalf("old line %d: %v", i+1, err)
 		}
-		if ev.Profile != "" {
-			t.Fatalf("old line %d decoded a profile %q", i+1, ev.Profile)
+		if err := check(ev); err != nil {
+			t.Fatalf("old line %d %v", i+1, err)
 		}
 	}
 	dir := t.TempDir()
 	sd := filepath.Join(dir, "sessions")
 	must(t, os.MkdirAll(sd, 0o700))
-	must(t, os.WriteFile(filepath.Join(sd, filestore.SegName(1)), []byte(oldLines), 0o600))
+	must(t, os.WriteFile(filepath.Join(sd, filestore.SegName(1)), []byte(lines), 0o600))
 	must(t, os.WriteFile(filepath.Join(sd, filestore.HeadFile),
-		[]byte(`{"seq":2,"hash":"3539e0d8ac3da505fd18c645a21deb3b0b19d6e36a321b4aa913ecacb0b2e944"}`), 0o600))
+		[]byte(fmt.Sprintf(`{"seq":%d,"hash":%q}`, headSeq, headHash)), 0o600))
 	if ok, p, out := verifyT(t, dir); !ok {
 		t.Fatalf("old store: %v %s", p, out)
 	}
+	return dir
+}
+
+// continueStore has a recorder on the store in dir record one session of
+// info, checks that the store still verifies, and returns its summaries.
+func continueStore(t *testing.T, dir string, info StartInfo) []Summary {
+	t.Helper()
 	r := openT(t, testCfg(), dir)
-	s := r.Start(StartInfo{ID: "new1", User: "bob", Database: "kb", Profile: "kb"})
+	s := r.Start(info)
 	must(t, s.End("client_closed"))
 	must(t, r.Close())
 	if ok, p, out := verifyT(t, dir); !ok {
-		t.Fatalf("old store continued with profiled events: %v %s", p, out)
+		t.Fatalf("old store continued with session %+v: %v %s", info, p, out)
 	}
 	st, _ := OpenStore(dir)
 	list, err := st.List(Filter{})
 	must(t, err)
-	if len(list) != 2 || list[0].Profile != "" || list[1].Profile != "kb" {
-		t.Fatalf("summaries: %+v", list)
-	}
+	return list
 }
 
 // Every event of a session carries its profile — also the session_end the

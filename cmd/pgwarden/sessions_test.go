@@ -14,24 +14,10 @@ import (
 // `sessions list --profile P` filters (the store and the admin API alike)
 // and the table shows each session's profile.
 func TestSessionsListProfile(t *testing.T) {
-	dir := t.TempDir()
-	cfg := writeConfig(t, testConfig+"store: { dir: "+dir+" }\n")
-	rec, err := sessions.Open(config.Default().Recording, config.Store{Dir: dir}, zerolog.Nop(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, si := range []sessions.StartInfo{
+	listBothWays(t, []sessions.StartInfo{
 		{ID: "sesskb", User: "alice", Database: "kb", Profile: "kb"},
 		{ID: "sesssup", User: "bob", Database: "support", Profile: "support"},
-	} {
-		if err := rec.Start(si).End("client_closed"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := rec.Close(); err != nil {
-		t.Fatal(err)
-	}
-	check := func(name, out string) {
+	}, []string{"--profile", "kb"}, func(name, out string) {
 		t.Helper()
 		if !strings.Contains(out, "PROFILE") || !strings.Contains(out, "sesskb") || strings.Contains(out, "sesssup") {
 			t.Fatalf("%s: list --profile kb:\n%s", name, out)
@@ -41,39 +27,36 @@ func TestSessionsListProfile(t *testing.T) {
 				t.Fatalf("%s: row lacks the profile: %q", name, l)
 			}
 		}
-	}
-	code, out, errs := runCLI("sessions", "list", "--config", cfg, "--profile", "kb")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errs)
-	}
-	check("store", out)
-
-	st, err := sessions.OpenStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(st.APIHandler())
-	defer srv.Close()
-	code, out, errs = runCLI("sessions", "list", "--admin", srv.URL, "--token", "t", "--profile", "kb")
-	if code != 0 {
-		t.Fatalf("--admin: exit %d: %s", code, errs)
-	}
-	check("admin API", out)
+	})
 }
 
 // `sessions list --actor A` filters (the store and the admin API alike)
 // and a delegated session's user shows as "user via actor".
 func TestSessionsListActor(t *testing.T) {
+	listBothWays(t, []sessions.StartInfo{
+		{ID: "sessagent", User: "alice", Actor: "agent-7", Database: "kb"},
+		{ID: "sessplain", User: "alice", Database: "kb"},
+	}, []string{"--actor", "agent-7"}, func(name, out string) {
+		t.Helper()
+		if !strings.Contains(out, "sessagent") || strings.Contains(out, "sessplain") || !strings.Contains(out, "alice via agent-7") {
+			t.Fatalf("%s: list --actor agent-7:\n%s", name, out)
+		}
+	})
+}
+
+// listBothWays records each of infos as a whole session in a new store,
+// runs `sessions list` with filter on the store (by --config) and then on
+// an admin API serving it (by --admin), and hands each output to check
+// with the name of the way ("store", "admin API").
+func listBothWays(t *testing.T, infos []sessions.StartInfo, filter []string, check func(name, out string)) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := writeConfig(t, testConfig+"store: { dir: "+dir+" }\n")
 	rec, err := sessions.Open(config.Default().Recording, config.Store{Dir: dir}, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, si := range []sessions.StartInfo{
-		{ID: "sessagent", User: "alice", Actor: "agent-7", Database: "kb"},
-		{ID: "sessplain", User: "alice", Database: "kb"},
-	} {
+	for _, si := range infos {
 		if err := rec.Start(si).End("client_closed"); err != nil {
 			t.Fatal(err)
 		}
@@ -81,13 +64,7 @@ func TestSessionsListActor(t *testing.T) {
 	if err := rec.Close(); err != nil {
 		t.Fatal(err)
 	}
-	check := func(name, out string) {
-		t.Helper()
-		if !strings.Contains(out, "sessagent") || strings.Contains(out, "sessplain") || !strings.Contains(out, "alice via agent-7") {
-			t.Fatalf("%s: list --actor agent-7:\n%s", name, out)
-		}
-	}
-	code, out, errs := runCLI("sessions", "list", "--config", cfg, "--actor", "agent-7")
+	code, out, errs := runCLI(append([]string{"sessions", "list", "--config", cfg}, filter...)...)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -99,7 +76,7 @@ func TestSessionsListActor(t *testing.T) {
 	}
 	srv := httptest.NewServer(st.APIHandler())
 	defer srv.Close()
-	code, out, errs = runCLI("sessions", "list", "--admin", srv.URL, "--token", "t", "--actor", "agent-7")
+	code, out, errs = runCLI(append([]string{"sessions", "list", "--admin", srv.URL, "--token", "t"}, filter...)...)
 	if code != 0 {
 		t.Fatalf("--admin: exit %d: %s", code, errs)
 	}
