@@ -29,11 +29,11 @@ type Options struct {
 	// gateway then records the agent's address as the session's
 	// client_addr instead of its own loopback (pgwire.Origins).
 	Attribute func(c net.Conn, origin string) net.Conn
-	MaxRows    int // rows a result returns at most
-	MaxBytes   int // bytes of row JSON a result carries at most
-	Limits     Limits
-	Version    string
-	Log        zerolog.Logger
+	MaxRows   int // rows a result returns at most
+	MaxBytes  int // bytes of row JSON a result carries at most
+	Limits    Limits
+	Version   string
+	Log       zerolog.Logger
 	// Now is the limiter's clock (tests); default time.Now.
 	Now func() time.Time
 	// Registerer, when set, gets pgwarden_mcp_calls_total.
