@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -30,6 +31,19 @@ func chromiumPath(t *testing.T) string {
 // returns its context, bounded by d, and what stops it.
 func newBrowser(t *testing.T, chrome string, d time.Duration, extra ...chromedp.ExecAllocatorOption) (context.Context, func()) {
 	t.Helper()
+	// Not t.TempDir: Chromium's helper processes can still write to the
+	// profile for a moment after the browser has exited, and TempDir's
+	// RemoveAll then fails the test ("directory not empty"). The profile
+	// is removed with retries instead.
+	profile, err := os.MkdirTemp("", "pgwarden-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chrome),
 		chromedp.Flag("headless", true),
@@ -40,7 +54,7 @@ func newBrowser(t *testing.T, chrome string, d time.Duration, extra ...chromedp.
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 	}
 	opts = append(opts, extra...)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
