@@ -64,7 +64,7 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 		token, ok := admin.BearerToken(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden"`)
-			writeError(w, http.StatusUnauthorized, "pgwarden: a bearer token is required (Authorization: Bearer <token>)")
+			httpjson.Error(w, http.StatusUnauthorized, "pgwarden: a bearer token is required (Authorization: Bearer <token>)")
 			return
 		}
 		p, err := o.Verifier.Verify(r.Context(), token, "")
@@ -77,11 +77,11 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 			s.log.Info().Str("remote", r.RemoteAddr).Err(err).Msg("mcp token refused")
 			if isRef && ref.Reason == identity.ReasonUnavailable {
 				w.Header().Set("Retry-After", "5")
-				writeError(w, http.StatusServiceUnavailable, "pgwarden: "+short)
+				httpjson.Error(w, http.StatusServiceUnavailable, "pgwarden: "+short)
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden", error="invalid_token", error_description="`+short+`"`)
-			writeError(w, http.StatusUnauthorized, "pgwarden: "+short)
+			httpjson.Error(w, http.StatusUnauthorized, "pgwarden: "+short)
 			return
 		}
 		db, err := o.Database(r)
@@ -90,7 +90,7 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 			if pe, ok := pgerr.As(err); ok {
 				msg = pe.Message
 			}
-			writeError(w, http.StatusBadRequest, msg)
+			httpjson.Error(w, http.StatusBadRequest, msg)
 			return
 		}
 		// Tool calls may wait for an approval, and the standalone event
@@ -126,5 +126,3 @@ func (s *Server) callerOf(req *sdk.CallToolRequest) (Caller, error) {
 	}
 	return Caller{}, pgerr.New(pgerr.InvalidPassword, "pgwarden: this call carries no verified identity")
 }
-
-func writeError(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }
