@@ -209,11 +209,7 @@ func (a *Appender) recover() error {
 		}
 		meta := segMeta{name: name, firstSeq: SegFirstSeq(name)}
 		lr := NewLineReader(f, 0)
-		for {
-			line, err := lr.Next()
-			if err == io.EOF {
-				break
-			}
+		for line, err := range lr.Lines() {
 			if err != nil {
 				f.Close()
 				return fmt.Errorf("sessions: %s: %w", name, err)

@@ -66,11 +66,7 @@ func (s *Reader) Each(session string, fn func(raw []byte, ev *event) error) erro
 			return fmt.Errorf("sessions: %w", err)
 		}
 		lr := NewLineReader(f, 0)
-		for {
-			line, err := lr.Next()
-			if err == io.EOF {
-				break
-			}
+		for line, err := range lr.Lines() {
 			if err != nil {
 				f.Close()
 				return fmt.Errorf("sessions: %s: %w", name, err)
@@ -117,11 +113,7 @@ func (s *Reader) verify() (*problem, int64, int, error) {
 		}
 		lr := NewLineReader(f, 0)
 		lines := 0
-		for {
-			line, err := lr.Next()
-			if err == io.EOF {
-				break
-			}
+		for line, err := range lr.Lines() {
 			if err != nil {
 				f.Close()
 				return &problem{Segment: name, Line: lr.lineNo + 1, Msg: err.Error()}, n, 0, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"sort"
@@ -180,6 +181,19 @@ func (lr *LineReader) Rest() []byte {
 
 // Off is the file offset after the last complete line returned.
 func (lr *LineReader) Off() int64 { return lr.off }
+
+// Lines ranges over the complete lines as Next returns them, until the
+// end of the data (io.EOF is not passed on); a read error is the last pair.
+func (lr *LineReader) Lines() iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		for {
+			line, err := lr.Next()
+			if err == io.EOF || !yield(line, err) || err != nil {
+				return
+			}
+		}
+	}
+}
 
 // LineNo is the number of complete lines returned (the last one's, 1-based).
 func (lr *LineReader) LineNo() int { return lr.lineNo }
