@@ -51,9 +51,13 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
-func TestRotationAndRetention(t *testing.T) {
-	dir := t.TempDir()
-	opts := testOpts()
+// oldRotatedStore writes ten sessions three hours ago into a store that
+// rotates every 2000 bytes and keeps an hour: every sealed segment is due
+// for retention when the store is opened again.
+func oldRotatedStore(t *testing.T) (dir string, opts Options, h *testHost, names []string) {
+	t.Helper()
+	dir = t.TempDir()
+	opts = testOpts()
 	opts.RotateBytes = 2000
 	opts.Retention = time.Hour
 	a, h := openT(t, opts, dir)
@@ -63,7 +67,12 @@ func TestRotationAndRetention(t *testing.T) {
 		writeSession(t, a, "old"+string(rune('a'+i)), true)
 	}
 	a.Shutdown()
-	names, _ := ListSegments(dir)
+	names, _ = ListSegments(dir)
+	return dir, opts, h, names
+}
+
+func TestRotationAndRetention(t *testing.T) {
+	dir, opts, h, names := oldRotatedStore(t)
 	if len(names) < 4 {
 		t.Fatalf("expected rotation into several segments, got %d", len(names))
 	}
@@ -98,18 +107,7 @@ func TestRotationAndRetention(t *testing.T) {
 // TestRetentionKeepsUndelivered: retention never deletes a segment with
 // an event a sink reading the store has not delivered (Host.Delivered).
 func TestRetentionKeepsUndelivered(t *testing.T) {
-	dir := t.TempDir()
-	opts := testOpts()
-	opts.RotateBytes = 2000
-	opts.Retention = time.Hour
-	a, h := openT(t, opts, dir)
-	now := time.Now().UTC().Add(-3 * time.Hour)
-	a.setNow(h, func() time.Time { return now })
-	for i := 0; i < 10; i++ {
-		writeSession(t, a, "old"+string(rune('a'+i)), true)
-	}
-	a.Shutdown()
-	names, _ := ListSegments(dir)
+	dir, opts, _, names := oldRotatedStore(t)
 	h2 := newTestHost()
 	h2.delivered.Store(0) // a sink that has delivered nothing
 	a2 := openWith(t, h2, opts, dir)
