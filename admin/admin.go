@@ -321,7 +321,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if len(profiles) > 0 {
 		body["profiles"] = profiles
 	}
-	writeJSON(w, code, body)
+	httpjson.Compact(w, code, body)
 }
 
 // runCheck runs fn but returns when ctx expires even if fn ignores ctx
@@ -461,5 +461,3 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func writeError(w http.ResponseWriter, code int, msg string) {
 	httpjson.Compact(w, code, map[string]string{"error": msg})
 }
-
-func writeJSON(w http.ResponseWriter, code int, v any) { httpjson.Compact(w, code, v) }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pgwarden/pgwarden/identity"
+	"github.com/pgwarden/pgwarden/internal/httpjson"
 )
 
 // WebLogin configures browser sign-in to /ui/ with the OIDC authorization
@@ -380,10 +381,10 @@ func (wa *webAuth) session(w http.ResponseWriter, r *http.Request) {
 		if len(logins) > 0 {
 			body["login"] = logins[0]
 		}
-		writeJSON(w, http.StatusUnauthorized, body)
+		httpjson.Compact(w, http.StatusUnauthorized, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	httpjson.Compact(w, http.StatusOK, map[string]any{
 		"user": s.principal.User, "groups": s.principal.Groups,
 		"expires_at": s.expires.UTC().Format(time.RFC3339), "csrf": s.csrf,
 	})
@@ -396,7 +397,7 @@ func (wa *webAuth) logout(w http.ResponseWriter, r *http.Request) {
 	id, s := wa.lookup(r)
 	if s == nil {
 		http.SetCookie(w, wa.cookie(sessionCookie, "", 0, http.SameSiteStrictMode))
-		writeJSON(w, http.StatusOK, map[string]string{"status": "signed out"})
+		httpjson.Compact(w, http.StatusOK, map[string]string{"status": "signed out"})
 		return
 	}
 	if !checkCSRF(r, s) {
@@ -407,7 +408,7 @@ func (wa *webAuth) logout(w http.ResponseWriter, r *http.Request) {
 	delete(wa.sessions, id)
 	wa.mu.Unlock()
 	http.SetCookie(w, wa.cookie(sessionCookie, "", 0, http.SameSiteStrictMode))
-	writeJSON(w, http.StatusOK, map[string]string{"status": "signed out"})
+	httpjson.Compact(w, http.StatusOK, map[string]string{"status": "signed out"})
 }
 
 // sanitizeParam keeps an IdP error code printable and short.

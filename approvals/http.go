@@ -73,7 +73,7 @@ func authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := identity.FromContext(r.Context()); !ok || p.User == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden"`)
-			writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
+			httpjson.Error(w, http.StatusUnauthorized, "a valid bearer token is required")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -86,7 +86,7 @@ func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n <= 0 {
-			writeError(w, http.StatusBadRequest, "limit must be a positive integer")
+			httpjson.Error(w, http.StatusBadRequest, "limit must be a positive integer")
 			return
 		}
 		limit = n
@@ -99,7 +99,7 @@ func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
 	if list == nil {
 		list = []*Approval{}
 	}
-	writeJSON(w, http.StatusOK, list)
+	httpjson.Write(w, http.StatusOK, list)
 }
 
 func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -108,7 +108,7 @@ func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) {
 		m.writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	httpjson.Write(w, http.StatusOK, a)
 }
 
 func (m *Manager) handleDecide(approve bool) http.HandlerFunc {
@@ -129,7 +129,7 @@ func (m *Manager) handleDecide(approve bool) http.HandlerFunc {
 			m.writeErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, a)
+		httpjson.Write(w, http.StatusOK, a)
 	}
 }
 
@@ -156,12 +156,8 @@ func (m *Manager) writeErr(w http.ResponseWriter, err error) {
 		m.log.Error().Err(err).Msg("approvals API failure")
 		msg = "internal error; see the gateway log"
 	}
-	writeError(w, code, msg)
+	httpjson.Error(w, code, msg)
 }
-
-func writeError(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }
-
-func writeJSON(w http.ResponseWriter, code int, v any) { httpjson.Write(w, code, v) }
 
 //go:embed ui
 var uiFS embed.FS

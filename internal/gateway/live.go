@@ -75,7 +75,7 @@ func (g *Gateway) liveAPI() http.Handler {
 	mux.HandleFunc("GET /api/v1/live", g.handleLiveList)
 	mux.HandleFunc("POST /api/v1/live/{session}/terminate", g.handleTerminate)
 	mux.HandleFunc("/api/v1/live/", func(w http.ResponseWriter, r *http.Request) {
-		writeAPIError(w, http.StatusNotFound, "no such API route")
+		httpjson.Error(w, http.StatusNotFound, "no such API route")
 	})
 	return mux
 }
@@ -85,11 +85,11 @@ func (g *Gateway) liveCaller(w http.ResponseWriter, r *http.Request) (identity.P
 	p, ok := identity.FromContext(r.Context())
 	if !ok || p.User == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pgwarden"`)
-		writeAPIError(w, http.StatusUnauthorized, "a valid bearer token is required")
+		httpjson.Error(w, http.StatusUnauthorized, "a valid bearer token is required")
 		return p, false
 	}
 	if !g.approvals.IsApprover(p) {
-		writeAPIError(w, http.StatusForbidden, p.User+" is not in an approver group: live sessions are for approvers")
+		httpjson.Error(w, http.StatusForbidden, p.User+" is not in an approver group: live sessions are for approvers")
 		return p, false
 	}
 	return p, true
@@ -119,7 +119,7 @@ func (g *Gateway) handleLiveList(w http.ResponseWriter, r *http.Request) {
 		list = []LiveSession{}
 	}
 	body["sessions"] = list
-	writeAPIJSON(w, http.StatusOK, body)
+	httpjson.Write(w, http.StatusOK, body)
 }
 
 func (g *Gateway) handleTerminate(w http.ResponseWriter, r *http.Request) {
@@ -129,7 +129,7 @@ func (g *Gateway) handleTerminate(w http.ResponseWriter, r *http.Request) {
 	}
 	reason, err := decodeReason(http.MaxBytesReader(w, r.Body, maxLiveBody+1))
 	if err != nil {
-		writeAPIError(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	id := r.PathValue("session")
@@ -141,27 +141,27 @@ func (g *Gateway) handleTerminate(w http.ResponseWriter, r *http.Request) {
 			others, err := g.otherLive(r.Context(), id)
 			if err != nil {
 				g.log.Error().Err(err).Str("session", id).Msg("live sessions: looking the session up in the shared store failed")
-				writeAPIError(w, http.StatusInternalServerError, "internal error; see the gateway log")
+				httpjson.Error(w, http.StatusInternalServerError, "internal error; see the gateway log")
 				return
 			}
 			if len(others) > 0 {
 				gw := others[0].Gateway
-				writeAPIJSON(w, http.StatusConflict, map[string]string{
+				httpjson.Write(w, http.StatusConflict, map[string]string{
 					"error":   fmt.Sprintf("session %s is held by gateway %s: end it through that gateway's admin API", id, gw),
 					"gateway": gw,
 				})
 				return
 			}
 		}
-		writeAPIError(w, http.StatusNotFound, fmt.Sprintf("no live session %q on this gateway", clipID(id)))
+		httpjson.Error(w, http.StatusNotFound, fmt.Sprintf("no live session %q on this gateway", clipID(id)))
 		return
 	}
 	if !g.approvals.IsApproverFor(p, h.info.Profile) {
-		writeAPIError(w, http.StatusForbidden, fmt.Sprintf("%s is not in an approver group of profile %s", p.User, h.info.Profile))
+		httpjson.Error(w, http.StatusForbidden, fmt.Sprintf("%s is not in an approver group of profile %s", p.User, h.info.Profile))
 		return
 	}
 	if !h.ending.CompareAndSwap(false, true) {
-		writeAPIError(w, http.StatusConflict, "the session is already being ended")
+		httpjson.Error(w, http.StatusConflict, "the session is already being ended")
 		return
 	}
 	ls := g.liveOf(h)
@@ -198,7 +198,7 @@ func (g *Gateway) handleTerminate(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 	}
 	ls.Ended = &ended
-	writeAPIJSON(w, http.StatusOK, ls)
+	httpjson.Write(w, http.StatusOK, ls)
 }
 
 // ownLive lists this gateway's open sessions.
@@ -311,7 +311,4 @@ func clipID(s string) string {
 	return s
 }
 
-func writeAPIError(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }
-
 // writeAPIJSON writes v as the approvals API does (live and verify answers).
-func writeAPIJSON(w http.ResponseWriter, code int, v any) { httpjson.Write(w, code, v) }

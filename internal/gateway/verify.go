@@ -3,6 +3,8 @@ package gateway
 import (
 	"net/http"
 	"strings"
+
+	"github.com/pgwarden/pgwarden/internal/httpjson"
 )
 
 // verifyHandler serves GET /api/v1/sessions/verify: the record's hash
@@ -14,13 +16,13 @@ func (g *Gateway) verifyHandler() http.Handler {
 		ok, p, err := g.store.Verify(&out)
 		if err != nil {
 			g.log.Error().Err(err).Msg("verifying the session record failed")
-			writeAPIError(w, http.StatusInternalServerError, "reading the session store failed")
+			httpjson.Error(w, http.StatusInternalServerError, "reading the session store failed")
 			return
 		}
 		body := map[string]any{"ok": ok, "summary": strings.TrimSpace(out.String())}
 		if p != nil {
 			body["problem"] = p
 		}
-		writeAPIJSON(w, http.StatusOK, body)
+		httpjson.Write(w, http.StatusOK, body)
 	})
 }
