@@ -310,5 +310,3 @@ func clipID(s string) string {
 	}
 	return s
 }
-
-// writeAPIJSON writes v as the approvals API does (live and verify answers).
